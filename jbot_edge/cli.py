@@ -1,0 +1,48 @@
+"""The ``jbot-edge`` command line.
+
+Each subcommand lives in its own module under :mod:`jbot_edge.commands` and exposes ``register(app)``; heavy
+imports (torch, hls4ml, pythia) happen inside the command so ``--help`` stays fast. Errors caused by user input
+(:class:`jbot_edge.errors.JbotEdgeError`) print one ``error: ...`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from jbot_edge.errors import JbotEdgeError
+
+#: Registered commands, in pipeline order. A command is listed here only once it works end to end.
+COMMAND_MODULES = [
+    "jbot_edge.commands.info",
+]
+
+app = typer.Typer(
+    name="jbot-edge",
+    help="From unlabeled jets to level-1-trigger firmware: generate → pretrain → evaluate → qat → synth → emulate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    from jbot_edge.logs import setup_logging
+
+    setup_logging(verbose)
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="jbot-edge", standalone_mode=True)
+    except JbotEdgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,193 @@
+"""Streaming reader for canonical jet files (see :mod:`jbot_edge.data.format`).
+
+Files can hold 10^7 jets, so nothing here loads a whole file: :meth:`JetFile.iter_batches` reads contiguous
+chunk-aligned blocks and filters labels in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from jbot_edge.data.format import SCHEMA_NAME, SCHEMA_VERSION, JetBatch
+from jbot_edge.errors import JbotEdgeError
+
+
+class JetFile:
+    """A canonical jet file opened for reading. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise JbotEdgeError(f"jet file {self.path} does not exist")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise JbotEdgeError(f"jet file {self.path} is not a readable HDF5 file (truncated or corrupt?)") from exc
+        try:
+            self._check_schema()
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def _check_schema(self) -> None:
+        h5 = self._h5
+        schema = h5.attrs.get("schema")
+        if schema != SCHEMA_NAME:
+            raise JbotEdgeError(
+                f"{self.path}: attribute 'schema' is {schema!r}, expected {SCHEMA_NAME!r} "
+                "(convert foreign files with `jbot-edge convert`)"
+            )
+        version = int(h5.attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise JbotEdgeError(f"{self.path}: schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+        for key in ("particles", "particles/mask", "labels"):
+            if key not in h5:
+                raise JbotEdgeError(f"{self.path}: key '{key}' is missing")
+        n = h5["labels"].shape[0]
+        for name, ds in self._datasets("particles").items():
+            if ds.shape[0] != n:
+                raise JbotEdgeError(f"{self.path}: particles/{name} has {ds.shape[0]} jets, labels have {n}")
+
+    def _datasets(self, group: str) -> dict[str, h5py.Dataset]:
+        if group not in self._h5:
+            return {}
+        return {k: v for k, v in self._h5[group].items() if isinstance(v, h5py.Dataset)}
+
+    # -- metadata ---------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._h5["labels"].shape[0])
+
+    @property
+    def n_jets(self) -> int:
+        return len(self)
+
+    @property
+    def n_particles(self) -> int:
+        return int(self._h5["particles/mask"].shape[1])
+
+    @property
+    def particle_features(self) -> list[str]:
+        return [k for k in self._datasets("particles") if k != "mask"]
+
+    @property
+    def jet_features(self) -> list[str]:
+        return list(self._datasets("jets"))
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(json.loads(self._h5.attrs["label_names"]))
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self._h5.attrs.items():
+            if key in ("provenance", "label_names"):
+                value = json.loads(value)
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[key] = value
+        return out
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return dict(json.loads(self._h5.attrs.get("provenance", "{}")))
+
+    def labels(self) -> np.ndarray:
+        """All labels (int32, 4 bytes a jet: fine even for 10^7 jets)."""
+        return self._h5["labels"][:]
+
+    def label_indices(self, names: Sequence[str], option: str = "labels") -> list[int]:
+        """Map label names to indices; unknown names raise an error naming ``option``."""
+        known = self.label_names
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise JbotEdgeError(f"{option}: label(s) {unknown} not in {self.path} (it has {known})")
+        if not names:
+            raise JbotEdgeError(f"{option}: the label filter is empty")
+        return [known.index(n) for n in names]
+
+    def require_particle_features(self, names: Sequence[str], option: str = "features") -> None:
+        available = set(self.particle_features)
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise JbotEdgeError(
+                f"{self.path}: {option} needs particle feature(s) {missing}, the file has {sorted(available)}"
+            )
+
+    def counts_per_label(self) -> dict[str, int]:
+        counts = np.bincount(self.labels(), minlength=len(self.label_names))
+        return {name: int(c) for name, c in zip(self.label_names, counts)}
+
+    # -- data -------------------------------------------------------------------------------------------------
+    def read(
+        self,
+        index: slice | np.ndarray,
+        particle_features: Sequence[str] | None = None,
+        jet_features: Sequence[str] | None = None,
+    ) -> JetBatch:
+        """Read jets by slice or sorted index array (fancy indexing on HDF5 wants sorted, unique indices)."""
+        pnames = self.particle_features if particle_features is None else list(particle_features)
+        jnames = self.jet_features if jet_features is None else list(jet_features)
+        self.require_particle_features(pnames)
+        missing_jets = [n for n in jnames if n not in self.jet_features]
+        if missing_jets:
+            raise JbotEdgeError(f"{self.path}: jet feature(s) {missing_jets} missing (has {self.jet_features})")
+        if isinstance(index, np.ndarray):
+            if index.size == 0:
+                lo, hi = 0, 0
+            else:
+                lo, hi = int(index.min()), int(index.max()) + 1
+            block = self.read(slice(lo, hi), pnames, jnames)
+            return block.select(index - lo)
+        h5 = self._h5
+        return JetBatch(
+            particles={n: h5[f"particles/{n}"][index] for n in pnames},
+            mask=h5["particles/mask"][index].astype(bool),
+            jets={n: h5[f"jets/{n}"][index] for n in jnames},
+            labels=h5["labels"][index].astype(np.int64),
+        )
+
+    def iter_batches(
+        self,
+        batch_size: int,
+        particle_features: Sequence[str] | None = None,
+        jet_features: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Iterator[JetBatch]:
+        """Yield batches of up to ``batch_size`` jets from ``[start, stop)``, optionally only the given labels."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        keep = None if labels is None else np.asarray(self.label_indices(labels, "labels"))
+        pending: list[JetBatch] = []
+        n_pending = 0
+        block = max(batch_size, 4096)
+        for lo in range(start, stop, block):
+            chunk = self.read(slice(lo, min(lo + block, stop)), particle_features, jet_features)
+            if keep is not None:
+                chunk = chunk.select(np.isin(chunk.labels, keep))
+            pending.append(chunk)
+            n_pending += len(chunk)
+            while n_pending >= batch_size:
+                merged = JetBatch.concatenate(pending)
+                yield merged.select(slice(0, batch_size))
+                rest = merged.select(slice(batch_size, None))
+                pending, n_pending = [rest], len(rest)
+        if n_pending:
+            yield JetBatch.concatenate(pending)
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> JetFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
