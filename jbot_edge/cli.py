@@ -17,6 +17,8 @@ from jbot_edge.errors import JbotEdgeError
 #: Registered commands, in pipeline order. A command is listed here only once it works end to end.
 COMMAND_MODULES = [
     "jbot_edge.commands.info",
+    "jbot_edge.commands.convert",
+    "jbot_edge.commands.pretrain",
 ]
 
 app = typer.Typer(

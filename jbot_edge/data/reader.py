@@ -132,7 +132,11 @@ class JetFile:
         particle_features: Sequence[str] | None = None,
         jet_features: Sequence[str] | None = None,
     ) -> JetBatch:
-        """Read jets by slice or sorted index array (fancy indexing on HDF5 wants sorted, unique indices)."""
+        """Read jets by slice, integer index array (any order, repeats allowed) or boolean mask over all jets.
+
+        An index array reads the one contiguous block spanning it, then selects in memory (HDF5 fancy indexing
+        is slow and wants sorted unique indices), so keep index arrays local for big files.
+        """
         pnames = self.particle_features if particle_features is None else list(particle_features)
         jnames = self.jet_features if jet_features is None else list(jet_features)
         self.require_particle_features(pnames)
@@ -140,6 +144,7 @@ class JetFile:
         if missing_jets:
             raise JbotEdgeError(f"{self.path}: jet feature(s) {missing_jets} missing (has {self.jet_features})")
         if isinstance(index, np.ndarray):
+            index = self._positions(index)
             if index.size == 0:
                 lo, hi = 0, 0
             else:
@@ -154,6 +159,22 @@ class JetFile:
             labels=h5["labels"][index].astype(np.int64),
         )
 
+    def _positions(self, index: np.ndarray) -> np.ndarray:
+        """Integer positions from an index array; a boolean array is a mask over all jets."""
+        n = len(self)
+        if index.dtype == np.bool_:
+            if index.shape != (n,):
+                raise JbotEdgeError(f"{self.path}: boolean index has shape {index.shape}, expected ({n},)")
+            return np.flatnonzero(index)
+        if index.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if index.dtype.kind not in "iu":
+            raise JbotEdgeError(f"{self.path}: index array must hold integers or booleans, got {index.dtype}")
+        if index.min() < 0 or index.max() >= n:
+            raise JbotEdgeError(f"{self.path}: jet index out of range (file has {n} jets, got "
+                                f"{int(index.min())}..{int(index.max())})")
+        return index.astype(np.int64, copy=False)
+
     def iter_batches(
         self,
         batch_size: int,
@@ -164,6 +185,8 @@ class JetFile:
         stop: int | None = None,
     ) -> Iterator[JetBatch]:
         """Yield batches of up to ``batch_size`` jets from ``[start, stop)``, optionally only the given labels."""
+        if batch_size < 1:
+            raise JbotEdgeError(f"{self.path}: batch_size must be ≥ 1, got {batch_size}")
         stop = len(self) if stop is None else min(stop, len(self))
         keep = None if labels is None else np.asarray(self.label_indices(labels, "labels"))
         pending: list[JetBatch] = []

@@ -1,0 +1,230 @@
+"""Trigger-precision inputs: the ONE definition of how a jet becomes the integers a level-1 student reads.
+
+Used unchanged by ``qat`` (training inputs), ``synth`` (input precision of the firmware) and ``emulate`` (the
+codes fed to every leg of the comparison). It is stored inside every student checkpoint.
+
+Quantization, per particle feature ``f`` with LSB ``lsb_f`` (a physical unit: 0.25 GeV, π/720 rad) and ``bits_f``:
+
+1. ``code = rint(value / lsb_f)`` — nearest code, **ties to even** (``numpy.rint``; computed in float64, so a value
+   that is exactly half an LSB above a code, e.g. pT = 0.125 GeV, rounds to the even neighbour 0). This mirrors the
+   rounding of a trigger primitive to its LSB; it happens once, in software, before any emulation leg.
+2. out-of-range codes are **saturated** to ``[-2^(bits-1), 2^(bits-1) - 1]`` (signed) or ``[0, 2^bits - 1]``
+   (unsigned) — or wrapped two's-complement style with ``overflow: wrap`` (what a plain bit slice does in RTL).
+3. padded particle slots are code 0 for every feature (so an empty slot is a zero vector, as in the CMS Phase-2
+   L1 Deep Sets tagger; the student processes it like any particle and learns its constant contribution).
+
+The model never sees physical units. All features share one power-of-two scale (one per-tensor quantizer)::
+
+    model_input = code * 2**-input_frac_bits          (exact in float32: every code has < 24 bits)
+
+so the input tensor is the fixed-point type ``ap_fixed<W, W - input_frac_bits>`` with ``W = input_width`` (signed;
+one extra bit when an unsigned feature shares the tensor with signed ones). hls4ml reads exactly this type from the
+exported graph's input ``Quant`` node; :meth:`L1InputSpec.input_fixed_type` states it for humans and checks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from jbot_edge.config import StrictModel
+from jbot_edge.data.format import JetBatch
+from jbot_edge.errors import JbotEdgeError
+
+_LSB_EXPRESSION = re.compile(r"^\s*(?:(?P<num>[0-9.eE+-]+)\s*\*\s*)?pi\s*/\s*(?P<den>[0-9.eE+-]+)\s*$")
+
+
+def parse_lsb(value: Any) -> float:
+    """An LSB as a positive float; also accepts ``"pi/720"`` or ``"2*pi/1440"`` (YAML-friendly)."""
+    if isinstance(value, str):
+        match = _LSB_EXPRESSION.match(value)
+        if match:
+            num = float(match.group("num") or 1.0)
+            return num * math.pi / float(match.group("den"))
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"LSB {value!r} must be a number or 'pi/N'") from None
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"LSB must be a positive finite number, got {value}")
+    return value
+
+
+class FeatureQuantizer(StrictModel):
+    """How one particle feature becomes an integer code."""
+
+    name: str = Field(description="particle feature in the canonical jet file, e.g. part_pt")
+    lsb: float = Field(description="physical value of one code (GeV, rad, ...); accepts 'pi/720'")
+    bits: int = Field(ge=2, le=18, description="code width in bits, sign bit included when signed")
+    signed: bool = True
+
+    @field_validator("lsb", mode="before")
+    @classmethod
+    def _parse_lsb(cls, value: Any) -> float:
+        return parse_lsb(value)
+
+    @property
+    def min_code(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_code(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
+def default_features() -> list[FeatureQuantizer]:
+    # pT: 0.25 GeV LSB (CMS Phase-2 L1 particle candidates), 12 bits → saturates at 1023.75 GeV.
+    # Δη, Δφ: π/720 LSB (the L1 η/φ LSB), 9 bits signed → ±1.11 rad, wide enough for R ≤ 0.8 jets.
+    return [
+        FeatureQuantizer(name="part_pt", lsb=0.25, bits=12, signed=False),
+        FeatureQuantizer(name="part_deta", lsb=math.pi / 720, bits=9, signed=True),
+        FeatureQuantizer(name="part_dphi", lsb=math.pi / 720, bits=9, signed=True),
+    ]
+
+
+class L1InputSpec(StrictModel):
+    """Leading constituents at trigger precision: feature quantizers + the model's input scale."""
+
+    n_particles: int = Field(default=16, ge=1, le=256)
+    features: list[FeatureQuantizer] = Field(default_factory=default_features)
+    input_frac_bits: int = Field(default=6, ge=0, le=16,
+                                 description="model input = code * 2**-input_frac_bits (one per-tensor scale)")
+    overflow: Literal["saturate", "wrap"] = "saturate"
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, value: list[FeatureQuantizer]) -> list[FeatureQuantizer]:
+        names = [f.name for f in value]
+        if not names:
+            raise ValueError("at least one quantized feature is needed")
+        if len(set(names)) != len(names):
+            raise ValueError(f"quantized features must be unique, got {names}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_float32(self) -> L1InputSpec:
+        if self.input_width > 24:
+            raise ValueError(f"input width {self.input_width} bits exceeds the 24 bits float32 represents exactly")
+        if self.input_frac_bits >= self.input_width:
+            raise ValueError(f"input_frac_bits={self.input_frac_bits} must be below the input width "
+                             f"{self.input_width} (at least the sign bit is an integer bit)")
+        return self
+
+    # -- derived fixed-point description -------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def input_signed(self) -> bool:
+        return True  # the tensor quantizer is signed (simplest common type; costs one bit for pT-only specs)
+
+    @property
+    def input_width(self) -> int:
+        """Bits of the shared signed input tensor type: an unsigned b-bit code needs b + 1 signed bits."""
+        return max(f.bits if f.signed else f.bits + 1 for f in self.features)
+
+    @property
+    def input_integer_bits(self) -> int:
+        """Integer bits of ``ap_fixed<W, I>`` (sign included, hls4ml/Vivado convention)."""
+        return self.input_width - self.input_frac_bits
+
+    @property
+    def input_scale(self) -> float:
+        return 2.0 ** -self.input_frac_bits
+
+    def input_fixed_type(self) -> str:
+        return f"fixed<{self.input_width},{self.input_integer_bits}>"
+
+    def code_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature ``(min_code, max_code)`` arrays, int64 [F]."""
+        return (np.array([f.min_code for f in self.features], dtype=np.int64),
+                np.array([f.max_code for f in self.features], dtype=np.int64))
+
+    # -- quantization --------------------------------------------------------------------------------------------
+    def check_file(self, jet_file) -> None:  # jbot_edge.data.reader.JetFile (avoids an import cycle)
+        """Refuse files that cannot provide these inputs, naming what is missing."""
+        jet_file.require_particle_features(self.feature_names, option="L1 input spec")
+        if jet_file.n_particles < self.n_particles:
+            raise JbotEdgeError(f"{jet_file.path}: holds {jet_file.n_particles} particles per jet, the L1 input spec "
+                                f"needs n_particles={self.n_particles}")
+
+    def quantize_values(self, values: np.ndarray) -> np.ndarray:
+        """Physical values ``[..., F]`` (feature order of this spec) → int32 codes with rounding and overflow."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape[-1] != self.n_features:
+            raise JbotEdgeError(f"L1 input spec has {self.n_features} features, values have {values.shape[-1]}")
+        if not np.isfinite(values).all():
+            raise JbotEdgeError("L1 input quantizer: inputs hold NaN/inf; expected finite values")
+        lsb = np.array([f.lsb for f in self.features], dtype=np.float64)
+        codes = np.rint(values / lsb)
+        lo, hi = self.code_bounds()
+        if self.overflow == "saturate":
+            codes = np.clip(codes, lo, hi)
+        else:
+            # Two's-complement wrap to `bits` (unsigned: modulo 2^bits), as a bit slice of a wider word does.
+            bits = np.array([f.bits for f in self.features], dtype=np.int64)
+            span = np.left_shift(1, bits).astype(np.float64)
+            codes = np.mod(codes - lo, span) + lo
+        return codes.astype(np.int32)
+
+    def quantize(self, batch: JetBatch) -> np.ndarray:
+        """A JetBatch → int32 codes ``[N, n_particles, F]``; padded slots are 0."""
+        if batch.n_particles < self.n_particles:
+            raise JbotEdgeError(f"batch has {batch.n_particles} particles per jet, the L1 input spec needs "
+                                f"{self.n_particles}")
+        missing = [n for n in self.feature_names if n not in batch.particles]
+        if missing:
+            raise JbotEdgeError(f"L1 input spec needs particle feature(s) {missing}, the batch has "
+                                f"{sorted(batch.particles)}")
+        p = self.n_particles
+        values = np.stack([batch.particles[n][:, :p] for n in self.feature_names], axis=-1)
+        codes = self.quantize_values(values)
+        codes[~batch.mask[:, :p]] = 0
+        return codes
+
+    def check_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Validate externally supplied codes (shape, integrality, per-feature range); return them as int32."""
+        codes = np.asarray(codes)
+        if codes.ndim != 3 or codes.shape[1:] != (self.n_particles, self.n_features):
+            raise JbotEdgeError(f"codes have shape {codes.shape}, expected (N, {self.n_particles}, {self.n_features})")
+        if not np.issubdtype(codes.dtype, np.integer):
+            if not np.array_equal(codes, np.rint(codes)):
+                raise JbotEdgeError("codes must be integers")
+        lo, hi = self.code_bounds()
+        if codes.size and ((codes < lo).any() or (codes > hi).any()):
+            raise JbotEdgeError(f"codes outside the per-feature ranges {lo.tolist()}..{hi.tolist()}")
+        return codes.astype(np.int32)
+
+    def to_model_input(self, codes: np.ndarray) -> np.ndarray:
+        """int codes → float32 model input ``codes * 2**-input_frac_bits`` (exact)."""
+        return (np.asarray(codes, dtype=np.float64) * self.input_scale).astype(np.float32)
+
+    def model_input(self, batch: JetBatch) -> np.ndarray:
+        """A JetBatch → float32 ``[N, P, F]`` exactly representable model input."""
+        return self.to_model_input(self.quantize(batch))
+
+    def dequantize(self, codes: np.ndarray) -> np.ndarray:
+        """Codes → physical values (float64), e.g. to print a mismatching jet in physical units."""
+        lsb = np.array([f.lsb for f in self.features], dtype=np.float64)
+        return np.asarray(codes, dtype=np.float64) * lsb
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description, including the derived fixed-point input type."""
+        return {
+            **self.model_dump(mode="json"),
+            "input_width": self.input_width,
+            "input_integer_bits": self.input_integer_bits,
+            "input_fixed_type": self.input_fixed_type(),
+            "rounding": "nearest, ties to even (numpy.rint of value / lsb)",
+            "padding_code": 0,
+        }

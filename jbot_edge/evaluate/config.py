@@ -1,0 +1,126 @@
+"""Settings of ``jbot-edge evaluate`` (defaults in ``configs/evaluate/default.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from jbot_edge.config import StrictModel
+from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
+from jbot_edge.evaluate.scores import CosineParams, GmmParams, KmeansParams, KnnParams, MahalanobisParams
+
+ScorerName = Literal["knn", "cosine", "mahalanobis", "gmm", "kmeans"]
+
+
+class DataSettings(StrictModel):
+    background: list[str] = Field(default_factory=lambda: ["q", "g"], description="labels forming the background")
+    signals: list[str] | None = Field(default=None, description="signal labels; null = every other label present")
+    bank_size: int = Field(default=20000, ge=1, description="background jets the scorers are fitted on (jBOT: 20k)")
+    max_eval_background: int = Field(default=50000, ge=1, description="held-out background jets scored")
+    max_eval_per_signal: int = Field(default=20000, ge=1, description="jets scored per signal label")
+    split_seed: int = 0
+    batch_size: int = Field(default=2048, ge=1, description="jets per teacher forward pass")
+
+
+class ScorerSettings(StrictModel):
+    knn: KnnParams = Field(default_factory=KnnParams)
+    cosine: CosineParams = Field(default_factory=CosineParams)
+    mahalanobis: MahalanobisParams = Field(default_factory=MahalanobisParams)
+    gmm: GmmParams = Field(default_factory=GmmParams)
+    kmeans: KmeansParams = Field(default_factory=KmeansParams)
+
+
+class MetricSettings(StrictModel):
+    fpr_targets: list[float] = Field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
+    sig_eff_targets: list[float] = Field(default_factory=lambda: [0.3, 0.5])
+    uncertainty: Literal["bootstrap", "kfold"] = "bootstrap"
+    n_resamples: int = Field(default=20, ge=2, description="bootstrap resamples or k folds")
+    seed: int = 0
+
+    @field_validator("fpr_targets", "sig_eff_targets")
+    @classmethod
+    def _in_unit_interval(cls, values: list[float]) -> list[float]:
+        if not values or any(not 0 < v < 1 for v in values):
+            raise ValueError("targets must be a non-empty list of numbers in (0, 1)")
+        return values
+
+
+class TriggerSettings(StrictModel):
+    rate_budget_khz: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0],
+                                         description="L1 accept-rate budgets to evaluate (CICADA: 3 kHz)")
+    background_rate_mhz: float = Field(default=LHC_CROSSING_RATE_MHZ, gt=0,
+                                       description="crossing rate the budget is a fraction of")
+    jets_per_crossing: int = Field(default=1, ge=1, description="scored jets per crossing (any passing fires)")
+
+    @model_validator(mode="after")
+    def _budget_below_rate(self) -> TriggerSettings:
+        bad = [r for r in self.rate_budget_khz if not 0 < r < self.background_rate_mhz * 1e3]
+        if bad:
+            raise ValueError(f"rate budgets {bad} kHz must lie in (0, background_rate_mhz·1000)")
+        return self
+
+
+class ClusteringSettings(StrictModel):
+    enabled: bool = True
+    normalize: bool = True
+    max_points: int = Field(default=20000, ge=10, description="jets used for k-means NMI/ARI/purity")
+    pca_points: int = Field(default=5000, ge=10)
+    tsne: bool = True
+    tsne_points: int = Field(default=1500, ge=10, description="t-SNE is slow: a subsample")
+    perplexity: float = Field(default=30.0, gt=1)
+
+
+class ProbeSettings(StrictModel):
+    enabled: bool = True
+    train_fraction: float = Field(default=0.5, gt=0, lt=1)
+    knn_k: int = Field(default=20, ge=1)
+    max_jets: int = Field(default=40000, ge=10, description="evaluation jets used by the probes")
+
+
+class FinetuneSettings(StrictModel):
+    enabled: bool = True
+    label_fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+    train_fraction: float = Field(default=0.7, gt=0, lt=1, description="share of the jets for training")
+    max_jets: int = Field(default=20000, ge=10, description="evaluation jets used (train + test)")
+    epochs: int = Field(default=5, ge=1)
+    min_steps: int = Field(default=60, ge=1, description="at least this many steps per run (small fractions)")
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    layer_decay: float = Field(default=0.75, gt=0, le=1, description="layer-wise lr decay for the pre-trained arm")
+    scratch_layer_decay: float = Field(default=1.0, gt=0, le=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+    warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        if not values or any(not 0 < v <= 1 for v in values):
+            raise ValueError("label fractions must be a non-empty list of numbers in (0, 1]")
+        return sorted(values)
+
+
+class EvaluateConfig(StrictModel):
+    scorer: ScorerName = Field(default="mahalanobis", description="scorer saved as RUN_DIR's score head")
+    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "cosine", "mahalanobis", "gmm", "kmeans"],
+                                      description="scorers evaluated (the score-head scorer is always added)")
+    allow_preset_mismatch: bool = Field(default=False, description="evaluate a teacher on another data preset")
+    write_score_head: bool = True
+    seed: int = 0
+    threads: int | None = Field(default=None, ge=1, description="torch threads (null: torch default)")
+    data: DataSettings = Field(default_factory=DataSettings)
+    scorers: ScorerSettings = Field(default_factory=ScorerSettings)
+    metrics: MetricSettings = Field(default_factory=MetricSettings)
+    trigger: TriggerSettings = Field(default_factory=TriggerSettings)
+    clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+
+    @model_validator(mode="after")
+    def _score_head_is_compared(self) -> EvaluateConfig:
+        if self.scorer not in self.compare:
+            self.compare = [*self.compare, self.scorer]
+        if len(set(self.compare)) != len(self.compare):
+            raise ValueError(f"compare lists a scorer twice: {self.compare}")
+        return self

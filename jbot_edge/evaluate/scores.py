@@ -1,0 +1,357 @@
+"""Anomaly scorers in the frozen teacher embedding, fitted on a bank of background-only embeddings.
+
+Every scorer maps raw teacher [CLS] embeddings ``[N, D]`` to one float64 score per jet, **higher = more anomalous**,
+and is fully described by a few named arrays plus its parameters, so that it can be saved as a score head
+(:mod:`jbot_edge.evaluate.score_head`) and recomputed bit-identically later.
+
+==============  ========================================================================  ==========================
+name            score                                                                     FPGA-computable?
+==============  ========================================================================  ==========================
+``knn``         mean L2 distance to the k nearest bank embeddings (optionally L2-normed)  no: needs the whole bank
+``cosine``      −τ · log Σ_{top-k} exp(cos(x, b)/τ) over the bank (L2-normed)              no: bank + exp/log
+``mahalanobis`` (x−μ)ᵀ P (x−μ), P = inverse of the shrunk background covariance           yes: one quadratic form
+``gmm``         −log p(x) under a K-component Gaussian mixture fitted without labels      no: log-sum-exp over K
+``kmeans``      L2 distance to the nearest of K k-means centroids                          yes: K distances + min
+==============  ========================================================================  ==========================
+
+Regularisation (documented so that no scorer ever returns NaN):
+
+* ``mahalanobis``: the covariance is shrunk (Ledoit-Wolf by default, or OAS, or a fixed shrinkage towards
+  ``trace/D · I``); eigenvalues of the result are then floored at ``min_eigenvalue_ratio × largest`` (and at 1e-12
+  absolute; 1.0 if the bank has zero spread), so a singular covariance (constant or collinear dimensions, a bank
+  smaller than D) still gives a finite, positive-definite precision. The number of floored eigenvalues is recorded.
+* ``gmm``: ``reg_covar`` is added to every component's covariance diagonal (sklearn), like the reference code.
+* L2 normalisation maps an all-zero embedding to zero instead of dividing by zero.
+
+A bank smaller than what a scorer needs (k neighbours, K components/centroids, 2 jets for a covariance) is a
+:class:`~jbot_edge.errors.JbotEdgeError`, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from jbot_edge.config import StrictModel
+from jbot_edge.errors import JbotEdgeError
+
+#: Work on at most this many query×bank similarities at once (float64: 64 MB), so 10^5 queries × 2·10^4 bank fit.
+_BLOCK_ELEMENTS = 8_000_000
+
+
+# -- parameters (also the ``scorers:`` section of the evaluate config) ------------------------------------------
+class KnnParams(StrictModel):
+    k: int = Field(default=30, ge=1, description="neighbours averaged (jBOT: 30)")
+    normalize: bool = Field(default=True, description="L2-normalise embeddings first (jBOT: yes)")
+
+
+class CosineParams(StrictModel):
+    k: int = Field(default=100, ge=1, description="top-k similarities in the log-sum-exp (jBOT: 100)")
+    tau: float = Field(default=0.02, gt=0, description="temperature (jBOT: 0.02)")
+
+
+class MahalanobisParams(StrictModel):
+    # Raw [CLS] by default: the score is then a single quadratic form of the embedding (no sqrt/division).
+    normalize: bool = Field(default=False, description="L2-normalise embeddings first")
+    shrinkage: Literal["ledoit_wolf", "oas"] | float = Field(
+        default="ledoit_wolf", description="covariance shrinkage: ledoit_wolf, oas, or a fixed value in [0, 1]")
+    min_eigenvalue_ratio: float = Field(default=1e-6, gt=0, lt=1,
+                                        description="floor of covariance eigenvalues relative to the largest")
+
+
+class GmmParams(StrictModel):
+    n_components: int = Field(default=4, ge=1, description="mixture components K (jBOT: 4)")
+    covariance_type: Literal["full", "diag"] = "full"
+    reg_covar: float = Field(default=1e-4, gt=0, description="added to covariance diagonals")
+    normalize: bool = True
+    max_iter: int = Field(default=200, ge=1)
+    n_init: int = Field(default=1, ge=1)
+    seed: int = 0
+
+
+class KmeansParams(StrictModel):
+    n_clusters: int = Field(default=16, ge=1, description="centroids K")
+    normalize: bool = True
+    n_init: int = Field(default=3, ge=1)
+    seed: int = 0
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero (no division by zero)."""
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+def _as_embeddings(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise JbotEdgeError(f"{what}: expected embeddings of shape [N, D], got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise JbotEdgeError(f"{what}: embeddings have dimension {x.shape[1]}, the scorer was fitted on {dim}")
+    if not np.isfinite(x).all():
+        raise JbotEdgeError(f"{what}: embeddings contain NaN/inf (diverged teacher?)")
+    return x
+
+
+def _require_bank(bank: np.ndarray, needed: int, scorer: str, param: str) -> None:
+    if bank.shape[0] < needed:
+        raise JbotEdgeError(f"scorer '{scorer}': {param}={needed} needs a background bank of at least {needed} jets, "
+                            f"got {bank.shape[0]} (raise data.bank_size or lower scorers.{scorer}.{param})")
+
+
+def _blocks(n_queries: int, n_bank: int):
+    step = max(1, _BLOCK_ELEMENTS // max(n_bank, 1))
+    for lo in range(0, n_queries, step):
+        yield slice(lo, min(lo + step, n_queries))
+
+
+def _check_finite(scores: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(scores).all():  # a bug, not a user error: every regularisation above should prevent it
+        raise RuntimeError(f"scorer '{name}' produced non-finite scores")
+    return scores
+
+
+# -- scorers ----------------------------------------------------------------------------------------------------
+class Scorer(abc.ABC):
+    """A fitted scorer: parameters + named float64 arrays; :meth:`score` is a pure function of both."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StrictModel]]
+    fpga_friendly: ClassVar[bool]
+    fpga_note: ClassVar[str]
+    formula: ClassVar[str]
+
+    def __init__(self, params: StrictModel, arrays: dict[str, np.ndarray], info: dict | None = None):
+        self.params = params
+        self.arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
+        self.info = dict(info or {})  # fit diagnostics (e.g. floored eigenvalues), saved in score_head.json
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.arrays[self._dim_array].shape[-1])
+
+    _dim_array: ClassVar[str]
+
+    @classmethod
+    def fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer:
+        bank = _as_embeddings(bank, f"scorer '{cls.name}' background bank")
+        if bank.shape[0] == 0:
+            raise JbotEdgeError(f"scorer '{cls.name}': the background bank is empty")
+        return cls._fit(bank, params)
+
+    @classmethod
+    @abc.abstractmethod
+    def _fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer: ...
+
+    def score(self, embeddings: np.ndarray) -> np.ndarray:
+        """float64 [N] anomaly scores, higher = more anomalous; always finite."""
+        x = _as_embeddings(embeddings, f"scorer '{self.name}' input", self.embedding_dim)
+        return _check_finite(self._score(x), self.name)
+
+    @abc.abstractmethod
+    def _score(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class KnnScorer(Scorer):
+    name = "knn"
+    Params = KnnParams
+    fpga_friendly = False
+    fpga_note = "needs the whole background bank on chip and a top-k selection over it"
+    formula = "mean over the k nearest bank rows b of ||x - b||_2 (x, b L2-normalised if normalize)"
+    _dim_array = "bank"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        _require_bank(bank, params.k, cls.name, "k")
+        bank = l2_normalize(bank) if params.normalize else bank
+        return cls(params, {"bank": bank})
+
+    def _score(self, x):
+        p = self.params
+        x = l2_normalize(x) if p.normalize else x
+        bank = self.arrays["bank"]
+        bank_sq = np.einsum("ij,ij->i", bank, bank)
+        out = np.empty(len(x))
+        for rows in _blocks(len(x), len(bank)):
+            q = x[rows]
+            d2 = np.einsum("ij,ij->i", q, q)[:, None] + bank_sq[None, :] - 2.0 * (q @ bank.T)
+            nearest = np.partition(d2, p.k - 1, axis=1)[:, : p.k]
+            out[rows] = np.sqrt(np.maximum(nearest, 0.0)).mean(axis=1)
+        return out
+
+
+class CosineScorer(Scorer):
+    name = "cosine"
+    Params = CosineParams
+    fpga_friendly = False
+    fpga_note = "needs the whole background bank on chip, a top-k selection and exp/log"
+    formula = "-tau * logsumexp(top-k over bank of cos(x, b) / tau)"
+    _dim_array = "bank"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        _require_bank(bank, params.k, cls.name, "k")
+        return cls(params, {"bank": l2_normalize(bank)})
+
+    def _score(self, x):
+        from scipy.special import logsumexp
+
+        p = self.params
+        x = l2_normalize(x)
+        bank = self.arrays["bank"]
+        out = np.empty(len(x))
+        for rows in _blocks(len(x), len(bank)):
+            sims = x[rows] @ bank.T
+            top = -np.partition(-sims, p.k - 1, axis=1)[:, : p.k]
+            # Similar to the bank → large log-sum-exp → low score.
+            out[rows] = -p.tau * logsumexp(top / p.tau, axis=1)
+        return out
+
+
+class MahalanobisScorer(Scorer):
+    name = "mahalanobis"
+    Params = MahalanobisParams
+    fpga_friendly = True
+    fpga_note = ("one quadratic form (x-mu)^T P (x-mu): D subtractions and D(D+1)/2 multiplies with constant "
+                 "parameters; with normalize=true it also needs 1/||x|| (a LUT)")
+    formula = "(x - mean)^T precision (x - mean), the squared Mahalanobis distance (x L2-normalised if normalize)"
+    _dim_array = "mean"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        _require_bank(bank, 2, cls.name, "bank size")
+        bank = l2_normalize(bank) if params.normalize else bank
+        mean = bank.mean(axis=0)
+        covariance, shrinkage = _shrunk_covariance(bank, params.shrinkage)
+        eigval, eigvec = np.linalg.eigh(covariance)
+        largest = float(eigval.max())
+        floor = max(params.min_eigenvalue_ratio * largest, 1e-12) if largest > 0 else 1.0
+        n_floored = int((eigval < floor).sum())
+        eigval = np.maximum(eigval, floor)
+        precision = (eigvec / eigval) @ eigvec.T
+        precision = 0.5 * (precision + precision.T)  # exactly symmetric, so x^T P x has no antisymmetric noise
+        info = {"shrinkage": shrinkage, "eigenvalue_floor": floor, "n_eigenvalues_floored": n_floored,
+                "condition_number": float(eigval.max() / eigval.min())}
+        return cls(params, {"mean": mean, "precision": precision}, info)
+
+    def _score(self, x):
+        x = l2_normalize(x) if self.params.normalize else x
+        centred = x - self.arrays["mean"]
+        return np.einsum("ij,jk,ik->i", centred, self.arrays["precision"], centred, optimize=True)
+
+
+def _shrunk_covariance(bank: np.ndarray, shrinkage: str | float) -> tuple[np.ndarray, float]:
+    from sklearn.covariance import OAS, LedoitWolf, shrunk_covariance
+
+    if shrinkage == "ledoit_wolf":
+        est = LedoitWolf().fit(bank)
+        return est.covariance_, float(est.shrinkage_)
+    if shrinkage == "oas":
+        est = OAS().fit(bank)
+        return est.covariance_, float(est.shrinkage_)
+    value = float(shrinkage)
+    if not 0.0 <= value <= 1.0:
+        raise JbotEdgeError(f"scorers.mahalanobis.shrinkage must be ledoit_wolf, oas or a number in [0, 1], "
+                            f"got {shrinkage}")
+    empirical = np.cov(bank, rowvar=False, bias=True).reshape(bank.shape[1], bank.shape[1])
+    return shrunk_covariance(empirical, shrinkage=value), value
+
+
+class GmmScorer(Scorer):
+    name = "gmm"
+    Params = GmmParams
+    fpga_friendly = False
+    fpga_note = "K quadratic forms are cheap, but the log-sum-exp over components needs exp/log lookup tables"
+    formula = "-log sum_k w_k N(x | mu_k, Sigma_k) (x L2-normalised if normalize)"
+    _dim_array = "means"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        from sklearn.mixture import GaussianMixture
+
+        _require_bank(bank, max(params.n_components, 2), cls.name, "n_components")
+        bank = l2_normalize(bank) if params.normalize else bank
+        gmm = GaussianMixture(n_components=params.n_components, covariance_type=params.covariance_type,
+                              reg_covar=params.reg_covar, max_iter=params.max_iter, n_init=params.n_init,
+                              random_state=params.seed).fit(bank)
+        arrays = {"weights": gmm.weights_, "means": gmm.means_, "precisions_cholesky": gmm.precisions_cholesky_}
+        return cls(params, arrays, {"converged": bool(gmm.converged_), "n_iter": int(gmm.n_iter_)})
+
+    def _score(self, x):
+        from scipy.special import logsumexp
+
+        x = l2_normalize(x) if self.params.normalize else x
+        weights, means, chol = self.arrays["weights"], self.arrays["means"], self.arrays["precisions_cholesky"]
+        d = x.shape[1]
+        log_prob = np.empty((len(x), len(weights)))
+        for k in range(len(weights)):
+            # Same parametrisation as sklearn: log N = -D/2 log 2π + log det(L) - |(x-μ) L|²/2 with P = L Lᵀ.
+            if self.params.covariance_type == "full":
+                y = (x - means[k]) @ chol[k]
+                log_det = np.log(np.diag(chol[k])).sum()
+            else:
+                y = (x - means[k]) * chol[k]
+                log_det = np.log(chol[k]).sum()
+            log_prob[:, k] = -0.5 * d * np.log(2 * np.pi) + log_det - 0.5 * np.einsum("ij,ij->i", y, y)
+        return -logsumexp(log_prob + np.log(weights), axis=1)
+
+
+class KmeansScorer(Scorer):
+    name = "kmeans"
+    Params = KmeansParams
+    fpga_friendly = True
+    fpga_note = "K squared distances to constant centroids and a min (plus a sqrt, or compare squared distances)"
+    formula = "min over centroids c of ||x - c||_2 (x L2-normalised if normalize)"
+    _dim_array = "centroids"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        from sklearn.cluster import KMeans
+
+        _require_bank(bank, params.n_clusters, cls.name, "n_clusters")
+        bank = l2_normalize(bank) if params.normalize else bank
+        km = KMeans(n_clusters=params.n_clusters, n_init=params.n_init, random_state=params.seed).fit(bank)
+        return cls(params, {"centroids": km.cluster_centers_}, {"inertia": float(km.inertia_)})
+
+    def _score(self, x):
+        x = l2_normalize(x) if self.params.normalize else x
+        c = self.arrays["centroids"]
+        d2 = (np.einsum("ij,ij->i", x, x)[:, None] + np.einsum("ij,ij->i", c, c)[None, :] - 2.0 * (x @ c.T))
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+
+SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in
+                                    (KnnScorer, CosineScorer, MahalanobisScorer, GmmScorer, KmeansScorer)}
+
+
+def scorer_class(name: str) -> type[Scorer]:
+    try:
+        return SCORERS[name]
+    except KeyError:
+        raise JbotEdgeError(f"unknown scorer {name!r}; expected one of {', '.join(SCORERS)}") from None
+
+
+def make_params(name: str, params: dict | StrictModel | None = None) -> StrictModel:
+    """Validate scorer parameters; an unknown or ill-typed parameter is a one-line error naming it."""
+    import pydantic
+
+    cls = scorer_class(name)
+    if isinstance(params, cls.Params):
+        return params
+    if isinstance(params, StrictModel):
+        params = params.model_dump()
+    try:
+        return cls.Params.model_validate(dict(params or {}))
+    except pydantic.ValidationError as exc:
+        from jbot_edge.config import format_validation_error
+
+        raise JbotEdgeError(format_validation_error(exc, f"scorers.{name}")) from exc
+
+
+def fit_scorer(name: str, bank: np.ndarray, params: dict | StrictModel | None = None) -> Scorer:
+    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D]."""
+    return scorer_class(name).fit(bank, make_params(name, params))

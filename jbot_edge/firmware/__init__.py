@@ -1,0 +1,1 @@
+"""Firmware: Brevitas -> QONNX -> hls4ml projects, vendor synthesis reports, the budget verdict and emulation."""

@@ -1,0 +1,1 @@
+"""Neural networks: the jBOT transformer (``transformer``) and the quantized trigger students (``students``)."""

@@ -1,0 +1,150 @@
+"""The pretrain artifact ``RUN_DIR/teacher.pt``: the frozen jBOT teacher backbone, self-describing.
+
+Schema (one file, loadable with ``torch.load(weights_only=True)``; plain Python types and tensors only)::
+
+    {
+      "format": "jbot-edge.teacher",
+      "version": 1,
+      "method": "jbot",
+      "state_dict": {...},          # EMA-teacher backbone weights (JetEncoder), float32 CPU tensors
+      "model_config": {...},        # jbot_edge.models.transformer.ModelConfig fields + "in_features"
+      "input_spec": {"features": [...], "n_particles": P},   # jbot_edge.data.preprocessing.InputSpec
+      "data": {"preset": "jetnet" | "l1" | None,   # the training file's provenance["preset"]
+               "file": "/path/train.h5", "train_labels": ["q", "g"] | None},
+      "training": {...}             # optional: steps, epochs, seed, final losses (informational)
+    }
+
+Usage::
+
+    teacher = load_teacher(run_dir)        # RUN_DIR or RUN_DIR/teacher.pt
+    emb = teacher.embed(batch)             # [N, D] raw [CLS], float32 numpy
+    cls, tokens = teacher.encoder(x, mask) # the nn.Module itself (eval mode)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from jbot_edge.atomic import atomic_path
+from jbot_edge.data.format import JetBatch
+from jbot_edge.data.preprocessing import InputSpec, build_inputs
+from jbot_edge.errors import JbotEdgeError
+from jbot_edge.models.transformer import JetEncoder, build_encoder
+
+TEACHER_FORMAT = "jbot-edge.teacher"
+TEACHER_VERSION = 1
+TEACHER_FILE = "teacher.pt"
+
+
+@dataclass
+class Teacher:
+    """A loaded, frozen teacher backbone plus everything needed to feed it the right inputs."""
+
+    encoder: JetEncoder
+    input_spec: InputSpec
+    model_config: dict[str, Any]
+    data_preset: str | None = None
+    method: str = "jbot"
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def embed_dim(self) -> int:
+        return self.encoder.embed_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    def to(self, device: str | torch.device) -> Teacher:
+        self.encoder.to(device)
+        return self
+
+    @torch.no_grad()
+    def embed_inputs(self, x: np.ndarray, mask: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Raw [CLS] embeddings for prepared inputs ``x [N, P, F]``, ``mask [N, P]``."""
+        self.encoder.eval()
+        device = self.device
+        out = np.empty((x.shape[0], self.embed_dim), dtype=np.float32)
+        for lo in range(0, x.shape[0], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(device, torch.float32)
+            mb = torch.from_numpy(np.ascontiguousarray(mask[lo:lo + batch_size])).to(device)
+            cls, _ = self.encoder(xb, mb)
+            out[lo:lo + len(xb)] = cls.float().cpu().numpy()
+        return out
+
+    def embed(self, batch: JetBatch, batch_size: int = 4096) -> np.ndarray:
+        """Frozen raw [CLS] embeddings ``[N, D]`` (float32) of a :class:`JetBatch`; eval mode, no grad."""
+        x, mask = build_inputs(batch, self.input_spec)
+        return self.embed_inputs(x, mask, batch_size=batch_size)
+
+
+def teacher_payload(
+    encoder: nn.Module,
+    model_config: Mapping[str, Any],
+    input_spec: InputSpec,
+    data: Mapping[str, Any],
+    training: Mapping[str, Any] | None = None,
+    method: str = "jbot",
+) -> dict[str, Any]:
+    """The dictionary written to ``teacher.pt`` (weights copied to CPU float32)."""
+    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in encoder.state_dict().items()}
+    return {
+        "format": TEACHER_FORMAT,
+        "version": TEACHER_VERSION,
+        "method": method,
+        "state_dict": state,
+        "model_config": dict(model_config),
+        "input_spec": input_spec.model_dump(mode="json"),
+        "data": {"preset": data.get("preset"), "file": None if data.get("file") is None else str(data["file"]),
+                 "train_labels": None if data.get("train_labels") is None else list(data["train_labels"])},
+        "training": dict(training or {}),
+    }
+
+
+def save_teacher(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
+    """Write a payload from :func:`teacher_payload` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+    return path
+
+
+def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Teacher:
+    """Load ``RUN_DIR/teacher.pt`` (or the file itself) with ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / TEACHER_FILE
+    if not path.is_file():
+        raise JbotEdgeError(f"teacher artifact {path} does not exist (run `jbot-edge pretrain` first)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
+        raise JbotEdgeError(f"teacher artifact {path} cannot be read ({type(exc).__name__}); "
+                            "expected a jbot-edge teacher.pt") from exc
+    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
+        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise JbotEdgeError(f"{path}: format is {got!r}, expected {TEACHER_FORMAT!r}")
+    if int(payload.get("version", -1)) != TEACHER_VERSION:
+        raise JbotEdgeError(f"{path}: teacher version {payload.get('version')} unsupported (expected {TEACHER_VERSION})")
+    spec = InputSpec.model_validate(payload["input_spec"])
+    model_config = dict(payload["model_config"])
+    encoder = build_encoder(model_config)
+    missing, unexpected = encoder.load_state_dict(payload["state_dict"], strict=False)
+    if missing or unexpected:
+        raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]})")
+    encoder.eval().requires_grad_(False).to(device)
+    data = dict(payload.get("data") or {})
+    return Teacher(encoder=encoder, input_spec=spec, model_config=model_config, data_preset=data.get("preset"),
+                   method=str(payload.get("method", "jbot")), data=data,
+                   training=dict(payload.get("training") or {}), path=path)

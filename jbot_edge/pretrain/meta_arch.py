@@ -1,0 +1,172 @@
+"""JBOTMetaArch: wires the student, its EMA teacher, the views, the masks and the three losses.
+
+One training step (``forward_backward``), for a batch of jets:
+
+1. two augmented views u, v (:class:`~jbot_edge.pretrain.augmentations.JetAugmenter`);
+2. a pT-fraction particle mask per view (:func:`~jbot_edge.pretrain.masking.pt_fraction_mask`);
+3. teacher (eval mode, no grad) on u and v *unmasked*; student on u and v *masked* — both views concatenated
+   into one batch so there is a single forward per network (and a single DDP all-reduce);
+4. jet-level DINO loss cross-view (student u ↔ teacher v, student v ↔ teacher u), particle-level iBOT loss on
+   masked positions same view (student u ↔ teacher u, v ↔ v), KoLeo on the raw student [CLS] of view u;
+5. backward; then the [CLS] and particle centres are updated with the teacher outputs of this step.
+
+The teacher is updated separately (:meth:`update_teacher`) after the optimiser step, as in DINO/DINOv2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from jbot_edge.config import StrictModel
+from jbot_edge.data.preprocessing import InputSpec
+from jbot_edge.models.transformer import JetEncoder, ModelConfig, ProjectionHead, build_encoder, build_head
+from jbot_edge.pretrain.augmentations import AugmentationConfig, JetAugmenter
+from jbot_edge.pretrain.loss import DINOClsTokenLoss, IBOTPatchLoss, KoLeoLoss
+from jbot_edge.pretrain.masking import pt_fraction_mask
+
+
+class MaskingConfig(StrictModel):
+    enabled: bool = True
+    ratio_min: float = Field(default=0.0, ge=0.0, le=1.0)
+    ratio_max: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaskingConfig:
+        if self.ratio_min > self.ratio_max:
+            raise ValueError(f"ratio_min={self.ratio_min} must not exceed ratio_max={self.ratio_max}")
+        return self
+
+
+class LossConfig(StrictModel):
+    student_temp: float = Field(default=0.1, gt=0.0)
+    teacher_temp: float = Field(default=0.04, gt=0.0)
+    center_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    dino_weight: float = Field(default=1.0, ge=0.0)
+    ibot_weight: float = Field(default=1.0, ge=0.0)
+    koleo_weight: float = Field(default=0.01, ge=0.0)
+    teacher_momentum_start: float = Field(default=0.996, ge=0.0, le=1.0)
+    teacher_momentum_end: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
+def teacher_momentum(step: int, total_steps: int, start: float, end: float) -> float:
+    """Cosine schedule from ``start`` (step 0) to ``end`` (last step), as in DINO."""
+    if total_steps <= 1:
+        return end
+    progress = min(step / (total_steps - 1), 1.0)
+    return end - (end - start) * (math.cos(math.pi * progress) + 1) / 2
+
+
+class StudentNetwork(nn.Module):
+    """Backbone + shared projection head: ``(raw [CLS], projected [CLS], projected tokens)``."""
+
+    def __init__(self, backbone: JetEncoder, head: ProjectionHead):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, token_mask: torch.Tensor | None = None):
+        cls, tokens = self.backbone(x, mask, token_mask)
+        return cls, self.head(cls), self.head(tokens)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1)
+
+
+class JBOTMetaArch(nn.Module):
+    def __init__(self, spec: InputSpec, model: ModelConfig, loss: LossConfig,
+                 augment: AugmentationConfig, masking: MaskingConfig):
+        super().__init__()
+        self.spec = spec
+        self.model_config = model
+        self.loss_config = loss
+        self.masking = masking
+        self.student = StudentNetwork(build_encoder(model, len(spec.features)), build_head(model))
+        self.teacher = copy.deepcopy(self.student)
+        self.teacher.requires_grad_(False)
+        self.dino_loss = DINOClsTokenLoss(model.proj_dim, loss.student_temp, loss.teacher_temp, loss.center_momentum)
+        self.ibot_loss = IBOTPatchLoss(model.proj_dim, loss.student_temp, loss.teacher_temp, loss.center_momentum)
+        self.koleo_loss = KoLeoLoss()
+        self.augmenter = JetAugmenter(spec, augment)
+        # The student the optimiser sees; replaced by its DDP wrapper under torchrun.
+        self.student_forward: nn.Module = self.student
+
+    def train(self, mode: bool = True) -> JBOTMetaArch:
+        super().train(mode)
+        self.teacher.eval()  # the teacher never uses dropout
+        return self
+
+    def make_views(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None):
+        """Two augmented views with their particle masks, concatenated along the batch: ``[u; v]``."""
+        xs, masks, token_masks = [], [], []
+        for _ in range(2):
+            xv, mv = self.augmenter(x, mask, generator)
+            if self.masking.enabled:
+                tm, _ = pt_fraction_mask(self.augmenter.particle_pt(xv, mv), mv, generator,
+                                         self.masking.ratio_min, self.masking.ratio_max)
+            else:
+                tm = torch.zeros_like(mv)
+            xs.append(xv)
+            masks.append(mv)
+            token_masks.append(tm)
+        return torch.cat(xs), torch.cat(masks), torch.cat(token_masks)
+
+    def forward_backward(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
+                         autocast: contextlib.AbstractContextManager | None = None) -> dict[str, torch.Tensor]:
+        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors."""
+        cfg = self.loss_config
+        autocast = autocast or contextlib.nullcontext()
+        n = x.shape[0]
+        views, view_masks, token_masks = self.make_views(x, mask, generator)
+        with torch.no_grad(), autocast:
+            _, t_cls, t_tok = self.teacher(views, view_masks)
+        with autocast:
+            s_raw, s_cls, s_tok = self.student_forward(views, view_masks, token_masks)
+        t_cls_probs = self.dino_loss.softmax_center_teacher(t_cls)
+        t_tok_probs = self.ibot_loss.softmax_center_teacher(t_tok)
+        dino = self.dino_loss(list(s_cls.chunk(2)), list(t_cls_probs.chunk(2)))
+        ibot = self.ibot_loss(s_tok, t_tok_probs, token_masks)
+        koleo = self.koleo_loss(s_raw[:n])
+        total = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo
+        total.backward()
+        self.dino_loss.update_center(t_cls)
+        self.ibot_loss.update_center(t_tok, token_masks)
+        with torch.no_grad():
+            s_probs = torch.softmax(s_cls.float() / cfg.student_temp, dim=-1)
+            metrics = {
+                "loss": total.detach(),
+                "dino_loss": dino.detach(),
+                "ibot_loss": ibot.detach(),
+                "koleo_loss": koleo.detach(),
+                "teacher_entropy": entropy(t_cls_probs).mean(),
+                "teacher_marginal_entropy": entropy(t_cls_probs.mean(dim=0)),
+                "student_entropy": entropy(s_probs).mean(),
+                "teacher_patch_entropy": (entropy(t_tok_probs) * token_masks).sum()
+                / token_masks.sum().clamp(min=1),
+                "center_norm": self.dino_loss.center.norm(),
+                "patch_center_norm": self.ibot_loss.center.norm(),
+                "masked_fraction": token_masks.sum() / view_masks.sum().clamp(min=1),
+            }
+        return metrics
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """teacher ← m · teacher + (1 − m) · student, parameter by parameter."""
+        t_params = list(self.teacher.parameters())
+        s_params = [p.detach() for p in self.student.parameters()]
+        torch._foreach_mul_(t_params, momentum)
+        torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW groups: no decay on biases, LayerNorms and the [CLS]/mask tokens (1-d or token parameters)."""
+        decay, no_decay = [], []
+        for name, p in self.student.named_parameters():
+            (no_decay if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) else decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

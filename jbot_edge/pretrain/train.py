@@ -1,0 +1,404 @@
+"""The jBOT pre-training loop: config, data stream, optimiser, schedules, logging, checkpoints, artifact.
+
+Outputs in ``RUN_DIR`` (rank 0 only)::
+
+    config.yaml          resolved configuration
+    metrics.jsonl        one JSON object per logging interval: step, epoch, lr, teacher momentum, losses,
+                         entropies (teacher, teacher marginal, student, particle), centre norms, grad norm, jets/s
+    checkpoints/last.pt  resumable state (see checkpoint.py), every ``train.checkpoint_every`` steps and at the end
+    teacher.pt           the frozen EMA-teacher backbone (see artifact.py)
+    summary.json         steps, epochs, final losses and entropies, jets/s, collapse flags, device, data file,
+                         jets per label used for training
+    tensorboard/         event files, when the ``tensorboard`` package is importable
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from jbot_edge.atomic import write_json, write_text
+from jbot_edge.config import StrictModel, config_to_dict, save_config
+from jbot_edge.data.preprocessing import JBOT_FEATURES, InputSpec
+from jbot_edge.data.reader import JetFile
+from jbot_edge.errors import JbotEdgeError
+from jbot_edge.logs import get_logger, progress_bar
+from jbot_edge.models.transformer import ModelConfig, model_config_dict
+from jbot_edge.pretrain import distributed
+from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
+from jbot_edge.pretrain.augmentations import AugmentationConfig
+from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_checkpoint, restore_rng,
+                                           save_checkpoint)
+from jbot_edge.pretrain.meta_arch import JBOTMetaArch, LossConfig, MaskingConfig, teacher_momentum
+from jbot_edge.pretrain.stream import JetStream, StreamPosition
+
+log = get_logger(__name__)
+
+
+class DataConfig(StrictModel):
+    file: str | None = Field(default=None, description="canonical jet file (set by --data)")
+    train_labels: list[str] | None = Field(default=None, description="train only on these labels (e.g. [q, g])")
+    features: list[str] = Field(default_factory=lambda: list(JBOT_FEATURES))
+    n_particles: int | None = Field(default=None, ge=2, description="leading particles used; default: the file's")
+    block_jets: int = Field(default=4096, ge=1)
+    shuffle_buffer_jets: int = Field(default=65536, ge=1)
+
+
+class OptimConfig(StrictModel):
+    batch_size: int = Field(default=1024, ge=2, description="global batch (summed over processes)")
+    base_lr: float = Field(default=5e-4, gt=0.0, description="lr = base_lr · batch_size / 256")
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+    epochs: float = Field(default=80, gt=0.0)
+    max_steps: int | None = Field(default=None, ge=1, description="stop after this many steps (caps epochs)")
+    warmup_epochs: float = Field(default=10, ge=0.0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0, description="cosine floor as a fraction of lr")
+    clip_grad: float = Field(default=3.0, ge=0.0, description="max gradient norm; 0 disables clipping")
+
+
+class TrainConfig(StrictModel):
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="auto: bf16 on CUDA, fp32 on CPU")
+    num_threads: int | None = Field(default=None, ge=1, description="torch CPU threads")
+    log_every: int = Field(default=50, ge=1)
+    checkpoint_every: int = Field(default=1000, ge=1)
+    progress: bool = True
+
+
+class PretrainConfig(StrictModel):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentationConfig = Field(default_factory=AugmentationConfig)
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+#: Settings that may change between a run and its resumption (the rest must match the checkpoint).
+RESUMABLE_CHANGES = {"optim.epochs", "optim.max_steps", "train.log_every", "train.checkpoint_every",
+                     "train.progress", "train.num_threads"}
+#: Collapse thresholds, as fractions of log K (K = projection dimension).
+UNIFORM_COLLAPSE = 0.95
+DOMINANT_COLLAPSE = 0.10
+
+
+def learning_rate(step: int, total: int, warmup: int, peak: float, schedule: str, min_ratio: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return peak
+    progress = (step - warmup) / max(total - warmup, 1)
+    floor = peak * min_ratio
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def collapse_flags(metrics: dict[str, float], proj_dim: int) -> list[str]:
+    """'uniform': teacher outputs ~ uniform (entropy → log K); 'dominant': all jets on one dimension."""
+    log_k = math.log(proj_dim)
+    flags = []
+    if metrics["teacher_entropy"] >= UNIFORM_COLLAPSE * log_k:
+        flags.append("uniform")
+    if metrics["teacher_marginal_entropy"] <= DOMINANT_COLLAPSE * log_k:
+        flags.append("dominant")
+    return flags
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    a, b = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        k = changed[0]
+        raise JbotEdgeError(f"--resume: config key '{k}' is {b.get(k)!r} but the checkpoint was trained with "
+                            f"{a.get(k)!r} (only {sorted(RESUMABLE_CHANGES)} may change)")
+
+
+def _select_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise JbotEdgeError("train.device=cuda but no CUDA device is available")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", distributed.local_rank())
+
+
+def _seed_everything(seed: int, rank: int) -> None:
+    torch.manual_seed(seed * 1000 + rank)
+    np.random.seed((seed * 1000 + rank) % 2**32)
+    random.seed(seed * 1000 + rank)
+
+
+def prepare_data(config: PretrainConfig) -> tuple[InputSpec, str | None, dict[str, Any]]:
+    """Validate the file against the config: features, particle count, label filter. Returns spec, preset, info."""
+    if config.data.file is None:
+        raise JbotEdgeError("--data: a training file is required")
+    path = Path(config.data.file)
+    with JetFile(path) as f:
+        n_particles = config.data.n_particles or f.n_particles
+        try:
+            spec = InputSpec(features=list(config.data.features), n_particles=n_particles)
+        except Exception as exc:  # pydantic ValidationError: report the config key, not a traceback
+            raise JbotEdgeError(f"data.features / data.n_particles: {str(exc).splitlines()[-1].strip()}") from exc
+        spec.check_file(f)
+        if config.data.train_labels is not None:
+            f.label_indices(config.data.train_labels, "--train-labels")
+        preset = f.provenance.get("preset")
+        info = {"file": str(path.resolve()), "n_jets_file": f.n_jets, "counts_file": f.counts_per_label()}
+    return spec, preset, info
+
+
+def run_pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train a jBOT teacher; returns the summary (also written to ``out_dir/summary.json``)."""
+    out_dir = Path(out_dir)
+    device = _select_device(config.train.device)
+    distributed.init(device.type)
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    main = rank == 0
+    try:
+        return _run(config, out_dir, resume, device, rank, world, main)
+    finally:
+        distributed.shutdown()
+
+
+def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.device, rank: int, world: int,
+         main: bool) -> dict[str, Any]:
+    tc, oc = config.train, config.optim
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    if oc.batch_size % world:
+        raise JbotEdgeError(f"optim.batch_size={oc.batch_size} must be divisible by the {world} processes")
+    spec, preset, data_info = prepare_data(config)
+    if not resume and (checkpoint_path(out_dir).exists() or (out_dir / TEACHER_FILE).exists()):
+        raise JbotEdgeError(f"--out {out_dir} already holds a pretrain run; pass --resume or choose a new directory")
+
+    _seed_everything(tc.seed, rank)
+    stream = JetStream(config.data.file, spec, oc.batch_size // world, config.data.train_labels, tc.seed, rank,
+                       world, config.data.block_jets, config.data.shuffle_buffer_jets)
+    steps_per_epoch = stream.batches_per_epoch
+    total_steps = max(1, int(round(oc.epochs * steps_per_epoch)))
+    if oc.max_steps is not None:
+        total_steps = min(total_steps, oc.max_steps)
+    warmup = int(round(oc.warmup_epochs * steps_per_epoch))
+    if warmup >= total_steps:
+        warmup = total_steps // 10
+        if main:
+            log.warning("optim.warmup_epochs=%s spans the whole run; warming up for %d of %d steps instead",
+                        oc.warmup_epochs, warmup, total_steps)
+    peak_lr = oc.base_lr * oc.batch_size / 256
+
+    meta = JBOTMetaArch(spec, config.model, config.loss, config.augment, config.masking).to(device)
+    if world > 1:
+        meta.student_forward = torch.nn.parallel.DistributedDataParallel(
+            meta.student, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(meta.param_groups(oc.weight_decay), lr=peak_lr, betas=(0.9, 0.999))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(tc.seed * 1_000_003 + rank)
+    use_bf16 = device.type == "cuda" and tc.precision in ("auto", "bf16")
+    if tc.precision == "bf16" and device.type != "cuda" and main:
+        log.warning("train.precision=bf16 applies on CUDA only; training in fp32 on %s", device)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+
+    step, position, elapsed, jets_seen = 0, StreamPosition(0, 0), 0.0, 0
+    if resume:
+        ckpt = load_checkpoint(out_dir)
+        _check_resume_config(ckpt["config"], config_to_dict(config))
+        if len(ckpt["rng"]["augment_per_rank"]) != world:
+            raise JbotEdgeError(f"--resume: checkpoint was written by {len(ckpt['rng']['augment_per_rank'])} "
+                                f"process(es), this run has {world}")
+        meta.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_rng(ckpt["rng"])
+        generator.set_state(ckpt["rng"]["augment_per_rank"][rank])
+        step = int(ckpt["step"])
+        position = StreamPosition(int(ckpt["position"]["epoch"]), int(ckpt["position"]["batch"]))
+        elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.yaml")
+        _prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
+        log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "
+                 "%d steps, lr %.2e, warm-up %d", f"{stream.n_selected:,}", stream.counts, config.data.file,
+                 steps_per_epoch, oc.batch_size, device, world, total_steps, peak_lr, warmup)
+    writer = _tensorboard(out_dir) if main else None
+
+    def save(final: bool = False) -> None:
+        states = _gather_generator_states(generator)
+        if main:
+            save_checkpoint(out_dir, {
+                "step": step, "position": {"epoch": position.epoch, "batch": position.batch},
+                "model": meta.state_dict(), "optimizer": optimizer.state_dict(), "rng": capture_rng(states),
+                "config": config_to_dict(config), "elapsed_s": elapsed, "jets_seen": jets_seen,
+            })
+            if final:
+                log.info("checkpoint written at step %d", step)
+
+    meta.train()
+    student_params = list(meta.student.parameters())
+    sums: dict[str, torch.Tensor] = {}
+    n_in_window, window_start, window_jets = 0, time.perf_counter(), 0
+    last: dict[str, float] = {}
+    flags_seen: set[str] = set()
+    progress = progress_bar() if (main and tc.progress) else None
+    task = None
+    if progress is not None:
+        progress.start()
+        task = progress.add_task("pretrain", total=total_steps, completed=step, loss=0.0)
+    try:
+        batches = stream.batches(position, device) if step < total_steps else iter(())
+        for pos, x, m in batches:
+            if step >= total_steps:
+                break
+            t0 = time.perf_counter()
+            lr = learning_rate(step, total_steps, warmup, peak_lr, oc.schedule, oc.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            metrics = meta.forward_backward(x, m, generator, autocast())
+            if oc.clip_grad > 0:
+                metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(student_params, oc.clip_grad)
+            optimizer.step()
+            momentum = teacher_momentum(step, total_steps, config.loss.teacher_momentum_start,
+                                        config.loss.teacher_momentum_end)
+            meta.update_teacher(momentum)
+            step += 1
+            position = (StreamPosition(pos.epoch, pos.batch + 1) if pos.batch + 1 < steps_per_epoch
+                        else StreamPosition(pos.epoch + 1, 0))
+            jets_seen += x.shape[0] * world
+            window_jets += x.shape[0] * world
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0) + v.detach().float()
+            n_in_window += 1
+            elapsed += time.perf_counter() - t0
+            if n_in_window == tc.log_every or step == total_steps:
+                keys = sorted(sums)
+                stacked = distributed.all_reduce_mean(torch.stack([sums[k] for k in keys]) / n_in_window)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                now = time.perf_counter()
+                last = {k: float(v) for k, v in zip(keys, stacked.cpu().tolist())}
+                last.update(step=step, epoch=step / steps_per_epoch, lr=lr, teacher_momentum=momentum,
+                            jets_per_s=window_jets / max(now - window_start, 1e-9))
+                sums, n_in_window, window_start, window_jets = {}, 0, now, 0
+                if not all(math.isfinite(v) for v in last.values()):
+                    raise FloatingPointError(f"non-finite training metrics at step {step}: {last}")
+                flags = collapse_flags(last, config.model.proj_dim) if step > 0.1 * total_steps else []
+                if main:
+                    _log_metrics(out_dir, last, writer)
+                    for flag in set(flags) - flags_seen:
+                        log.warning("teacher collapse suspected at step %d (%s): teacher entropy %.3f, "
+                                    "marginal entropy %.3f, log K = %.3f", step, flag, last["teacher_entropy"],
+                                    last["teacher_marginal_entropy"], math.log(config.model.proj_dim))
+                flags_seen |= set(flags)
+                if progress is not None:
+                    progress.update(task, completed=step, description=(
+                        f"pretrain loss {last['loss']:.3f} H_t {last['teacher_entropy']:.2f} "
+                        f"H_s {last['student_entropy']:.2f} {last['jets_per_s']:,.0f} jets/s"))
+            if step % tc.checkpoint_every == 0 and step < total_steps:
+                save()
+    finally:
+        if progress is not None:
+            progress.stop()
+        if writer is not None:
+            writer.close()
+    save(final=True)
+
+    summary = {
+        "method": "jbot",
+        "steps": step,
+        "total_steps": total_steps,
+        "epochs": step / steps_per_epoch,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": oc.batch_size,
+        "peak_lr": peak_lr,
+        "warmup_steps": warmup,
+        "final": {k: v for k, v in last.items() if k not in ("step",)},
+        "collapse": {"flags": sorted(flags_seen), "final": collapse_flags(last, config.model.proj_dim) if last else [],
+                     "log_k": math.log(config.model.proj_dim)},
+        "jets_per_s": jets_seen / elapsed if elapsed > 0 else None,
+        "train_seconds": elapsed,
+        "jets_seen": jets_seen,
+        "device": _device_name(device),
+        "world_size": world,
+        "precision": "bf16" if use_bf16 else "fp32",
+        "data": {**data_info, "preset": preset, "train_labels": config.data.train_labels,
+                 "counts_used": stream.counts, "n_used": stream.n_selected},
+        "input_spec": spec.model_dump(mode="json"),
+        "parameters": {"backbone": sum(p.numel() for p in meta.student.backbone.parameters()),
+                       "head": sum(p.numel() for p in meta.student.head.parameters())},
+        "artifacts": {"teacher": TEACHER_FILE, "checkpoint": str(checkpoint_path(out_dir).relative_to(out_dir)),
+                      "metrics": "metrics.jsonl", "config": "config.yaml"},
+    }
+    if main:
+        payload = teacher_payload(
+            meta.teacher.backbone, model_config_dict(config.model, len(spec.features)), spec,
+            data={"preset": preset, "file": data_info["file"], "train_labels": config.data.train_labels},
+            training={"steps": step, "epochs": step / steps_per_epoch, "seed": tc.seed,
+                      "final_loss": last.get("loss")})
+        save_teacher(out_dir / TEACHER_FILE, payload)
+        write_json(out_dir / "summary.json", summary)
+        log.info("teacher written to %s (%d steps, %.2f epochs, final loss %s)", out_dir / TEACHER_FILE, step,
+                 step / steps_per_epoch, f"{last['loss']:.4f}" if last else "n/a")
+    distributed.barrier()
+    return summary
+
+
+def _gather_generator_states(generator: torch.Generator) -> list[torch.Tensor]:
+    state = generator.get_state()
+    if not distributed.is_enabled():
+        return [state]
+    states: list[Any] = [None] * distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
+
+
+def _prepare_metrics_file(path: Path, keep_until_step: int) -> None:
+    """Fresh run: empty file. Resume: drop lines logged after the checkpoint (they will be logged again)."""
+    kept = []
+    if keep_until_step > 0 and path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= keep_until_step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _log_metrics(out_dir: Path, metrics: dict[str, float], writer: Any) -> None:
+    with open(out_dir / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(metrics) + "\n")
+    if writer is not None:
+        for k, v in metrics.items():
+            if k != "step":
+                writer.add_scalar(f"pretrain/{k}", v, int(metrics["step"]))
+
+
+def _tensorboard(out_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"

@@ -1,0 +1,1 @@
+"""Quantization-aware distillation: a compact Brevitas student regresses the teacher's saved anomaly score."""

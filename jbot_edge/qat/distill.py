@@ -1,0 +1,330 @@
+"""Distil the teacher's saved anomaly score into a quantization-aware level-1 student.
+
+CICADA-style: the teacher (full-precision jBOT encoder + score head) scores every jet from its full-precision input;
+the student sees the *trigger-precision* view of the same jet (:class:`~jbot_edge.data.l1quant.L1InputSpec` codes)
+and regresses the transformed score (:mod:`jbot_edge.qat.targets`) with a Huber or MAE loss.
+
+Data flow (``STUDENT_DIR`` layout)::
+
+    prepared.npz          codes int16 [N, P, F], teacher scores float64 [N], labels int64 [N], split int8 [N]
+                          (0 train, 1 validation, 2 test) — cached so --resume and reports skip the teacher pass
+    prepared.json         what prepared.npz was made from (teacher hash, score head, file, spec); reused only on match
+    checkpoints/last.pt   model + optimizer + epoch + best-so-far (atomic, every ``checkpoint_every`` epochs)
+    metrics.jsonl         one line per epoch: train/val loss, lr, jets/s
+    student.pt            final student (best validation epoch), see jbot_edge.models.students
+    qat_report.json       fidelity and physics figures (jbot_edge.qat.report)
+    config.yaml           resolved configuration
+
+Students train on background labels only (default: the teacher's training labels), as a trigger would, on the train
+split; validation loss (background) selects the epoch; the report uses the held-out test split of every label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from jbot_edge.atomic import atomic_path, write_json
+from jbot_edge.config import StrictModel, save_config
+from jbot_edge.data.l1quant import L1InputSpec
+from jbot_edge.data.reader import JetFile
+from jbot_edge.errors import JbotEdgeError
+from jbot_edge.logs import get_logger, progress_bar
+from jbot_edge.models.students import StudentConfig, build_student, check_power_of_two_scales, save_student
+from jbot_edge.qat.targets import TargetTransform
+
+log = get_logger(__name__)
+
+CHECKPOINT_FORMAT = "jbot-edge.qat-checkpoint"
+SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = 0, 1, 2
+
+
+class QatDataConfig(StrictModel):
+    train_labels: list[str] | None = Field(default=None, description="background labels to train on; "
+                                           "default: the labels the teacher was pre-trained on")
+    max_jets: int | None = Field(default=None, ge=10, description="use at most this many jets of the file")
+    train_fraction: float = Field(default=0.5, gt=0, lt=1)
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    read_batch_size: int = Field(default=4096, ge=64)
+
+    @model_validator(mode="after")
+    def _leaves_test(self) -> QatDataConfig:
+        if self.train_fraction + self.val_fraction >= 1:
+            raise ValueError("train_fraction + val_fraction must leave a test split (< 1)")
+        if self.train_labels is not None and not self.train_labels:
+            raise ValueError("train_labels is empty; give at least one background label")
+        return self
+
+
+class QatOptimConfig(StrictModel):
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    loss: Literal["huber", "mae"] = "huber"
+    huber_delta: float = Field(default=1.0, gt=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+
+
+class QatConfig(StrictModel):
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    input: L1InputSpec = Field(default_factory=L1InputSpec)
+    data: QatDataConfig = Field(default_factory=QatDataConfig)
+    optim: QatOptimConfig = Field(default_factory=QatOptimConfig)
+    seed: int = 0
+    checkpoint_every: int = Field(default=1, ge=1, description="epochs between checkpoints")
+    allow_preset_mismatch: bool = Field(default=False, description="allow data from another generator preset "
+                                        "than the teacher was trained on")
+    report_fpr: list[float] = Field(default_factory=lambda: [1e-3, 1e-4])
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
+# -- data preparation -----------------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_preset(teacher_preset: str | None, data_preset: str | None, data_path: Path, allow: bool) -> None:
+    """A teacher only scores jets like those it learnt; a preset mismatch is refused unless explicitly allowed."""
+    if teacher_preset and data_preset and teacher_preset != data_preset and not allow:
+        raise JbotEdgeError(
+            f"{data_path}: jets from preset '{data_preset}' but the teacher was pre-trained on '{teacher_preset}' "
+            "jets; pre-train on this preset or pass allow_preset_mismatch=true"
+        )
+
+
+def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> dict[str, np.ndarray]:
+    """Teacher scores + student codes for the file's jets, cached in ``out_dir/prepared.npz``."""
+    from jbot_edge.evaluate.score_head import ScoreHead
+    from jbot_edge.pretrain.artifact import load_teacher
+
+    teacher = load_teacher(run_dir)
+    head = ScoreHead.load(run_dir)
+    spec = cfg.input
+    with JetFile(data_path) as jets:
+        check_preset(teacher.data_preset, jets.provenance.get("preset"), data_path, cfg.allow_preset_mismatch)
+        teacher.input_spec.check_file(jets)
+        spec.check_file(jets)
+        label_names = jets.label_names
+        train_labels = cfg.data.train_labels or (teacher.data.get("train_labels") or None)
+        if not train_labels:
+            raise JbotEdgeError("qat: the teacher records no training labels; pass data.train_labels=[q,g]")
+        jets.label_indices(train_labels, option="data.train_labels")
+        n_total = len(jets) if cfg.data.max_jets is None else min(len(jets), cfg.data.max_jets)
+        meta = {
+            "teacher_sha256": _sha256(Path(teacher.path)), "score_head": head.metadata()["name"],
+            "score_head_npz": _sha256(Path(run_dir) / "score_head.npz"),
+            "data": str(Path(data_path).resolve()), "data_size": Path(data_path).stat().st_size,
+            "n_jets": n_total, "input_spec": spec.model_dump(mode="json"), "seed": cfg.seed,
+            "train_fraction": cfg.data.train_fraction, "val_fraction": cfg.data.val_fraction,
+        }
+        cache_npz, cache_json = out_dir / "prepared.npz", out_dir / "prepared.json"
+        if cache_npz.is_file() and cache_json.is_file() and json.loads(cache_json.read_text()) == meta:
+            log.info("reusing %s (same teacher, score head, data and spec)", cache_npz)
+            with np.load(cache_npz, allow_pickle=False) as npz:
+                prepared = {k: npz[k] for k in npz.files}
+            prepared["label_names"] = np.array(label_names)
+            prepared["train_labels"] = np.array(train_labels)
+            return prepared
+
+        features = sorted(set(teacher.input_spec.stored_features()) | set(spec.feature_names))
+        codes, scores, labels = [], [], []
+        with progress_bar() as bar:
+            task = bar.add_task("teacher scores", total=n_total)
+            for batch in jets.iter_batches(cfg.data.read_batch_size, particle_features=features, jet_features=[],
+                                           stop=n_total):
+                scores.append(head.score(teacher.embed(batch)))
+                codes.append(spec.quantize(batch).astype(np.int16))
+                labels.append(batch.labels)
+                bar.advance(task, len(batch))
+    prepared = {"codes": np.concatenate(codes), "scores": np.concatenate(scores),
+                "labels": np.concatenate(labels).astype(np.int64)}
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(prepared["labels"]))
+    split = np.full(len(order), SPLIT_TEST, dtype=np.int8)
+    n_train = int(round(cfg.data.train_fraction * len(order)))
+    n_val = int(round(cfg.data.val_fraction * len(order)))
+    split[order[:n_train]] = SPLIT_TRAIN
+    split[order[n_train:n_train + n_val]] = SPLIT_VAL
+    prepared["split"] = split
+    with atomic_path(cache_npz) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **prepared)
+    write_json(cache_json, meta)
+    prepared["label_names"] = np.array(label_names)
+    prepared["train_labels"] = np.array(train_labels)
+    log.info("scored %d jets with the teacher (%s head)", len(split), head.name)
+    return prepared
+
+
+def background_mask(prepared: dict[str, np.ndarray]) -> np.ndarray:
+    names = list(prepared["label_names"])
+    keep = [names.index(n) for n in prepared["train_labels"]]
+    return np.isin(prepared["labels"], keep)
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+def _loss_fn(cfg: QatOptimConfig):
+    if cfg.loss == "mae":
+        return torch.nn.L1Loss()
+    return torch.nn.HuberLoss(delta=cfg.huber_delta)
+
+
+def _lr_at(epoch: int, cfg: QatOptimConfig) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg.epochs))
+
+
+def _evaluate_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch: int = 4096) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(x), batch):
+            pred = model(x[lo:lo + batch]).reshape(-1)
+            total += float(loss_fn(pred, y[lo:lo + batch])) * len(pred)
+    model.train()
+    return total / max(len(x), 1)
+
+
+def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, out_dir: str | Path,
+                  resume: bool = False) -> dict[str, Any]:
+    """Run the whole distillation; returns the qat report (also written to ``qat_report.json``)."""
+    from jbot_edge.qat.report import build_report
+
+    run_dir, data_path, out_dir = Path(run_dir), Path(data_path), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    save_config(cfg, out_dir / "config.yaml")
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    if resume and not ckpt_path.is_file():
+        raise JbotEdgeError(f"--resume: no checkpoint at {ckpt_path}")
+
+    prepared = prepare(cfg, run_dir, data_path, out_dir)
+    spec = cfg.input
+    bkg = background_mask(prepared)
+    transform = TargetTransform.fit(prepared["scores"][bkg & (prepared["split"] == SPLIT_TRAIN)])
+    targets = transform(prepared["scores"]).astype(np.float32)
+    x_all = torch.from_numpy(spec.to_model_input(prepared["codes"]))
+    y_all = torch.from_numpy(targets)
+    train_idx = np.flatnonzero(bkg & (prepared["split"] == SPLIT_TRAIN))
+    val_idx = np.flatnonzero(bkg & (prepared["split"] == SPLIT_VAL))
+    if len(train_idx) < cfg.optim.batch_size or len(val_idx) == 0:
+        raise JbotEdgeError(f"qat: only {len(train_idx)} training / {len(val_idx)} validation background jets in "
+                            f"{data_path}; need at least optim.batch_size={cfg.optim.batch_size} for training")
+    x_val, y_val = x_all[val_idx], y_all[val_idx]
+
+    torch.manual_seed(cfg.seed)
+    model = build_student(cfg.student, spec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    loss_fn = _loss_fn(cfg.optim)
+    start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1, "state": None}
+    if resume:
+        start_epoch, best = _load_checkpoint(ckpt_path, model, optimizer, cfg)
+        log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
+
+    metrics_path = out_dir / "metrics.jsonl"
+    if not resume:
+        metrics_path.unlink(missing_ok=True)
+    model.train()
+    from rich.progress import TextColumn
+
+    with progress_bar(TextColumn("loss {task.fields[loss]:.4f} val {task.fields[val]:.4f}")) as bar:
+        task = bar.add_task("distil", total=cfg.optim.epochs, completed=start_epoch, loss=float("nan"),
+                            val=float("nan"))
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(epoch, cfg.optim)
+            # The permutation depends only on (seed, epoch): resuming needs no RNG state to be bit-identical.
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
+            t0, running, seen = time.perf_counter(), 0.0, 0
+            for lo in range(0, len(order) - cfg.optim.batch_size + 1, cfg.optim.batch_size):
+                idx = torch.from_numpy(order[lo:lo + cfg.optim.batch_size])
+                pred = model(x_all[idx]).reshape(-1)
+                loss = loss_fn(pred, y_all[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                running += float(loss) * len(idx)
+                seen += len(idx)
+            train_loss = running / max(seen, 1)
+            if not np.isfinite(train_loss):
+                raise JbotEdgeError(f"qat: training loss became {train_loss} at epoch {epoch}; lower optim.lr")
+            val_loss = _evaluate_loss(model, x_val, y_val, loss_fn)
+            jets_per_s = seen / max(time.perf_counter() - t0, 1e-9)
+            if val_loss < best["val_loss"]:
+                best = {"val_loss": val_loss, "epoch": epoch,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            with open(metrics_path, "a") as fh:
+                fh.write(json.dumps({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                     "lr": optimizer.param_groups[0]["lr"], "jets_per_s": jets_per_s}) + "\n")
+            bar.update(task, advance=1, loss=train_loss, val=val_loss)
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.optim.epochs:
+                _save_checkpoint(ckpt_path, model, optimizer, epoch + 1, best, cfg)
+    log.info("best validation loss %.4f at epoch %d", best["val_loss"], best["epoch"])
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    model.eval()
+    check_power_of_two_scales(model, where="trained student")
+
+    report = build_report(model, cfg, prepared, transform, out_dir, run_dir=run_dir, data_path=data_path,
+                          best_epoch=best["epoch"], best_val_loss=best["val_loss"])
+    save_student(out_dir / "student.pt", model, cfg.student, spec, extra={
+        "target_transform": transform.describe(),
+        "teacher": {"run_dir": str(run_dir.resolve()), "sha256": _sha256(run_dir / "teacher.pt"),
+                    "score_head": report["score_head"]},
+        "data": {"file": str(data_path.resolve()), "train_labels": list(prepared["train_labels"])},
+        "training": {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "epochs": cfg.optim.epochs},
+    })
+    write_json(out_dir / "qat_report.json", report)
+    return report
+
+
+def _save_checkpoint(path: Path, model, optimizer, epoch: int, best: dict[str, Any], cfg: QatConfig) -> None:
+    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch, "model": model.state_dict(),
+               "optimizer": optimizer.state_dict(), "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
+               "best_state": best["state"], "config": cfg.model_dump(mode="json")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig) -> tuple[int, dict[str, Any]]:
+    from brevitas import config as brevitas_config
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure means the file is unusable
+        raise JbotEdgeError(f"--resume: checkpoint {path} cannot be read ({type(exc).__name__})") from exc
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise JbotEdgeError(f"--resume: {path} is not a jbot-edge qat checkpoint")
+    saved = dict(payload["config"])
+    current = cfg.model_dump(mode="json")
+    for key in ("optim", "threads"):
+        saved.pop(key, None), current.pop(key, None)
+    if saved != current:
+        raise JbotEdgeError(f"--resume: the configuration differs from the one {path} was trained with "
+                            "(only optim.* may change)")
+    # Brevitas creates statistics-initialised scale parameters lazily; allow them to be absent before loading.
+    brevitas_config.IGNORE_MISSING_KEYS = True
+    try:
+        model.load_state_dict(payload["model"], strict=False)
+    finally:
+        brevitas_config.IGNORE_MISSING_KEYS = False
+    optimizer.load_state_dict(payload["optimizer"])
+    best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"], "state": payload["best_state"]}
+    return int(payload["epoch"]), best
