@@ -19,6 +19,10 @@ COMMAND_MODULES = [
     "jbot_edge.commands.info",
     "jbot_edge.commands.convert",
     "jbot_edge.commands.pretrain",
+    "jbot_edge.commands.evaluate",
+    "jbot_edge.commands.qat",
+    "jbot_edge.commands.synth",
+    "jbot_edge.commands.emulate",
 ]
 
 app = typer.Typer(

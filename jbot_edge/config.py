@@ -17,6 +17,7 @@ how it was made.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,25 @@ from jbot_edge.errors import JbotEdgeError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2); PyYAML's YAML 1.1 rules insist on ``1.0e-3``."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
 
 
 class StrictModel(pydantic.BaseModel):
@@ -61,7 +81,7 @@ def _load_yaml_chain(path: Path, seen: list[Path]) -> dict[str, Any]:
     if not path.is_file():
         raise JbotEdgeError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise JbotEdgeError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
     if not isinstance(data, dict):
@@ -95,7 +115,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         if not key or any(not part for part in key.split(".")):
             raise JbotEdgeError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _yaml_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         cursor = nested
@@ -141,9 +161,17 @@ def resolve_config(
         data = deep_merge(data, load_yaml(config_file))
         sources.append(str(config_file))
     if cli_values:
-        dotted = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                  for k, v in cli_values.items() if v is not None]
-        data = deep_merge(data, parse_overrides(dotted))
+        # Typed values from CLI options are nested as they are, never re-parsed as YAML ("1e3" stays a string).
+        nested: dict[str, Any] = {}
+        for key, value in cli_values.items():
+            if value is None:
+                continue
+            *parents, leaf = key.split(".")
+            cursor = nested
+            for part in parents:
+                cursor = cursor.setdefault(part, {})
+            cursor[leaf] = copy.deepcopy(value)
+        data = deep_merge(data, nested)
     if overrides:
         data = deep_merge(data, parse_overrides(overrides))
         sources.append("overrides")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.firmware.boards import BOARDS_DIR, RESOURCE_KINDS, load_board, list_boards
+from jbot_edge.firmware.boards import BOARDS_DIR, RESOURCE_KINDS, list_boards, load_board
 
 # AMD DS890, as copied into the project's reference notes ("Devices").
 DEVICE_TOTALS = {

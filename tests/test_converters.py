@@ -7,6 +7,7 @@ feature independently: Δη/Δφ to the jet axis, pT fractions, and the jet mass
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,8 +173,8 @@ def write_adc(path: Path, n_events: int, seed: int) -> tuple[Path, np.ndarray]:
     particles = np.zeros((n_events, 19, 4))
     for i in range(n_events):
         particles[i, 0] = rng.exponential(40), 0.0, rng.uniform(-np.pi, np.pi), 1
-        for lo, hi, code, maxn in ((1, 5, 2, 3), (5, 9, 3, 3), (9, 19, 4, 10)):
-            k = int(rng.integers(0, maxn + 1))
+        for lo, hi, code in ((1, 5, 2), (5, 9, 3), (9, 19, 4)):
+            k = int(rng.integers(0, hi - lo + 1))
             pt = np.sort(rng.exponential(30, k) + 23)[::-1]
             particles[i, lo:lo + k, 0] = pt
             particles[i, lo:lo + k, 1] = rng.uniform(-2.5, 2.5, k)
@@ -222,7 +223,7 @@ def test_jetnet_cli_merges_one_file_per_class(tmp_path, run_cli):
         assert_canonical_invariants(f)
         batch = f.read(slice(0, len(f)))
     # sources are interleaved chunk-wise, so find each class's jets in file order
-    for c, (name, truth) in enumerate(truths.items()):
+    for c, truth in enumerate(truths.values()):
         sel = batch.select(batch.labels == c)
         np.testing.assert_allclose(sel.jets["jet_pt"], truth.jet_pt, rtol=1e-6)
         np.testing.assert_array_equal(sel.jets["jet_phi"], 0.0)
@@ -339,6 +340,18 @@ def test_cli_option_errors(tmp_path, run_cli):
         assert f.n_particles == 4 and f.provenance["conversion"]["n_particles"] == 4
 
 
+def test_cli_config_file_supplies_settings(tmp_path, run_cli):
+    src = write_adc(tmp_path / "events.h5", 12, seed=13)[0]
+    config = tmp_path / "convert.yaml"
+    config.write_text(f"format: adc2021\nsources: [{src}]\nlabels: [signal]\nn_particles: 6\nmax_jets: 10\n")
+    proc = run_cli("convert", "--config", config, "--out", tmp_path / "o.h5", "compression=lzf")
+    assert proc.returncode == 0, proc.stderr
+    with JetFile(tmp_path / "o.h5") as f:
+        assert f.counts_per_label() == {"signal": 10} and f.n_particles == 6
+    saved = (tmp_path / "o.config.yaml").read_text()
+    assert "format: adc2021" in saved and "compression: lzf" in saved and "max_jets: 10" in saved
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Top Tagging
 
@@ -453,6 +466,15 @@ def test_jetclass_bad_inputs(tmp_path):
         t.extend({"jet_pt": np.ones(3, np.float32)})
     with pytest.raises(JbotEdgeError, match=r"nolabel.root: branch\(es\) \['part_px'"):
         convert_files("jetclass", [tmp_path / "nolabel.root"], tmp_path / "o.h5")
+    with uproot.recreate(tmp_path / "events.root") as f:
+        t = f.mktree("events", {"jet_pt": np.float32})
+        t.extend({"jet_pt": np.ones(3, np.float32)})
+    with pytest.raises(JbotEdgeError, match=r"events.root: key 'tree' missing \(has \['events;1'\]\)"):
+        convert_files("jetclass", [tmp_path / "events.root"], tmp_path / "o.h5")
+    data = (tmp_path / "bad.root").read_bytes()
+    (tmp_path / "cut.root").write_bytes(data[: len(data) // 2])
+    with pytest.raises(JbotEdgeError, match="cut.root: cannot read entries from 0 on \\(truncated or corrupt\\?\\)"):
+        convert_files("jetclass", [tmp_path / "cut.root"], tmp_path / "o.h5")
     assert not (tmp_path / "o.h5").exists()
 
 
@@ -576,3 +598,13 @@ def test_generated_jets_round_trip_through_toptagging_schema(tmp_path, jetnet_fi
     # physics survives the trip: top jets (30 leading constituents) still peak near the top mass
     top_mass = back.jets["jet_mass"][back.labels == 1]
     assert 0.5 < np.mean((top_mass > 130) & (top_mass < 210))
+
+
+@pytest.mark.parametrize("fmt, module, extra", [("jetclass", "uproot", "root"), ("toptagging", "pandas", "toptagging")])
+def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch, fmt, module, extra):
+    src = tmp_path / "input.file"
+    src.write_bytes(b"\0" * 64)
+    monkeypatch.setitem(sys.modules, module, None)  # what an environment without the extra looks like to import
+    with pytest.raises(JbotEdgeError, match=rf"needs the Python package '{module}': pip install 'jbot-edge\[{extra}\]'"):
+        convert_files(fmt, [src], tmp_path / "o.h5")
+    assert not (tmp_path / "o.h5").exists()

@@ -178,6 +178,13 @@ def test_estimates_hook_feeds_figures_and_ii_over_one_exceeds():
     assert report["estimates"][0]["tool"] == "da4ml"
 
 
+def test_vendor_free_report_does_not_send_the_user_to_the_flow_they_used():
+    estimate = Estimate(tool="da4ml", latency_cycles=4, ii=1, resources={"LUT": 1000})
+    notes = report_for("vu13p", estimates=[estimate])["notes"]
+    assert notes[0] == "no Vivado/Vitis on PATH: every figure is a vendor-free estimate (estimate:da4ml)"
+    assert not any("--backend rtl" in note for note in notes)
+
+
 def test_earlier_estimates_win_and_mappings_are_accepted():
     yosys = {"tool": "yosys", "resources": {"LUT": 30000, "FF": 9000}}
     da4ml = {"tool": "da4ml", "latency_cycles": 8, "ii": 1, "resources": {"LUT": 31000, "FF": 9500, "DSP": 0}}

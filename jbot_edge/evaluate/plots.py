@@ -83,6 +83,7 @@ def plot_roc_all(path: Path, background_by_scorer: Mapping[str, np.ndarray],
 
 def plot_score_distributions(path: Path, scorer: str, background: np.ndarray, signals: Mapping[str, np.ndarray],
                              thresholds: Mapping[str, float] | None = None) -> Path:
+    """Per-class score histograms; ``thresholds`` maps a label (e.g. "3 kHz") to a trigger threshold."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     everything = np.concatenate([background, *signals.values()])
@@ -93,13 +94,17 @@ def plot_score_distributions(path: Path, scorer: str, background: np.ndarray, si
     for i, (name, sig) in enumerate(signals.items()):
         ax.hist(np.clip(sig, bins[0], bins[-1]), bins=bins, density=True, histtype="step", lw=1.5,
                 color=_COLORS[i % len(_COLORS)], label=name)
+    # Budgets that land on the same threshold (e.g. all unresolved on a small sample) share one line.
+    grouped: dict[float, list[str]] = {}
     for label, value in (thresholds or {}).items():
-        ax.axvline(value, ls="--", lw=0.8, color="gray")
-        ax.text(value, ax.get_ylim()[1] * 0.9, f" {label}", rotation=90, va="top", fontsize=7, color="gray")
+        grouped.setdefault(value, []).append(label)
+    for j, (value, labels) in enumerate(sorted(grouped.items())):
+        ax.axvline(value, ls=("--", "-.", ":")[j % 3], lw=1.0, color="dimgray",
+                   label=f"threshold at {', '.join(labels)}")
     ax.set_yscale("log")
     ax.set_xlabel(f"{scorer} anomaly score (higher = more anomalous; clipped to 0.1-99.9 %)")
     ax.set_ylabel("density")
-    ax.legend()
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

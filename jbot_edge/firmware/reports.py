@@ -213,14 +213,6 @@ def parse_vendor_reports(project_dir: str | Path, backend: str) -> dict[str, Any
     return parsed
 
 
-def layer_precisions(hls_model: Any) -> dict[str, dict[str, str]]:
-    """``{layer name: {hls4ml type name: precision}}`` of an hls4ml model, as written into the firmware."""
-    return {
-        layer.name: {type_name: str(named.precision) for type_name, named in layer.get_layer_precision().items()}
-        for layer in hls_model.get_layers()
-    }
-
-
 # --------------------------------------------------------------------------------------------------------------
 # synth_report.json
 
@@ -361,11 +353,14 @@ def _as_estimates(estimates: Iterable[Estimate | Mapping[str, Any]] | None) -> l
 
 
 def _vendor_notes(vendor: Mapping[str, Any] | None, vendor_tools: Mapping[str, Any], board: Board,
-                  clock_ns: float) -> list[str]:
+                  clock_ns: float, estimates: Sequence[Estimate]) -> list[str]:
     notes = []
     if vendor is None:
         missing = missing_tools_note(vendor_tools)
-        if missing:
+        if missing and estimates:
+            sources = ", ".join(e.source for e in estimates)
+            notes.append(f"no Vivado/Vitis on PATH: every figure is a vendor-free estimate ({sources})")
+        elif missing:
             notes.append(missing)
         else:
             present = ", ".join(t for t, found in vendor_tools.items() if found)
@@ -424,7 +419,7 @@ def build_synth_report(
     }
     resources = _pick_resources(vendor, estimate_list, board)
 
-    report_notes = _vendor_notes(vendor, tools, board, clock_ns)
+    report_notes = _vendor_notes(vendor, tools, board, clock_ns, estimate_list)
     if vendor is None and not estimate_list:
         report_notes.append("no estimate was given either: latency, II and resources are unknown")
     report_notes += [f"{e.tool}: {note}" for e in estimate_list for note in e.notes]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.logs import get_logger
+from jbot_edge.logs import console, get_logger
 
 log = get_logger(__name__)
 
@@ -102,7 +102,7 @@ def _run_logged(command: list[str], cwd: Path, log_file: Path, tool: str, step: 
                 timeout_s: float | None) -> None:
     log.info("%s: running %s in %s (log: %s)", step, tool, cwd, log_file)
     try:
-        with open(log_file, "w") as sink:
+        with open(log_file, "w") as sink, console.status(f"{tool}: {step} (log: {log_file.name})"):
             completed = subprocess.run(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
@@ -126,8 +126,9 @@ def _run_hls(hls_model: Any, backend: str, project_dir: Path, csim: bool, synth:
         stdout_log, stderr_log = project_dir / "build_stdout.log", project_dir / "build_stderr.log"
         log.info("%s: running %s in %s (logs: %s, %s)", step, tool, project_dir, stdout_log.name, stderr_log.name)
         try:
-            hls_model.build(reset=False, csim=csim, synth=synth, cosim=False, validation=False, export=False,
-                            vsynth=False, fifo_opt=False, log_to_stdout=False)
+            with console.status(f"{tool}: {step} (logs: {stdout_log.name}, {stderr_log.name})"):
+                hls_model.build(reset=False, csim=csim, synth=synth, cosim=False, validation=False, export=False,
+                                vsynth=False, fifo_opt=False, log_to_stdout=False)
         except Exception as exc:  # hls4ml raises a bare Exception when the build fails
             if "Build failed" not in str(exc):
                 raise

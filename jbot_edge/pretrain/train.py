@@ -73,6 +73,9 @@ class TrainConfig(StrictModel):
     log_every: int = Field(default=50, ge=1)
     checkpoint_every: int = Field(default=1000, ge=1)
     progress: bool = True
+    stop_at_step: int | None = Field(default=None, ge=1, description=(
+        "end this invocation after this step without changing the schedules (for wall-time-limited jobs; "
+        "continue with --resume)"))
 
 
 class PretrainConfig(StrictModel):
@@ -87,7 +90,7 @@ class PretrainConfig(StrictModel):
 
 #: Settings that may change between a run and its resumption (the rest must match the checkpoint).
 RESUMABLE_CHANGES = {"optim.epochs", "optim.max_steps", "train.log_every", "train.checkpoint_every",
-                     "train.progress", "train.num_threads"}
+                     "train.progress", "train.num_threads", "train.stop_at_step"}
 #: Collapse thresholds, as fractions of log K (K = projection dimension).
 UNIFORM_COLLAPSE = 0.95
 DOMINANT_COLLAPSE = 0.10
@@ -261,9 +264,10 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         progress.start()
         task = progress.add_task("pretrain", total=total_steps, completed=step, loss=0.0)
     try:
-        batches = stream.batches(position, device) if step < total_steps else iter(())
+        stop_at = total_steps if tc.stop_at_step is None else min(tc.stop_at_step, total_steps)
+        batches = stream.batches(position, device) if step < stop_at else iter(())
         for pos, x, m in batches:
-            if step >= total_steps:
+            if step >= stop_at:
                 break
             t0 = time.perf_counter()
             lr = learning_rate(step, total_steps, warmup, peak_lr, oc.schedule, oc.min_lr_ratio)
@@ -286,7 +290,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 sums[k] = sums.get(k, 0) + v.detach().float()
             n_in_window += 1
             elapsed += time.perf_counter() - t0
-            if n_in_window == tc.log_every or step == total_steps:
+            if n_in_window == tc.log_every or step == stop_at:
                 keys = sorted(sums)
                 stacked = distributed.all_reduce_mean(torch.stack([sums[k] for k in keys]) / n_in_window)
                 if device.type == "cuda":
@@ -310,7 +314,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                     progress.update(task, completed=step, description=(
                         f"pretrain loss {last['loss']:.3f} H_t {last['teacher_entropy']:.2f} "
                         f"H_s {last['student_entropy']:.2f} {last['jets_per_s']:,.0f} jets/s"))
-            if step % tc.checkpoint_every == 0 and step < total_steps:
+            if step % tc.checkpoint_every == 0 and step < stop_at:
                 save()
     finally:
         if progress is not None:
@@ -323,6 +327,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         "method": "jbot",
         "steps": step,
         "total_steps": total_steps,
+        "complete": step >= total_steps,
         "epochs": step / steps_per_epoch,
         "steps_per_epoch": steps_per_epoch,
         "batch_size": oc.batch_size,

@@ -9,7 +9,9 @@ Data flow (``STUDENT_DIR`` layout)::
     prepared.npz          codes int16 [N, P, F], teacher scores float64 [N], labels int64 [N], split int8 [N]
                           (0 train, 1 validation, 2 test) — cached so --resume and reports skip the teacher pass
     prepared.json         what prepared.npz was made from (teacher hash, score head, file, spec); reused only on match
-    checkpoints/last.pt   model + optimizer + epoch + best-so-far (atomic, every ``checkpoint_every`` epochs)
+    checkpoints/last.pt   model + optimizer + epoch + best-so-far (atomic, every ``checkpoint_every`` epochs);
+                          ``--resume`` continues bit for bit once Brevitas has initialised its activation scales
+                          (after ``student.collect_stats_steps`` steps: its running statistics are not checkpointed)
     metrics.jsonl         one line per epoch: train/val loss, lr, jets/s
     student.pt            final student (best validation epoch), see jbot_edge.models.students
     qat_report.json       fidelity and physics figures (jbot_edge.qat.report)
@@ -231,7 +233,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     model = build_student(cfg.student, spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     loss_fn = _loss_fn(cfg.optim)
-    start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1, "state": None}
+    start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1, "state": None, "initial_val_loss": None}
     if resume:
         start_epoch, best = _load_checkpoint(ckpt_path, model, optimizer, cfg)
         log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
@@ -239,6 +241,8 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     metrics_path = out_dir / "metrics.jsonl"
     if not resume:
         metrics_path.unlink(missing_ok=True)
+        # The untrained student's validation loss: the reference the distillation must improve on.
+        best["initial_val_loss"] = _evaluate_loss(model, x_val, y_val, loss_fn)
     model.train()
     from rich.progress import TextColumn
 
@@ -259,7 +263,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
-                running += float(loss) * len(idx)
+                running += float(loss.detach()) * len(idx)
                 seen += len(idx)
             train_loss = running / max(seen, 1)
             if not np.isfinite(train_loss):
@@ -267,8 +271,8 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
             val_loss = _evaluate_loss(model, x_val, y_val, loss_fn)
             jets_per_s = seen / max(time.perf_counter() - t0, 1e-9)
             if val_loss < best["val_loss"]:
-                best = {"val_loss": val_loss, "epoch": epoch,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                best.update(val_loss=val_loss, epoch=epoch,
+                            state={k: v.detach().clone() for k, v in model.state_dict().items()})
             with open(metrics_path, "a") as fh:
                 fh.write(json.dumps({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                                      "lr": optimizer.param_groups[0]["lr"], "jets_per_s": jets_per_s}) + "\n")
@@ -282,7 +286,8 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     check_power_of_two_scales(model, where="trained student")
 
     report = build_report(model, cfg, prepared, transform, out_dir, run_dir=run_dir, data_path=data_path,
-                          best_epoch=best["epoch"], best_val_loss=best["val_loss"])
+                          best_epoch=best["epoch"], best_val_loss=best["val_loss"],
+                          initial_val_loss=best["initial_val_loss"])
     save_student(out_dir / "student.pt", model, cfg.student, spec, extra={
         "target_transform": transform.describe(),
         "teacher": {"run_dir": str(run_dir.resolve()), "sha256": _sha256(run_dir / "teacher.pt"),
@@ -297,7 +302,8 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
 def _save_checkpoint(path: Path, model, optimizer, epoch: int, best: dict[str, Any], cfg: QatConfig) -> None:
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch, "model": model.state_dict(),
                "optimizer": optimizer.state_dict(), "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
-               "best_state": best["state"], "config": cfg.model_dump(mode="json")}
+               "best_state": best["state"], "initial_val_loss": best["initial_val_loss"],
+               "config": cfg.model_dump(mode="json")}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -326,5 +332,6 @@ def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig) -> tuple[int,
     finally:
         brevitas_config.IGNORE_MISSING_KEYS = False
     optimizer.load_state_dict(payload["optimizer"])
-    best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"], "state": payload["best_state"]}
+    best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"], "state": payload["best_state"],
+            "initial_val_loss": payload["initial_val_loss"]}
     return int(payload["epoch"]), best

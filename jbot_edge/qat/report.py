@@ -8,7 +8,7 @@ Schema (all numbers finite)::
                   input_fixed_type, config: StudentConfig},
       "input_spec": L1InputSpec.describe(),
       "score_head": "mahalanobis", "target_transform": {...},
-      "training": {best_epoch, best_val_loss, n_train, n_val},
+      "training": {best_epoch, best_val_loss, initial_val_loss (untrained student), n_train, n_val},
       "n_test": {label: count},                      # held-out test split, every label
       "spearman": {label: ρ}, "pearson": {label: r}, # student vs teacher per label, on the test split;
                                                      #   "all" over every test jet; pearson on the target scale
@@ -49,7 +49,8 @@ def _ratio(student: float, teacher: float) -> float:
 
 
 def build_report(model: torch.nn.Module, cfg, prepared: dict[str, np.ndarray], transform, out_dir: Path, *,
-                 run_dir: Path, data_path: Path, best_epoch: int, best_val_loss: float) -> dict[str, Any]:
+                 run_dir: Path, data_path: Path, best_epoch: int, best_val_loss: float,
+                 initial_val_loss: float | None = None) -> dict[str, Any]:
     from jbot_edge.evaluate.score_head import ScoreHead
     from jbot_edge.qat.distill import SPLIT_TEST, SPLIT_TRAIN, SPLIT_VAL, background_mask
 
@@ -99,6 +100,7 @@ def build_report(model: torch.nn.Module, cfg, prepared: dict[str, np.ndarray], t
         "score_head": head_name,
         "target_transform": transform.describe(),
         "training": {"best_epoch": best_epoch, "best_val_loss": best_val_loss,
+                     "initial_val_loss": initial_val_loss,
                      "n_train": int((all_bkg & (split == SPLIT_TRAIN)).sum()),
                      "n_val": int((all_bkg & (split == SPLIT_VAL)).sum()),
                      "train_labels": train_labels},

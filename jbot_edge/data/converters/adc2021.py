@@ -26,8 +26,9 @@ The label comes from ``--label`` or from the published file name (``background_f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -58,7 +59,7 @@ class ADC2021Converter(Converter):
                  "(pT, eta, phi, class); rows 0 MET, 1-4 e, 5-8 mu, 9-18 jets; class 0 = padding")
     particle_features = ("part_deta", "part_dphi", "part_pt_rel", "part_pt", "part_eta", "part_phi", "part_pid")
     jet_features = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_n_constituents")
-    provenance_extra = {
+    provenance_extra: ClassVar[Mapping[str, Any]] = {
         "object_set": "adc2021",
         "part_pid": "ADC2021 object class code: " + ", ".join(f"{k} = {v}" for k, v in CLASS_CODES.items() if k),
         "event_axis": "leading non-MET object",

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def order_and_pad(features: Mapping[str, np.ndarray], valid: np.ndarray, pt: np.
     ``features`` and ``valid``/``pt`` are [N, S]. The sort is stable, so particles of equal pT keep the source
     order; invalid slots go last whatever their position in the source (some sources leave gaps).
     """
-    n, s = valid.shape
+    n = valid.shape[0]
     key = np.where(valid, -pt.astype(np.float64), np.inf)
     order = np.argsort(key, axis=1, kind="stable")[:, :n_particles]
     rows = np.arange(n)[:, None]
@@ -131,7 +131,7 @@ class Converter:
     particle_features: tuple[str, ...] = ()
     jet_features: tuple[str, ...] = ()
     #: extra provenance entries (e.g. ``object_set``)
-    provenance_extra: dict[str, Any] = {}
+    provenance_extra: ClassVar[Mapping[str, Any]] = {}
 
     def inspect(self, path: Path) -> SourceFile:
         raise NotImplementedError

@@ -1,0 +1,285 @@
+"""``jbot-edge evaluate`` end to end: embed, score with every scorer, measure, cluster, probe, fine-tune, plot.
+
+Outputs (EVAL_DIR is written to a temporary sibling and renamed into place whole, so it is complete or absent)::
+
+    EVAL_DIR/evaluate.json      schema "jbot-edge.evaluate" v1:
+        teacher {path, sha256, data_preset, embed_dim, input_spec}, data {path, preset, n_jets, label_names},
+        split {seed, bank_size(_requested), bank_counts, eval_counts, ...}     (see embed.py: bank ∩ eval = ∅)
+        score_head {name, written, path, fpga_friendly, fpga_note}
+        signals {SIGNAL: METRICS}            the score-head scorer's metrics (same as scorers[score_head.name])
+        trigger [TRIGGER_ROW, ...]           the score-head scorer's trigger view
+        scorers {SCORER: {params, fpga_friendly, fpga_note, fit_info, fit_seconds, score_seconds,
+                          signals {SIGNAL: METRICS}, trigger [TRIGGER_ROW, ...]}}
+        clustering {nmi, ari, purity, n_jets, n_clusters, normalize}, projections {pca: {...}, tsne: {...}}
+        probes {linear {accuracy, auc_macro_ovr}, knn {...}, majority_class_accuracy, n_train, n_test}
+        finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}]}
+        plots [file names], timing {stage: seconds}
+      METRICS = {auc, tpr_at_fpr {"1e-1": .., "1e-2": .., "1e-3": .., "1e-4": ..}, tpr_at_fpr_resolved {...},
+                 inv_bkg_eff_at_sig_eff {"0.3": .., "0.5": ..}, inv_bkg_eff_lower_bound {...},
+                 n_background, n_signal, uncertainty {method, n_resamples, auc, tpr_at_fpr, inv_bkg_eff_at_sig_eff}}
+      TRIGGER_ROW = see jbot_edge.evaluate.metrics.trigger_view
+    EVAL_DIR/config.yaml        the resolved EvaluateConfig
+    EVAL_DIR/*.png              see jbot_edge.evaluate.plots
+    RUN_DIR/score_head.{npz,json}   the chosen scorer (see jbot_edge.evaluate.score_head), unless
+                                    write_score_head=false
+
+Every float in evaluate.json is checked finite before writing: a NaN is a bug and stops the command.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jbot_edge import __version__
+from jbot_edge.atomic import atomic_directory, write_json
+from jbot_edge.config import save_config
+from jbot_edge.errors import JbotEdgeError
+from jbot_edge.evaluate.config import EvaluateConfig
+from jbot_edge.logs import get_logger
+
+log = get_logger(__name__)
+
+SCHEMA_NAME = "jbot-edge.evaluate"
+SCHEMA_VERSION = 1
+
+
+def check_preset(teacher_preset: str | None, data_preset: str | None, data_path: Path, allow: bool) -> None:
+    """A teacher pre-trained on one preset (e.g. jetnet, R=0.8) must not silently score another (l1, R=0.4)."""
+    if teacher_preset is None or data_preset is None:
+        log.warning("cannot compare data presets (teacher: %s, %s: %s); evaluating anyway", teacher_preset,
+                    data_path.name, data_preset)
+        return
+    if teacher_preset != data_preset:
+        if not allow:
+            raise JbotEdgeError(f"{data_path}: data preset {data_preset!r} differs from the teacher's training preset "
+                                f"{teacher_preset!r}; pass allow_preset_mismatch=true to evaluate anyway")
+        log.warning("teacher preset %r ≠ data preset %r (allowed by allow_preset_mismatch)", teacher_preset,
+                    data_preset)
+
+
+def assert_finite(value: Any, where: str = "evaluate.json") -> None:
+    """Raise if any float in a nested dict/list is NaN or infinite, naming its key path."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert_finite(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            assert_finite(v, f"{where}[{i}]")
+    elif isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        raise RuntimeError(f"{where} is {value}: refusing to write a non-finite number")
+
+
+def _gather_inputs(jet_file, index: np.ndarray, spec) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs for sorted file ``index``, streamed block by block (never the whole file)."""
+    from jbot_edge.data.preprocessing import build_inputs
+
+    features = spec.stored_features()
+    xs, masks = [], []
+    block = 16384
+    for lo in range(0, len(jet_file), block):
+        a, b = np.searchsorted(index, [lo, lo + block])
+        if a == b:
+            continue
+        chunk = jet_file.read(slice(lo, min(lo + block, len(jet_file))), particle_features=features,
+                              jet_features=[]).select(index[a:b] - lo)
+        x, m = build_inputs(chunk, spec)
+        xs.append(x)
+        masks.append(m)
+    return np.concatenate(xs), np.concatenate(masks)
+
+
+def _subsample(n: int, max_n: int, seed: int) -> np.ndarray:
+    if n <= max_n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_n, replace=False))
+
+
+def _score_stats(background_scores: np.ndarray) -> dict[str, float]:
+    q = np.quantile(background_scores, [0.5, 0.9, 0.99, 0.999])
+    return {"n": int(len(background_scores)), "mean": float(background_scores.mean()),
+            "std": float(background_scores.std()), "min": float(background_scores.min()),
+            "max": float(background_scores.max()), "q50": float(q[0]), "q90": float(q[1]), "q99": float(q[2]),
+            "q999": float(q[3])}
+
+
+def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: str | os.PathLike[str],
+                 out_dir: str | os.PathLike[str] | None = None) -> dict:
+    """Evaluate the teacher in ``run_dir`` on ``data_path``; write EVAL_DIR and the score head; return the report."""
+    import torch
+
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate import plots
+    from jbot_edge.evaluate.clustering import cluster_metrics, project_2d
+    from jbot_edge.evaluate.embed import embed_index, split_jets
+    from jbot_edge.evaluate.metrics import metrics_with_uncertainty, trigger_view
+    from jbot_edge.evaluate.probes import run_probes, stratified_split
+    from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
+    from jbot_edge.evaluate.scores import fit_scorer
+    from jbot_edge.pretrain.artifact import load_teacher
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    timing: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timing[stage] = round(now - clock, 3)
+        clock = now
+
+    data_path = Path(data_path)
+    teacher = load_teacher(run_dir)
+    run_dir = teacher.path.parent
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
+    if out_dir.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out_dir.resolve()):
+        raise JbotEdgeError(f"--out {out_dir}: EVAL_DIR is replaced as a whole, so it must not be the run directory "
+                            f"{run_dir} or contain it (default: {run_dir / 'evaluate'})")
+    teacher_sha = file_sha256(teacher.path)
+
+    with JetFile(data_path) as jet_file:
+        teacher.input_spec.check_file(jet_file)
+        data_preset = jet_file.provenance.get("preset")
+        check_preset(teacher.data_preset, data_preset, data_path, cfg.allow_preset_mismatch)
+        labels = jet_file.labels()
+        label_names = jet_file.label_names
+        d = cfg.data
+        split = split_jets(labels, label_names, d.background, d.signals, d.bank_size, d.max_eval_background,
+                           d.max_eval_per_signal, seed=d.split_seed, source=str(data_path))
+        union = np.union1d(split.bank_index, split.eval_index)
+        embeddings = embed_index(teacher, jet_file, union, d.batch_size, "embedding jets")
+        lap("embed")
+        bank = embeddings[np.searchsorted(union, split.bank_index)]
+        eval_emb = embeddings[np.searchsorted(union, split.eval_index)]
+        eval_labels = labels[split.eval_index]
+        log.info("embedded %d bank + %d evaluation jets (D=%d)", len(bank), len(eval_emb), eval_emb.shape[1])
+
+        finetune_inputs = None
+        if cfg.finetune.enabled:
+            pick = _subsample(len(split.eval_index), cfg.finetune.max_jets, cfg.seed)
+            finetune_inputs = (*_gather_inputs(jet_file, split.eval_index[pick], teacher.input_spec),
+                               eval_labels[pick])
+
+    is_background = np.isin(eval_labels, [label_names.index(n) for n in split.background])
+    signal_ids = {n: label_names.index(n) for n in split.signals}
+
+    # -- anomaly scores ---------------------------------------------------------------------------------------------
+    scorer_reports: dict[str, dict] = {}
+    fitted = {}
+    eval_scores = {}
+    for name in cfg.compare:
+        t0 = time.perf_counter()
+        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name))
+        t1 = time.perf_counter()
+        scores = scorer.score(eval_emb)
+        t2 = time.perf_counter()
+        background = scores[is_background]
+        signals = {s: scores[eval_labels == i] for s, i in signal_ids.items()}
+        m = cfg.metrics
+        per_signal = {s: metrics_with_uncertainty(background, sig, m.fpr_targets, m.sig_eff_targets, m.uncertainty,
+                                                  m.n_resamples, m.seed) for s, sig in signals.items()}
+        t = cfg.trigger
+        scorer_reports[name] = {
+            "params": scorer.params.model_dump(mode="json"), "fpga_friendly": scorer.fpga_friendly,
+            "fpga_note": scorer.fpga_note, "formula": scorer.formula, "fit_info": scorer.info,
+            "fit_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3),
+            "signals": per_signal,
+            "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz,
+                                    t.jets_per_crossing),
+        }
+        fitted[name] = scorer
+        eval_scores[name] = (background, signals)
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in per_signal.items()), name)
+    lap("scores")
+
+    report: dict[str, Any] = {
+        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "created_by": f"jbot-edge {__version__}",
+        "teacher": {"path": str(teacher.path), "sha256": teacher_sha, "data_preset": teacher.data_preset,
+                    "embed_dim": int(teacher.embed_dim), "input_spec": teacher.input_spec.model_dump(mode="json"),
+                    "train_labels": teacher.data.get("train_labels")},
+        "data": {"path": str(data_path), "preset": data_preset, "n_jets": int(len(labels)),
+                 "label_names": label_names},
+        "split": split.summary(labels),
+    }
+    head_scorer = fitted[cfg.scorer]
+    head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
+                     teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]))
+    report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
+                            "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
+                            "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
+                            "score_stats": head.score_stats}
+    report["signals"] = scorer_reports[cfg.scorer]["signals"]
+    report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
+    report["scorers"] = scorer_reports
+
+    # -- label-aware analyses of the frozen embedding ---------------------------------------------------------------
+    projections = []
+    if cfg.clustering.enabled:
+        c = cfg.clustering
+        report["clustering"] = cluster_metrics(eval_emb, eval_labels, c.normalize, c.max_points, seed=cfg.seed)
+        projections.append(project_2d(eval_emb, eval_labels, "pca", c.pca_points, c.normalize, cfg.seed))
+        if c.tsne:
+            projections.append(project_2d(eval_emb, eval_labels, "tsne", c.tsne_points, c.normalize, cfg.seed,
+                                          c.perplexity))
+        report["projections"] = {p.method: {"n_jets": int(len(p.labels)), **p.info} for p in projections}
+        log.info("clustering: NMI %.3f ARI %.3f purity %.3f", report["clustering"]["nmi"],
+                 report["clustering"]["ari"], report["clustering"]["purity"])
+        lap("clustering")
+    if cfg.probes.enabled:
+        p = cfg.probes
+        pick = _subsample(len(eval_emb), p.max_jets, cfg.seed)
+        report["probes"] = run_probes(eval_emb[pick], eval_labels[pick], p.train_fraction, p.knn_k, seed=cfg.seed)
+        report["probes"]["classes"] = [label_names[i] for i in np.unique(eval_labels[pick])]
+        log.info("probes: linear accuracy %.3f, kNN accuracy %.3f (majority class %.3f)",
+                 report["probes"]["linear"]["accuracy"], report["probes"]["knn"]["accuracy"],
+                 report["probes"]["majority_class_accuracy"])
+        lap("probes")
+    if finetune_inputs is not None:
+        from jbot_edge.evaluate.finetune import FinetuneData, finetune_vs_scratch
+
+        f = cfg.finetune
+        x, mask, y_file = finetune_inputs
+        present = np.unique(y_file)
+        y = np.searchsorted(present, y_file)  # file label ids → 0..C-1
+        train, test = stratified_split(y, f.train_fraction, cfg.seed)
+        data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test],
+                            [label_names[i] for i in present])
+        report["finetune"] = finetune_vs_scratch(
+            teacher, data, f.label_fractions, lr=f.lr, layer_decay=f.layer_decay,
+            scratch_layer_decay=f.scratch_layer_decay, weight_decay=f.weight_decay, epochs=f.epochs,
+            min_steps=f.min_steps, batch_size=f.batch_size, dropout=f.dropout, warmup_fraction=f.warmup_fraction,
+            seed=cfg.seed)
+        lap("finetune")
+
+    # -- write -------------------------------------------------------------------------------------------------------
+    with atomic_directory(out_dir) as tmp:
+        written = []
+        for name, (background, signals) in eval_scores.items():
+            written.append(plots.plot_rejection(tmp / f"roc_{name}.png", name, background, signals).name)
+            thresholds = {f"{r['rate_budget_khz']:g} kHz": r["threshold"] for r in scorer_reports[name]["trigger"]}
+            written.append(plots.plot_score_distributions(tmp / f"scores_{name}.png", name, background, signals,
+                                                          thresholds).name)
+        written.append(plots.plot_roc_all(tmp / "roc_all_scorers.png", {n: v[0] for n, v in eval_scores.items()},
+                                          {n: v[1] for n, v in eval_scores.items()}).name)
+        for projection in projections:
+            written.append(plots.plot_embedding(tmp / f"embedding_{projection.method}.png", projection,
+                                                label_names).name)
+        if "finetune" in report:
+            written.append(plots.plot_finetune(tmp / "finetune.png", report["finetune"]).name)
+        lap("plots")
+        report["plots"] = written
+        report["timing"] = timing
+        assert_finite(report)
+        save_config(cfg, tmp / "config.yaml")
+        write_json(tmp / "evaluate.json", report)
+        if cfg.write_score_head:
+            head.save(run_dir)  # inside the block: a failure here leaves no report claiming a head was written
+    log.info("wrote %s (score head: %s%s)", out_dir / "evaluate.json", cfg.scorer,
+             f" → {run_dir / 'score_head.json'}" if cfg.write_score_head else ", not written")
+    return report

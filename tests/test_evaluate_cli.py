@@ -1,0 +1,121 @@
+"""``jbot-edge evaluate`` end to end: a tiny real pretrain run on generated jets, then the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+#: Small enough for two shared cores, large enough that every analysis runs for real.
+FAST = ["data.bank_size=200", "threads=1", "metrics.n_resamples=5", "clustering.tsne_points=200",
+        "finetune.epochs=1", "finetune.min_steps=4", "finetune.label_fractions=[0.1,1.0]"]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(jetnet_file, run_cli, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("evaluate") / "run"
+    result = run_cli("pretrain", "--data", jetnet_file, "--out", run, "--train-labels", "q,g", "--max-steps", 30,
+                     "optim.batch_size=128", "train.num_threads=1", "train.progress=false")
+    assert result.returncode == 0, result.stderr
+    assert (run / "teacher.pt").is_file()
+    return run
+
+
+def _floats(value, path="evaluate.json"):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _floats(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _floats(v, f"{path}[{i}]")
+    elif isinstance(value, float):
+        yield path, value
+
+
+def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, run_cli, tmp_path):
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate.embed import split_jets
+    from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
+    from jbot_edge.pretrain.artifact import load_teacher
+
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--run", teacher_run, "--data", jetnet_file, "--background", "q,g",
+                     "--signals", "w,z,t", "--scorer", "knn", "--out", out, *FAST)
+    assert result.returncode == 0, result.stderr
+    assert "w: AUC" in result.stdout
+    report = json.loads((out / "evaluate.json").read_text())
+    bad = [(p, v) for p, v in _floats(report) if not math.isfinite(v)]
+    assert not bad
+
+    # split: bank of background only, disjoint from the evaluation jets (300 q + 300 g in the file)
+    split = report["split"]
+    assert split["bank_size"] == 200 and set(split["bank_counts"]) <= {"q", "g"}
+    assert split["eval_counts"]["q"] + split["eval_counts"]["g"] == 400
+    assert {split["eval_counts"][s] for s in "wzt"} == {300}
+
+    fpr_keys = {"1e-1", "1e-2", "1e-3", "1e-4"}
+    assert set(report["scorers"]) == {"knn", "cosine", "mahalanobis", "gmm", "kmeans"}
+    for name, scorer in report["scorers"].items():
+        assert set(scorer["signals"]) == {"w", "z", "t"}
+        for metrics in scorer["signals"].values():
+            assert 0 <= metrics["auc"] <= 1
+            assert set(metrics["tpr_at_fpr"]) == fpr_keys
+            assert metrics["tpr_at_fpr_resolved"] == {"1e-1": True, "1e-2": True, "1e-3": False, "1e-4": False}
+            assert set(metrics["inv_bkg_eff_at_sig_eff"]) == {"0.3", "0.5"}
+            assert metrics["uncertainty"]["auc"] > 0
+        assert [row["rate_budget_khz"] for row in scorer["trigger"]] == [1.0, 3.0, 10.0]
+    assert report["signals"] == report["scorers"]["knn"]["signals"]
+    assert report["score_head"]["name"] == "knn" and report["score_head"]["fpga_friendly"] is False
+    assert 0 <= report["clustering"]["nmi"] <= 1 and 0 < report["clustering"]["purity"] <= 1
+    assert report["probes"]["n_classes"] == 5
+    runs = report["finetune"]["runs"]
+    assert [r["label_fraction"] for r in runs] == [0.1, 1.0]
+    assert all(0 <= r[arm]["accuracy"] <= 1 for r in runs for arm in ("finetune", "scratch"))
+    for png in report["plots"]:
+        assert (out / png).stat().st_size > 5000, png
+    assert {"roc_all_scorers.png", "embedding_pca.png", "embedding_tsne.png", "finetune.png"} <= set(report["plots"])
+    assert (out / "config.yaml").is_file()
+
+    # The head in RUN_DIR is the evaluated one: it reproduces the held-out background score statistics.
+    head = ScoreHead.load(teacher_run)
+    meta = json.loads((teacher_run / "score_head.json").read_text())
+    assert head.name == "knn" and meta["bank_size"] == 200 and meta["background_labels"] == ["q", "g"]
+    assert meta["teacher_sha256"] == file_sha256(teacher_run / "teacher.pt")
+    teacher = load_teacher(teacher_run)
+    with JetFile(jetnet_file) as f:
+        labels = f.labels()
+        s = split_jets(labels, f.label_names, ["q", "g"], ["w", "z", "t"], 200, 50000, 20000, seed=0)
+        background = s.eval_index[np.isin(labels[s.eval_index], [0, 1])]
+        scores = head.score(teacher.embed(f.read(background)))
+    assert scores.mean() == pytest.approx(meta["score_stats"]["mean"], rel=1e-4)
+    assert scores.max() == pytest.approx(report["trigger"][0]["threshold"], rel=1e-4)  # 1 kHz: unresolved → max
+
+
+def test_evaluate_bad_inputs_fail_with_one_line(teacher_run, jetnet_file, run_cli, tmp_path):
+    def fails(*args, match: str) -> None:
+        result = run_cli("evaluate", "--run", teacher_run, "--data", jetnet_file, "--out", tmp_path / "e", *args,
+                         "finetune.enabled=false", "clustering.enabled=false", "probes.enabled=false", *FAST)
+        assert result.returncode == 2, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and match in last, last
+        assert not (tmp_path / "e").exists()
+
+    fails("--signals", "h", match="'h'")
+    fails("--background", "q,x", match="--background")
+    fails("data.bank_size=20", match="k=30 needs a background bank of at least 30 jets, got 20")
+    fails("scorers.knn.kk=3", match="unknown key 'scorers.knn.kk'")
+
+    # a teacher pre-trained on the jetnet preset must not silently score l1-preset jets
+    l1 = tmp_path / "l1.h5"
+    shutil.copy(jetnet_file, l1)
+    with h5py.File(l1, "r+") as h5:
+        provenance = json.loads(h5.attrs["provenance"])
+        provenance["preset"] = "l1"
+        h5.attrs["provenance"] = json.dumps(provenance)
+    result = run_cli("evaluate", "--run", teacher_run, "--data", l1, "--out", tmp_path / "e", *FAST)
+    assert result.returncode == 2 and "allow_preset_mismatch=true" in result.stderr
