@@ -18,6 +18,12 @@ from typing import Any
 from jbot_edge.errors import JbotEdgeError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_parent_writable(path: Path) -> None:
     parent = path.parent
     try:
@@ -38,6 +44,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600; give the artifact the permissions a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -52,6 +60,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if path.exists():
             trash = path.with_name(f".{path.name}.old")
             shutil.rmtree(trash, ignore_errors=True)

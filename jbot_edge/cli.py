@@ -17,12 +17,14 @@ from jbot_edge.errors import JbotEdgeError
 #: Registered commands, in pipeline order. A command is listed here only once it works end to end.
 COMMAND_MODULES = [
     "jbot_edge.commands.info",
+    "jbot_edge.commands.generate",
     "jbot_edge.commands.convert",
     "jbot_edge.commands.pretrain",
     "jbot_edge.commands.evaluate",
     "jbot_edge.commands.qat",
     "jbot_edge.commands.synth",
     "jbot_edge.commands.emulate",
+    "jbot_edge.commands.demo",
 ]
 
 app = typer.Typer(

@@ -98,8 +98,9 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
 
 def test_evaluate_bad_inputs_fail_with_one_line(teacher_run, jetnet_file, run_cli, tmp_path):
     def fails(*args, match: str) -> None:
-        result = run_cli("evaluate", "--run", teacher_run, "--data", jetnet_file, "--out", tmp_path / "e", *args,
-                         "finetune.enabled=false", "clustering.enabled=false", "probes.enabled=false", *FAST)
+        result = run_cli("evaluate", "--run", teacher_run, "--data", jetnet_file, "--out", tmp_path / "e", *FAST,
+                         "finetune.enabled=false", "clustering.enabled=false", "probes.enabled=false",
+                         "write_score_head=false", *args)
         assert result.returncode == 2, result.stderr
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and match in last, last

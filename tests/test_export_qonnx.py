@@ -6,13 +6,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from student_factory import l1_codes, train_student
 
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.firmware.export import (QonnxExecutor, export_student, input_quant_from_graph, load_qonnx,
-                                       output_scale_from_graph, to_codes)
+from jbot_edge.firmware.export import (
+    QonnxExecutor,
+    export_student,
+    input_quant_from_graph,
+    load_qonnx,
+    output_scale_from_graph,
+    to_codes,
+)
 from jbot_edge.firmware.fuzz import fuzz_codes
 from jbot_edge.models.students import output_lsb, score_codes
-from student_factory import l1_codes, train_student
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,23 @@ import math
 import numpy as np
 import pytest
 import torch
+from student_factory import l1_codes, train_student
 
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.models.students import (StudentConfig, accumulator_bits, bops, build_student, load_student,
-                                       output_lsb, parameter_count, quantizer_scales, save_student, score_codes,
-                                       total_weight_bits)
-from student_factory import l1_codes, train_student
+from jbot_edge.models.students import (
+    StudentConfig,
+    accumulator_bits,
+    bops,
+    build_student,
+    load_student,
+    output_lsb,
+    parameter_count,
+    quantizer_scales,
+    save_student,
+    score_codes,
+    total_weight_bits,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,20 +12,24 @@ def register(app: typer.Typer) -> None:
     def emulate(
         firmware: Path = typer.Option(..., "--firmware", help="Firmware directory from `jbot-edge synth`."),
         data: Path = typer.Option(..., "--data", help="Canonical jet file (HDF5)."),
-        n: Optional[int] = typer.Option(None, "--n", help="Number of jets to emulate (default: 10000)."),
+        n: int | None = typer.Option(None, "--n", help="Number of jets to emulate (default: 10000)."),
         batch_size: int = typer.Option(4096, "--batch-size", help="Jets per batch."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Where to write emulate.json (default FW_DIR)."),
+        out: Path | None = typer.Option(None, "--out", help="Where to write emulate.json (default FW_DIR)."),
     ) -> None:
         """Score N jets + the fuzz set with every leg; exit 0 only when every comparison is exact."""
         import sys
 
-        import numpy as np
-
         from jbot_edge.atomic import write_json
         from jbot_edge.data.reader import JetFile
         from jbot_edge.errors import JbotEdgeError
-        from jbot_edge.firmware.emulate import (EMULATE_SCHEMA, LEGS, all_exact, compare, load_firmware,
-                                                throughput)
+        from jbot_edge.firmware.emulate import (
+            EMULATE_SCHEMA,
+            LEGS,
+            all_exact,
+            compare,
+            load_firmware,
+            throughput,
+        )
         from jbot_edge.firmware.fuzz import fuzz_codes
         from jbot_edge.logs import get_logger, progress_bar
 

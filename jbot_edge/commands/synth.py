@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,14 +13,14 @@ def register(app: typer.Typer) -> None:
         student: Path = typer.Option(..., "--student", help="Student directory (student.pt from `jbot-edge qat`)."),
         board: str = typer.Option("vu13p", "--board", help="Board name from configs/boards/ or a board YAML file."),
         backend: str = typer.Option("hls4ml", "--backend", help="Firmware flow: hls4ml."),
-        hls_backend: Optional[str] = typer.Option(None, "--hls-backend", help="hls4ml backend: Vitis (default) "
+        hls_backend: str | None = typer.Option(None, "--hls-backend", help="hls4ml backend: Vitis (default) "
                                                   "or Vivado."),
-        clock_ns: Optional[float] = typer.Option(None, "--clock-ns", help="Clock period (default: the board's)."),
-        reuse_factor: Optional[int] = typer.Option(None, "--reuse-factor", help="hls4ml ReuseFactor (default 1)."),
-        strategy: Optional[str] = typer.Option(None, "--strategy", help="latency (default) or resource."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Firmware directory (default firmware/<student>)."),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML config with SynthConfig keys."),
-        overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. hls.reuse_factor=2"),
+        clock_ns: float | None = typer.Option(None, "--clock-ns", help="Clock period (default: the board's)."),
+        reuse_factor: int | None = typer.Option(None, "--reuse-factor", help="hls4ml ReuseFactor (default 1)."),
+        strategy: str | None = typer.Option(None, "--strategy", help="latency (default) or resource."),
+        out: Path | None = typer.Option(None, "--out", help="Firmware directory (default firmware/<student>)."),
+        config: Path | None = typer.Option(None, "--config", help="YAML config with SynthConfig keys."),
+        overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. hls.reuse_factor=2"),
     ) -> None:
         """Convert a student to an hls4ml project for BOARD, compile its C simulation and write synth_report.json."""
         from jbot_edge.config import resolve_config

@@ -255,9 +255,8 @@ Input: {n_particles} particles × {n_features} features ({features}) as `{input_
     vitis-run --mode hls --tcl build_prj.tcl    # Vitis backend (hls4ml's build script); Vivado: vivado_hls -f build_prj.tcl
     vivado -mode batch -source vivado_synth.tcl # optional logic synthesis → vivado_synth.rpt
 
-or let hls4ml drive it from Python:
-
-    import hls4ml; m = hls4ml.converters.link_existing_project("hls"); m.build(csim=False, synth=True)
+(`hls4ml.converters.link_existing_project` cannot re-open projects converted from ONNX in hls4ml 1.3.0: its
+`hls4ml_config.yml` embeds the QONNX model object.)
 
 `jbot-edge synth ... ` runs C synthesis itself when `vitis-run`/`vivado_hls` is on PATH and folds the reports into
 `synth_report.json`.
@@ -266,6 +265,18 @@ or let hls4ml drive it from Python:
 
 {precisions}
 """
+
+
+def _point_project_at(project_dir: Path, final_dir: Path) -> None:
+    """hls4ml records its absolute OutputDir in hls4ml_config.yml; we build in a temporary directory that is renamed
+    into place, so point it at the final location (``hls4ml.converters.link_existing_project`` reads it)."""
+    import re
+
+    config = project_dir / "hls4ml_config.yml"
+    text, count = re.subn(r"^OutputDir: .*$", lambda _: f"OutputDir: {final_dir}", config.read_text(),
+                          flags=re.MULTILINE)
+    if count == 1:
+        config.write_text(text)
 
 
 def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[str, Any]:
@@ -278,7 +289,11 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
     from jbot_edge.config import save_config
     from jbot_edge.firmware.boards import load_board
     from jbot_edge.firmware.emulate import FIRMWARE_SCHEMA
-    from jbot_edge.firmware.export import QONNX_FILENAME, export_student, output_scale_from_graph
+    from jbot_edge.firmware.export import (
+        QONNX_FILENAME,
+        export_student,
+        output_scale_from_graph,
+    )
     from jbot_edge.firmware.reports import build_synth_report, write_synth_report
     from jbot_edge.firmware.vendor import find_vendor_tools, run_vendor_build
     from jbot_edge.models.students import load_student, resolve_student_path, summary
@@ -332,6 +347,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
             "student_config": student_cfg.model_dump(mode="json"),
         }
         write_json(tmp / "firmware.json", meta)
+        _point_project_at(tmp / HLS_SUBDIR, (out_dir / HLS_SUBDIR).resolve())
         save_config(cfg, tmp / "config.yaml")
         table = "\n".join(f"- `{name}`: " + ", ".join(f"{k} `{v}`" for k, v in types.items())
                           for name, types in precisions.items())

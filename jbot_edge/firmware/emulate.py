@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,18 @@ def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
     directory, and ``csim_source`` says so."""
     import torch
 
-    from jbot_edge.firmware.convert import CSim, HlsConfig, build_csim_library, compile_csim, convert
-    from jbot_edge.firmware.export import QonnxExecutor, load_qonnx, output_scale_from_graph
+    from jbot_edge.firmware.convert import (
+        CSim,
+        HlsConfig,
+        build_csim_library,
+        compile_csim,
+        convert,
+    )
+    from jbot_edge.firmware.export import (
+        QonnxExecutor,
+        load_qonnx,
+        output_scale_from_graph,
+    )
     from jbot_edge.models.students import load_student, output_lsb, score_codes
 
     fw_dir = Path(fw_dir)
@@ -156,7 +167,7 @@ def compare(firmware: Firmware, codes: np.ndarray, names: list[str] | None = Non
             "physical": np.round(firmware.spec.dequantize(codes[index]), 6).tolist(),
             "scores_lsb": {leg: int(scores[leg][index]) for leg in legs},
         })
-    return {"n": int(len(codes)), "comparisons": comparisons, "first_mismatches": first}
+    return {"n": len(codes), "comparisons": comparisons, "first_mismatches": first}
 
 
 def all_exact(result: dict[str, Any]) -> bool:

@@ -68,7 +68,7 @@ def load_qonnx(path: str | os.PathLike[str]):
         raise JbotEdgeError(f"QONNX graph {path} does not exist")
     try:
         return ModelWrapper(str(path))
-    except Exception as exc:  # noqa: BLE001 - a corrupt file is the user's problem to hear about
+    except Exception as exc:
         raise JbotEdgeError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from exc
 
 

@@ -83,7 +83,12 @@ def _initializer_value(graph, name: str):
 
 # -- optimizer passes (classes are created lazily: importing hls4ml is slow) --------------------------------------
 def _make_passes():
-    from hls4ml.model.layers import ApplyAlpha, Constant, Conv1D, GlobalPooling1D, MatMul
+    from hls4ml.model.layers import (
+        ApplyAlpha,
+        Constant,
+        Conv1D,
+        GlobalPooling1D,
+    )
     from hls4ml.model.optimizer import OptimizerPass
     from hls4ml.model.optimizer.passes.matmul_const_to_dense import MatmulConstToDense
 
@@ -166,7 +171,10 @@ def apply_fixes() -> None:
     if _applied:
         return
     import hls4ml
-    from hls4ml.converters.onnx_to_hls import get_supported_onnx_layers, register_onnx_layer_handler
+    from hls4ml.converters.onnx_to_hls import (
+        get_supported_onnx_layers,
+        register_onnx_layer_handler,
+    )
     from hls4ml.model.flow.flow import get_flow
     from hls4ml.model.optimizer import register_pass
 

@@ -12,8 +12,9 @@ Every quantizer has a **power-of-two, per-tensor scale** (fixed-point radix poin
 * activations: ``QuantReLU`` unsigned ``act_bits``, learned power-of-two scale, **rounding explicit**:
                ``floor`` (default; hls4ml ``AP_TRN`` and da4ml reproduce it) or ``round_half_even``
                (hls4ml ``AP_RND_CONV``; torch.round), saturating;
-* output:      ``QuantIdentity`` signed ``output_bits``, learned power-of-two scale, same rounding: the score is
-               ``output_code * output_lsb``.
+* output:      ``QuantIdentity`` signed ``output_bits``, constant range ``±2**ceil(log2 output_range)`` (a learned
+               range initialised from an untrained network saturates), same rounding: the score is
+               ``output_code * output_lsb`` with ``output_lsb = 2**ceil(log2 output_range) / 2**(output_bits-1)``.
 
 Accumulators are never quantized in the model: the firmware must use exact (full-width) accumulators, whose
 widths :func:`accumulator_bits` derives; a configuration whose exact accumulators would exceed
@@ -73,9 +74,16 @@ class StudentConfig(StrictModel):
     output_bits: int = Field(default=16, ge=2, le=24)
     max_accumulator_bits: int = Field(default=48, ge=8, le=52,
                                       description="refuse models whose exact accumulators would be wider")
+    output_range: float = Field(default=8.0, gt=0, description="the score saturates at ±output_threshold, the "
+                                "next power of two ≥ output_range; train on a target scaled to fit (e.g. a log)")
     rounding: Literal["floor", "round_half_even"] = "floor"
     scaling: str = Field(default="power_of_two", description="only power_of_two is firmware-exact")
     collect_stats_steps: int = Field(default=30, ge=1, description="training steps that initialise activation scales")
+
+    @property
+    def output_threshold(self) -> float:
+        """Power-of-two saturation value of the score; output LSB = output_threshold / 2**(output_bits - 1)."""
+        return 2.0 ** math.ceil(math.log2(self.output_range))
 
     @field_validator("scaling")
     @classmethod
@@ -104,8 +112,12 @@ def _quantizers(cfg: StudentConfig, spec: L1InputSpec) -> dict[str, Any]:
     """Brevitas quantizer classes for this configuration (power-of-two scales everywhere)."""
     from brevitas.core.scaling import ScalingImplType
     from brevitas.inject.enum import FloatToIntImplType
-    from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8BiasPerTensorFixedPointInternalScaling,
-                                Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8BiasPerTensorFixedPointInternalScaling,
+        Int8WeightPerTensorFixedPoint,
+        Uint8ActPerTensorFixedPoint,
+    )
 
     float_to_int = FloatToIntImplType.FLOOR if cfg.rounding == "floor" else FloatToIntImplType.ROUND
 
@@ -130,9 +142,14 @@ def _quantizers(cfg: StudentConfig, spec: L1InputSpec) -> dict[str, Any]:
         collect_stats_steps = cfg.collect_stats_steps
 
     class OutputQuant(Int8ActPerTensorFixedPoint):
+        # Constant range, not learned: statistics of an untrained network's near-zero output would pin the scale
+        # far too small and the trained score would saturate.
+        scaling_impl_type = ScalingImplType.CONST
+        scaling_const = cfg.output_threshold
+        max_val = scaling_const
+        min_val = -scaling_const
         bit_width = cfg.output_bits
         float_to_int_impl_type = float_to_int
-        collect_stats_steps = cfg.collect_stats_steps
 
     return {"input": InputQuant, "weight": WeightQuant, "bias": BiasQuant, "act": ActQuant, "output": OutputQuant}
 
@@ -393,13 +410,14 @@ def resolve_student_path(path: str | os.PathLike[str]) -> Path:
 
 def load_student(path: str | os.PathLike[str]) -> tuple[nn.Module, StudentConfig, L1InputSpec, dict[str, Any]]:
     """Load ``STUDENT_DIR`` or ``student.pt`` → ``(model in eval mode, config, input spec, extra)``."""
-    from jbot_edge.config import format_validation_error
     import pydantic
+
+    from jbot_edge.config import format_validation_error
 
     path = resolve_student_path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+    except Exception as exc:
         raise JbotEdgeError(f"{path}: not a readable student checkpoint ({type(exc).__name__})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise JbotEdgeError(f"{path}: not a jbot-edge student checkpoint (key 'format' != {CHECKPOINT_FORMAT!r})")

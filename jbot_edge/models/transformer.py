@@ -50,6 +50,17 @@ class ModelConfig(StrictModel):
         return self
 
 
+def keras_init(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases, the Keras defaults of the reference implementation.
+
+    PyTorch's default (small uniform weights, non-zero biases) makes the untrained network map all jets to almost
+    the same projection, so the sharpened teacher starts closer to the uniform-collapse fixed point.
+    """
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class PostLNBlock(nn.Module):
     """``x = LN(x + Drop(MHA(x))); x = LN(x + Drop(FFN(x)))`` — the reference's post-LN transformer block."""
 
@@ -93,6 +104,7 @@ class JetEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout) for _ in range(config.num_layers)
         )
+        self.apply(keras_init)
 
     @property
     def embed_dim(self) -> int:
@@ -124,6 +136,7 @@ class ProjectionHead(nn.Module):
         hidden = hidden_ratio * out_dim
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
         self.out_dim = out_dim
+        self.apply(keras_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.mlp(x), dim=-1, eps=1e-6)

@@ -1,0 +1,111 @@
+"""Emulation throughput and exactness: hls4ml C simulation vs QONNX execution vs Brevitas, in jets/s.
+
+Usage (prints one JSON object on stdout)::
+
+    python benchmarks/emulate.py --firmware FW_DIR --data JETS.h5 --n 100000
+    python benchmarks/emulate.py --data JETS.h5 --kind deepsets --n 2000      # builds a briefly trained student
+
+With ``--n`` above the number of jets in the file, the extra jets are the file's jets with every code jittered by a
+few LSBs (clipped to the spec's ranges) — new, realistic inputs — and the JSON says how many were real.
+All legs run single-threaded on the same codes; exactness is counted per pair over all jets plus the fuzz set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _codes(data: Path, spec, n: int, seed: int) -> tuple[np.ndarray, int]:
+    from jbot_edge.data.reader import JetFile
+
+    with JetFile(data) as f:
+        real = spec.quantize(f.read(slice(0, min(n, f.n_jets)), particle_features=spec.feature_names,
+                                    jet_features=[]))
+    if n <= len(real):
+        return real, len(real)
+    rng = np.random.default_rng(seed)
+    lo, hi = spec.code_bounds()
+    extra = real[rng.integers(0, len(real), n - len(real))].astype(np.int64)
+    filled = extra[..., :1] != 0  # jitter real particles only; padding stays zero
+    extra = np.where(filled, np.clip(extra + rng.integers(-3, 4, extra.shape), lo, hi), 0)
+    return np.concatenate([real, extra.astype(np.int32)]), len(real)
+
+
+def _firmware_for(args) -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from student_factory import l1_codes, make_student_dir
+
+    from jbot_edge.firmware.convert import SynthConfig, build_firmware
+
+    root = Path(tempfile.mkdtemp(prefix="jbot-edge-bench-"))
+    student = make_student_dir(root / "student", args.kind, l1_codes(args.data, 2000))
+    build_firmware(student, SynthConfig(), root / "fw")
+    return root / "fw"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--firmware", type=Path, help="FW_DIR from `jbot-edge synth` (else one is built)")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--kind", choices=["deepsets", "mlp"], default="deepsets")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=8192)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    from jbot_edge.firmware.emulate import (
+        LEGS,
+        all_exact,
+        compare,
+        load_firmware,
+        throughput,
+    )
+    from jbot_edge.firmware.fuzz import fuzz_codes
+    from jbot_edge.logs import setup_logging
+
+    setup_logging()
+    fw_dir = args.firmware or _firmware_for(args)
+    fw = load_firmware(fw_dir)
+    codes, n_real = _codes(args.data, fw.spec, args.n, args.seed)
+    timings: dict[str, list[float]] = {}
+    totals = {}
+    exact = True
+    start = time.perf_counter()
+    for lo in range(0, len(codes), args.batch):
+        result = compare(fw, codes[lo:lo + args.batch], timings=timings)
+        exact &= all_exact(result)
+        for pair, c in result["comparisons"].items():
+            t = totals.setdefault(pair, {"exact": 0, "mismatched": 0, "max_abs_diff_lsb": 0})
+            t["exact"] += c["exact"]
+            t["mismatched"] += c["mismatched"]
+            t["max_abs_diff_lsb"] = max(t["max_abs_diff_lsb"], c["max_abs_diff_lsb"])
+    fuzz, names = fuzz_codes(fw.spec)
+    fuzz_result = compare(fw, fuzz, names)
+    print(json.dumps({
+        "benchmark": "emulate",
+        "firmware": str(fw_dir),
+        "kind": fw.metadata.get("student_config", {}).get("kind"),
+        "n": len(codes),
+        "n_real_jets": int(n_real),
+        "n_jittered_jets": int(len(codes) - n_real),
+        "legs": list(LEGS),
+        "comparisons": totals,
+        "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]},
+        "exact": bool(exact and all_exact(fuzz_result)),
+        "jets_per_s": throughput(timings),
+        "wall_s": round(time.perf_counter() - start, 2),
+        "threads": 1,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
