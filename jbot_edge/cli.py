@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "jbot_edge.commands.qat",
     "jbot_edge.commands.synth",
     "jbot_edge.commands.emulate",
+    "jbot_edge.commands.sweep",
+    "jbot_edge.commands.report",
     "jbot_edge.commands.demo",
 ]
 

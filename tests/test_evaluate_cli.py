@@ -60,7 +60,7 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
 
     fpr_keys = {"1e-1", "1e-2", "1e-3", "1e-4"}
     assert set(report["scorers"]) == {"knn", "cosine", "mahalanobis", "gmm", "kmeans"}
-    for name, scorer in report["scorers"].items():
+    for scorer in report["scorers"].values():
         assert set(scorer["signals"]) == {"w", "z", "t"}
         for metrics in scorer["signals"].values():
             assert 0 <= metrics["auc"] <= 1
@@ -120,3 +120,22 @@ def test_evaluate_bad_inputs_fail_with_one_line(teacher_run, jetnet_file, run_cl
         h5.attrs["provenance"] = json.dumps(provenance)
     result = run_cli("evaluate", "--run", teacher_run, "--data", l1, "--out", tmp_path / "e", *FAST)
     assert result.returncode == 2 and "allow_preset_mismatch=true" in result.stderr
+
+
+def test_layer_decay_groups_cover_every_parameter_once():
+    from jbot_edge.evaluate.finetune import JetClassifier, layer_decay_groups
+    from jbot_edge.models.transformer import ModelConfig, build_encoder
+
+    model = JetClassifier(build_encoder(ModelConfig(num_layers=2), in_features=4), n_classes=3)
+    groups = layer_decay_groups(model, lr=1.0, decay=0.5, weight_decay=0.1)
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert lr_of[id(params["encoder.embed.weight"])] == 0.125  # lr · decay^(L+1), L = 2
+    assert lr_of[id(params["encoder.cls_token"])] == 0.125 and wd_of[id(params["encoder.cls_token"])] == 0.0
+    assert lr_of[id(params["encoder.blocks.0.qkv.weight"])] == 0.25
+    assert lr_of[id(params["encoder.blocks.1.ffn.0.weight"])] == 0.5
+    assert lr_of[id(params["head.0.weight"])] == 1.0 and wd_of[id(params["head.0.weight"])] == 0.1
+    assert wd_of[id(params["head.0.bias"])] == 0.0

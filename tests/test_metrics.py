@@ -7,8 +7,17 @@ import pytest
 from scipy import stats
 
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.evaluate.metrics import (fpr_at_tpr, fpr_key, metrics_with_uncertainty, per_jet_fpr, point_metrics,
-                                        roc_points, tpr_at_fpr, trigger_threshold, trigger_view)
+from jbot_edge.evaluate.metrics import (
+    fpr_at_tpr,
+    fpr_key,
+    metrics_with_uncertainty,
+    per_jet_fpr,
+    point_metrics,
+    roc_points,
+    tpr_at_fpr,
+    trigger_threshold,
+    trigger_view,
+)
 
 # Ten background jets scored 0..9 and four signal jets: ROC (FPR, TPR) by hand, thresholds descending:
 # 9.5 → (0, .25), 9 → (.1, .25), 8.5 → (.1, .5), 8..6 → (.2..4, .5), 5.5 → (.4, .75), 5..3 → (.5..7, .75),

@@ -11,9 +11,10 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("pretrain", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+    @app.command("pretrain")
     def pretrain(
-        ctx: typer.Context,
+        overrides: list[str] = typer.Argument(None, metavar="KEY=VALUE",
+                                              help="Config overrides, e.g. optim.batch_size=512 model.dropout=0."),
         data: Path = typer.Option(..., "--data", help="Canonical jet file (HDF5) to train on."),
         out: Path = typer.Option(..., "--out", help="Run directory (teacher.pt, summary.json, checkpoints/)."),
         config: Path = typer.Option(None, "--config", help="YAML config (e.g. configs/pretrain/small.yaml)."),
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
         cfg = resolve_config(
             PretrainConfig,
             config_file=config,
-            overrides=list(ctx.args),
+            overrides=list(overrides or []),
             cli_values={"data.file": str(data), "data.train_labels": labels, "optim.epochs": epochs,
                         "optim.max_steps": max_steps},
             default_file=packaged_config("pretrain/default.yaml"),

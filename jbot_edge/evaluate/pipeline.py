@@ -262,7 +262,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         written = []
         for name, (background, signals) in eval_scores.items():
             written.append(plots.plot_rejection(tmp / f"roc_{name}.png", name, background, signals).name)
-            thresholds = {f"{r['rate_budget_khz']:g} kHz": r["threshold"] for r in scorer_reports[name]["trigger"]}
+            thresholds = {f"{r['rate_budget_khz']:g} kHz" + ("" if r["resolved"] else "*"): r["threshold"]
+                          for r in scorer_reports[name]["trigger"]}
             written.append(plots.plot_score_distributions(tmp / f"scores_{name}.png", name, background, signals,
                                                           thresholds).name)
         written.append(plots.plot_roc_all(tmp / "roc_all_scorers.png", {n: v[0] for n, v in eval_scores.items()},

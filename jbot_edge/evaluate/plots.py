@@ -83,7 +83,8 @@ def plot_roc_all(path: Path, background_by_scorer: Mapping[str, np.ndarray],
 
 def plot_score_distributions(path: Path, scorer: str, background: np.ndarray, signals: Mapping[str, np.ndarray],
                              thresholds: Mapping[str, float] | None = None) -> Path:
-    """Per-class score histograms; ``thresholds`` maps a label (e.g. "3 kHz") to a trigger threshold."""
+    """Per-class score histograms; ``thresholds`` maps a label (e.g. "3 kHz", with a trailing ``*`` when the rate
+    is not resolved by the sample) to a trigger threshold."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     everything = np.concatenate([background, *signals.values()])
@@ -99,10 +100,12 @@ def plot_score_distributions(path: Path, scorer: str, background: np.ndarray, si
     for label, value in (thresholds or {}).items():
         grouped.setdefault(value, []).append(label)
     for j, (value, labels) in enumerate(sorted(grouped.items())):
+        note = " (unresolved: max background)" if any(label.endswith("*") for label in labels) else ""
         ax.axvline(value, ls=("--", "-.", ":")[j % 3], lw=1.0, color="dimgray",
-                   label=f"threshold at {', '.join(labels)}")
+                   label=f"threshold at {', '.join(label.rstrip('*') for label in labels)}{note}")
     ax.set_yscale("log")
-    ax.set_xlabel(f"{scorer} anomaly score (higher = more anomalous; clipped to 0.1-99.9 %)")
+    ax.set_xlabel(f"{scorer} anomaly score (higher = more anomalous)")
+    ax.set_title("score distributions (clipped to the 0.1-99.9 % range)", fontsize=9)
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     return _save(fig, path)

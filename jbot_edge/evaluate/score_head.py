@@ -126,9 +126,9 @@ class ScoreHead:
         """Write RUN_DIR/score_head.npz then RUN_DIR/score_head.json (atomically each); return the json path."""
         run_dir = _run_dir(run_dir)
         npz_path = run_dir / NPZ_NAME
-        with atomic_path(npz_path) as tmp:
-            with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a path
-                np.savez(fh, **self.scorer.arrays)
+        # A file object, because np.savez would append ".npz" to the temporary path.
+        with atomic_path(npz_path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **self.scorer.arrays)
         meta = self.metadata()
         meta["npz_sha256"] = file_sha256(npz_path)
         return write_json(run_dir / JSON_NAME, meta)
@@ -152,10 +152,10 @@ class ScoreHead:
             raise JbotEdgeError(f"{npz_path} does not match {json_path} (interrupted or mixed writes); "
                                 "re-run jbot-edge evaluate")
         teacher = run_dir / TEACHER_FILE
-        if verify_teacher and meta.get("teacher_sha256") and teacher.is_file():
-            if file_sha256(teacher) != meta["teacher_sha256"]:
-                raise JbotEdgeError(f"{json_path} was fitted on a different {TEACHER_FILE} than the one in {run_dir} "
-                                    "(teacher retrained?); re-run jbot-edge evaluate")
+        if (verify_teacher and meta.get("teacher_sha256") and teacher.is_file()
+                and file_sha256(teacher) != meta["teacher_sha256"]):
+            raise JbotEdgeError(f"{json_path} was fitted on a different {TEACHER_FILE} than the one in {run_dir} "
+                                "(teacher retrained?); re-run jbot-edge evaluate")
         cls_ = scorer_class(meta.get("name", "?"))
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

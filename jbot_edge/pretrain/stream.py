@@ -56,6 +56,9 @@ class JetStream:
             else:
                 keep = np.ones(len(all_labels), dtype=bool)
         self.n_jets_file = len(all_labels)
+        if world_size > 1:
+            # Small files: shrink blocks so that every rank owns several (sharding is by block).
+            self.block_jets = max(1, min(self.block_jets, -(-self.n_jets_file // (4 * world_size))))
         n_blocks = -(-self.n_jets_file // self.block_jets)
         self._selected = [np.flatnonzero(keep[b * self.block_jets:(b + 1) * self.block_jets]) + b * self.block_jets
                           for b in range(n_blocks)]
@@ -68,8 +71,8 @@ class JetStream:
         self.batches_per_epoch = min(per_rank) // self.batch_size
         if self.batches_per_epoch == 0:
             raise JbotEdgeError(
-                f"{self.path}: {self.n_selected} training jets are fewer than one batch of {self.batch_size} per "
-                f"process ({world_size} process(es)); lower optim.batch_size or use more jets")
+                f"{self.path}: {self.n_selected} training jets give process {per_rank.index(min(per_rank))} of "
+                f"{world_size} fewer than one batch of {self.batch_size}; lower optim.batch_size or use more jets")
         self._rank_blocks = np.arange(rank, n_blocks, world_size)
         self.window_jets = max(1, -(-int(shuffle_buffer_jets) // self.batch_size)) * self.batch_size
 

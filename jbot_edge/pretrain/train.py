@@ -191,7 +191,6 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     if not resume and (checkpoint_path(out_dir).exists() or (out_dir / TEACHER_FILE).exists()):
         raise JbotEdgeError(f"--out {out_dir} already holds a pretrain run; pass --resume or choose a new directory")
 
-    _seed_everything(tc.seed, rank)
     stream = JetStream(config.data.file, spec, oc.batch_size // world, config.data.train_labels, tc.seed, rank,
                        world, config.data.block_jets, config.data.shuffle_buffer_jets)
     steps_per_epoch = stream.batches_per_epoch
@@ -206,7 +205,11 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                         oc.warmup_epochs, warmup, total_steps)
     peak_lr = oc.base_lr * oc.batch_size / 256
 
+    # Same initial weights on every rank (the teacher is a copy of the student made before DDP's broadcast),
+    # then per-rank random streams for dropout.
+    torch.manual_seed(tc.seed)
     meta = JBOTMetaArch(spec, config.model, config.loss, config.augment, config.masking).to(device)
+    _seed_everything(tc.seed, rank)
     if world > 1:
         meta.student_forward = torch.nn.parallel.DistributedDataParallel(
             meta.student, device_ids=[device.index] if device.type == "cuda" else None)
@@ -290,7 +293,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 sums[k] = sums.get(k, 0) + v.detach().float()
             n_in_window += 1
             elapsed += time.perf_counter() - t0
-            if n_in_window == tc.log_every or step == stop_at:
+            if step % tc.log_every == 0 or step == stop_at:
                 keys = sorted(sums)
                 stacked = distributed.all_reduce_mean(torch.stack([sums[k] for k in keys]) / n_in_window)
                 if device.type == "cuda":

@@ -17,7 +17,7 @@ Modules: ``trace`` (QONNX graph → da4ml), ``design`` (Verilog, rtl.json, da4ml
 from jbot_edge.firmware.rtl.design import RtlConfig, RtlDesign, build_rtl, load_rtl
 from jbot_edge.firmware.rtl.tools import find_verilator, find_yosys, require_da4ml
 from jbot_edge.firmware.rtl.verilator import RtlSimulator
-from jbot_edge.firmware.rtl.yosys import estimate_with_yosys, rtl_estimates, yosys_estimate
+from jbot_edge.firmware.rtl.yosys import estimate_with_yosys, rtl_estimates, rtl_synth_report, yosys_estimate
 
 __all__ = ["RtlConfig", "RtlDesign", "RtlSimulator", "build_rtl", "estimate_with_yosys", "find_verilator",
-           "find_yosys", "load_rtl", "require_da4ml", "rtl_estimates", "yosys_estimate"]
+           "find_yosys", "load_rtl", "require_da4ml", "rtl_estimates", "rtl_synth_report", "yosys_estimate"]

@@ -29,7 +29,9 @@ RTL directory (``build_rtl``'s ``out_dir``; relocatable: every path inside is re
                                "two's complement, value = code * 2**code_shift"},
      "output": {"slot_bits": 16, "signed": true, "frac_bits": 10, "code_shift": 0, "output_lsb": 0.0009765625,
                 "output_bits": 16, "meaning": "score = code * output_lsb; code = port value * 2**code_shift"},
-     "student": {...students.summary()}, "rounding": "floor", "files": [...]}
+     "rounding": "floor", "precisions": {QONNX Quant node: "fixed<W,I>" | "ufixed<W,I>"},
+     "traced_graph": "model.qonnx.onnx" | null (the caller's graph, e.g. synth's),
+     "student": {...students.summary()}, "config": RtlConfig, "files": [...]}
 
 Pipelining: da4ml measures delay in adder levels (its ``latency``); each stage may hold ``latency_cutoff`` levels,
 ``floor(clock_ns × adder_levels_per_ns)``. The default of one level per ns is da4ml's own default (cutoff 5 at its
@@ -76,7 +78,7 @@ class RtlConfig(StrictModel):
     def cutoff(self, clock_ns: float) -> int:
         if self.latency_cutoff is not None:
             return self.latency_cutoff
-        return max(1, int(math.floor(clock_ns * self.adder_levels_per_ns + 1e-9)))
+        return max(1, math.floor(clock_ns * self.adder_levels_per_ns + 1e-9))
 
 
 @dataclass
@@ -120,6 +122,13 @@ class RtlDesign:
         codes = np.asarray(codes, dtype=np.int64)
         if codes.ndim != 3 or codes.shape[1] * codes.shape[2] != layout["n"]:
             raise JbotEdgeError(f"codes have shape {codes.shape}, the RTL design reads {layout['n']} inputs per jet")
+        # The ports are exactly as wide as each feature's code: a wider value would be silently truncated.
+        for j, feature in enumerate(layout["features"]):
+            bits, signed = int(feature["code_bits"]), bool(feature["signed"])
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+            column = codes[..., j]
+            if column.size and (column.min() < lo or column.max() > hi):
+                raise JbotEdgeError(f"input codes of {feature['name']} outside {lo}..{hi}, the RTL port's range")
         flat = codes.reshape(len(codes), -1) << int(layout["code_shift"])
         return np.ascontiguousarray(flat.astype(np.int32))
 
@@ -152,9 +161,11 @@ class RtlDesign:
 
         d = self.description["da4ml"]
         resources = {"LUT": float(round(d["lut_estimate"])), "FF": float(d["ff_estimate"])}
-        notes = [f"latency = {self.stages} pipeline stages of the generated RTL (<= {self.description['pipeline']['latency_cutoff_adders']} "
-                 f"adder levels each, {self.description['pipeline']['adder_levels_per_ns']:g} per ns: a timing "
-                 "heuristic, only vendor place and route proves the clock), II = 1 (fully pipelined)",
+        pipe = self.description["pipeline"]
+        per_ns = "" if pipe["adder_levels_per_ns"] is None else f", {pipe['adder_levels_per_ns']:g} per ns"
+        notes = [(f"latency = {self.stages} pipeline stages of the generated RTL (<= {pipe['latency_cutoff_adders']} "
+                  f"adder levels each{per_ns}: a timing heuristic, only vendor place and route proves the clock), "
+                  "II = 1 (fully pipelined)"),
                  "LUT = da4ml's adder-bit cost model, FF = pipeline register bits"]
         if d["multipliers"] == 0:
             resources["DSP"] = 0.0
@@ -290,9 +301,11 @@ def build_rtl(student, out_dir: str | os.PathLike[str], board: str = "vu13p", cl
 
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
+        traced_graph = None
         if graph is None:
             log.info("exporting the student to QONNX")
             graph = export_student(model, spec, tmp / TRACED_GRAPH)
+            traced_graph = TRACED_GRAPH
         log.info("tracing the QONNX graph through da4ml (hard_dc=%d)", config.hard_dc)
         traced = trace_qonnx(graph, spec, hard_dc=config.hard_dc)
         comb = traced.comb
@@ -332,6 +345,8 @@ def build_rtl(student, out_dir: str | os.PathLike[str], board: str = "vu13p", cl
             "input": inputs,
             "output": outputs,
             "rounding": "floor",
+            "precisions": traced.precisions,
+            "traced_graph": traced_graph,
             "student": summary(model),
             "config": config.model_dump(mode="json"),
             "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + [RTL_DESCRIPTION],

@@ -50,13 +50,13 @@ def require_da4ml() -> str:
     return version
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(executable: str, version_args: tuple[str, ...]) -> Tool | None:
     path = shutil.which(executable)
     if path is None:
         return None
     try:
-        result = subprocess.run([path, *version_args], capture_output=True, text=True, timeout=30)
+        result = subprocess.run([path, *version_args], capture_output=True, text=True, check=False, timeout=30)
         text = (result.stdout or result.stderr).strip()
     except (OSError, subprocess.TimeoutExpired):
         text = ""
@@ -89,7 +89,7 @@ def require_yosys() -> Tool:
 
 def verilator_root(verilator: Tool) -> str:
     """VERILATOR_ROOT (headers and runtime sources) as the installed verilator reports it."""
-    result = subprocess.run([verilator.path, "--getenv", "VERILATOR_ROOT"], capture_output=True, text=True,
+    result = subprocess.run([verilator.path, "--getenv", "VERILATOR_ROOT"], capture_output=True, text=True, check=False,
                             timeout=30)
     root = result.stdout.strip()
     if result.returncode != 0 or not root:

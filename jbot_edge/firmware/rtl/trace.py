@@ -52,6 +52,7 @@ class TracedStudent:
     output_bits: int
     output_signed: bool
     ops: dict[str, int]  # QONNX op type → count, for the description
+    precisions: dict[str, str]  # activation Quant node → its fixed-point type, "fixed<W,I>" / "ufixed<W,I>"
 
 
 def _power_of_two_exponent(scale: float, where: str) -> int:
@@ -91,8 +92,9 @@ def _symbolic_quant(x, node, scale, zero_point, bits, where: str):
     if width != int(width) or width < 1:
         raise JbotEdgeError(f"{where}: bit width {width} is not a positive integer")
     frac = -_power_of_two_exponent(_scalar(scale, "scale", where), where)
-    return x.quantize(k=signed, i=int(width) - signed - frac, f=frac, overflow_mode="SAT",
-                      round_mode=_ROUNDING[mode.upper()])
+    out = x.quantize(k=signed, i=int(width) - signed - frac, f=frac, overflow_mode="SAT",
+                     round_mode=_ROUNDING[mode.upper()])
+    return out, f"{'fixed' if signed else 'ufixed'}<{int(width)},{int(width) - frac}>"
 
 
 def _axes(node, inputs: list[Any], ndim_with_batch: int, where: str) -> tuple[int, ...]:
@@ -134,8 +136,8 @@ def trace_qonnx(graph, spec: L1InputSpec, hard_dc: int = 2) -> TracedStudent:
     ``hard_dc`` is da4ml's delay constraint for each constant-matrix block (adder levels above the minimum it may
     spend to share adders): smaller is faster and larger.
     """
-    from qonnx.custom_op.general.quant import quant as qonnx_quant
     from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
+    from qonnx.custom_op.general.quant import quant as qonnx_quant
 
     if len(graph.graph.input) != 1 or len(graph.graph.output) != 1:
         raise JbotEdgeError("QONNX graph must have exactly one input and one output for the RTL backend")
@@ -150,6 +152,7 @@ def trace_qonnx(graph, spec: L1InputSpec, hard_dc: int = 2) -> TracedStudent:
     inputs = FixedVariableArray.from_kif(k, i, f, HWConfig(1, -1, -1), solver_options={"hard_dc": int(hard_dc)})
     values: dict[str, Any] = {in_name: inputs}
     ops: dict[str, int] = {}
+    precisions: dict[str, str] = {}
     output_quant: dict[str, Any] = {}
 
     def value(name: str) -> Any:
@@ -171,7 +174,7 @@ def trace_qonnx(graph, spec: L1InputSpec, hard_dc: int = 2) -> TracedStudent:
         if not any(symbolic):
             out = _constant(node, ins, qonnx_quant, where)
         elif op == "Quant":
-            out = _symbolic_quant(ins[0], node, *ins[1:4], where=where)
+            out, precisions[node.name or f"node{index}"] = _symbolic_quant(ins[0], node, *ins[1:4], where=where)
             if node.output[0] == out_name:
                 attrs = _attributes(node)
                 output_quant = {"scale": _scalar(ins[1], "scale", where), "bits": int(_scalar(ins[3], "bits", where)),
@@ -181,9 +184,7 @@ def trace_qonnx(graph, spec: L1InputSpec, hard_dc: int = 2) -> TracedStudent:
                 raise JbotEdgeError(f"{where}: only products with a constant weight matrix are supported")
             out = ins[0] @ _exact_float32(ins[1], where)
         elif op in ("Add", "Sub"):
-            if all(symbolic):
-                out = ins[0] + ins[1] if op == "Add" else ins[0] - ins[1]
-            elif symbolic[0]:
+            if all(symbolic) or symbolic[0]:
                 out = ins[0] + ins[1] if op == "Add" else ins[0] - ins[1]
             else:
                 out = ins[1] + ins[0] if op == "Add" else -ins[1] + ins[0]
@@ -201,7 +202,9 @@ def trace_qonnx(graph, spec: L1InputSpec, hard_dc: int = 2) -> TracedStudent:
             out = ins[0].reshape(-1)
         elif op == "Reshape":
             target = [int(s) for s in np.asarray(ins[1]).reshape(-1)]
-            out = ins[0].reshape(*[s for s in target[1:]])
+            if 0 in target[1:]:
+                raise JbotEdgeError(f"{where}: Reshape with a copied (0) dimension is not supported")
+            out = ins[0].reshape(*target[1:])  # target[0] is the batch dimension
         else:
             raise JbotEdgeError(f"{where}: op {op} is not supported by the RTL backend (supported: Quant, MatMul, "
                                 "Add, Sub, Relu, ReduceMean, ReduceSum, Flatten, Reshape)")
@@ -215,7 +218,7 @@ def trace_qonnx(graph, spec: L1InputSpec, hard_dc: int = 2) -> TracedStudent:
         raise JbotEdgeError("QONNX graph output is not produced by a Quant node; cannot define an output LSB")
     comb = comb_trace(inputs, result, keep_dead_inputs=True)
     return TracedStudent(comb=comb, output_scale=output_quant["scale"], output_bits=output_quant["bits"],
-                         output_signed=output_quant["signed"], ops=ops)
+                         output_signed=output_quant["signed"], ops=ops, precisions=precisions)
 
 
 def _constant(node, ins: list[Any], qonnx_quant, where: str) -> np.ndarray:

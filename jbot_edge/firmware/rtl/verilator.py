@@ -92,7 +92,7 @@ class RtlSimulator:
         log_file.flush()
         try:
             result = subprocess.run(command, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT,
-                                    timeout=self.build_timeout_s)
+                                    timeout=self.build_timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
             raise JbotEdgeError(f"{step} took longer than {self.build_timeout_s:.0f} s; see "
                                 f"{self.sim_dir / 'build.log'}") from exc
@@ -133,6 +133,16 @@ class RtlSimulator:
             lib.inference.restype = None
             self._lib = lib
         return self._lib
+
+    def predict_scores(self, x: np.ndarray) -> np.ndarray:
+        """Scores (float64 [N], ``code * output_lsb``) for model inputs ``x = codes * 2**-input_frac_bits``
+        ``[N, P, F]``: the ``Callable[[model input], scores]`` shape of the emulation harness' other legs."""
+        frac = int(self.design.description["input"]["code_frac_bits"])
+        scaled = np.asarray(x, dtype=np.float64) * 2.0 ** frac
+        codes = np.rint(scaled)
+        if not np.array_equal(codes, scaled):
+            raise JbotEdgeError(f"model inputs are not integer codes × 2**-{frac}; the RTL reads integer codes")
+        return self.predict_codes(codes.astype(np.int64)).astype(np.float64) * self.design.output_lsb
 
     def predict_codes(self, codes: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Output codes (int64 [N]) of the simulated RTL for integer input codes ``[N, P, F]``."""

@@ -3,8 +3,9 @@
 ``synth_xilinx -family xcup -flatten -noiopad`` maps the top module (out of context, like da4ml's Vivado script)
 onto UltraScale+ primitives; ``stat -json`` counts the cells. Counting, in the units of synth_report.json:
 
-* ``LUT``  = LUT1…LUT6 plus SRL16E/SRLC32E shift registers (LUTs used as memory: Vivado's "CLB LUTs" counts both);
-* ``FF``   = FDRE/FDSE/FDCE/FDPE; ``DSP`` = DSP48E2; ``BRAM`` = RAMB36E2 + RAMB18E2 / 2; carry chains (CARRY8) and
+* ``LUT``  = LUT1…LUT6, INV (a LUT1 unless Vivado absorbs it: counted, to err on the safe side) and SRL16E/SRLC32E
+  shift registers (LUTs used as memory: Vivado's "CLB LUTs" counts both);
+* ``FF``   = FDRE/FDSE/FDCE/FDPE; ``DSP`` = DSP48E2; ``BRAM`` = RAMB36E2 + RAMB18E2 / 2; carry chains (CARRY4/8) and
   wide muxes (MUXF7/8/9) are reported in ``cells`` but are not LUTs.
 
 Yosys' mapping is not Vivado's (no retiming, different LUT packing; measured on a 16-particle Deep Sets: 61.8k LUT
@@ -27,19 +28,20 @@ from typing import Any
 from jbot_edge.atomic import atomic_path, write_json
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.firmware.rtl.design import load_rtl
-from jbot_edge.firmware.rtl.tools import find_yosys, require_yosys, INSTALL_YOSYS
+from jbot_edge.firmware.rtl.tools import INSTALL_YOSYS, find_yosys, require_yosys
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
 
-_LUT_CELLS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "SRL16E", "SRLC32E")
+_LUT_CELLS = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "INV", "SRL16E", "SRLC32E")
 _FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE")
 
 
 def _sources(rtl_dir: Path) -> list[Path]:
     src = rtl_dir / "src"
     # The uniform-width wrapper only exists for the simulation binder; the top module is what goes on the chip.
-    return [p for p in sorted(src.glob("*.v")) if not p.stem.endswith("_wrapper")] + sorted((src / "static").glob("*.v"))
+    design = [p for p in sorted(src.glob("*.v")) if not p.stem.endswith("_wrapper")]
+    return design + sorted((src / "static").glob("*.v"))
 
 
 def _count(cells: dict[str, int]) -> dict[str, float]:
@@ -82,6 +84,7 @@ def estimate_with_yosys(rtl_dir: str | os.PathLike[str], family: str = "xcup",
     if summary_path.is_file():
         cached = json.loads(summary_path.read_text())
         if cached.get("key") == key:
+            cached["resources"] = _count(cached["cells"])  # counting rules may be newer than the cache
             return cached
 
     stat_path = out / "stat.json"
@@ -94,7 +97,7 @@ def estimate_with_yosys(rtl_dir: str | os.PathLike[str], family: str = "xcup",
     with open(out / "yosys.log", "w") as log_file:
         try:
             result = subprocess.run([yosys.path, "-q", "-p", script], cwd=rtl_dir, stdout=log_file,
-                                    stderr=subprocess.STDOUT, timeout=timeout_s)
+                                    stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
             raise JbotEdgeError(f"yosys took longer than {timeout_s:.0f} s; see {out / 'yosys.log'}") from exc
     if result.returncode != 0 or not stat_path.is_file():
@@ -124,10 +127,11 @@ def yosys_estimate(summary: dict[str, Any]):
 
     cells = summary.get("cells", {})
     srl = sum(cells.get(c, 0) for c in ("SRL16E", "SRLC32E"))
-    return Estimate(tool="yosys", resources=summary["resources"], notes=[
-        f"yosys {summary['version']} synth_xilinx -family {summary['family']} (out of context, flattened): LUT "
-        f"includes {srl} SRL shift-register LUTs; {cells.get('CARRY8', 0)} CARRY8 not counted as LUTs; Yosys maps "
-        "differently from Vivado, treat as an estimate"])
+    carry = sum(n for c, n in cells.items() if c.startswith("CARRY"))
+    note = (f"yosys {summary['version']} synth_xilinx -family {summary['family']} (out of context, flattened): LUT "
+            f"includes {cells.get('INV', 0)} INV and {srl} SRL cells, not the {carry} carry-chain cells; Yosys maps "
+            "differently from Vivado, so this is an estimate")
+    return Estimate(tool="yosys", resources=summary["resources"], notes=[note])
 
 
 def rtl_estimates(rtl_dir: str | os.PathLike[str], yosys: bool | None = None, family: str = "xcup") -> list:
@@ -143,3 +147,17 @@ def rtl_estimates(rtl_dir: str | os.PathLike[str], yosys: bool | None = None, fa
         da4ml.notes.append(f"yosys not on PATH: LUT/FF from da4ml's cost model only ({INSTALL_YOSYS})")
     estimates.append(da4ml)
     return estimates
+
+
+def rtl_synth_report(rtl_dir: str | os.PathLike[str], board=None, yosys: bool | None = None,
+                     notes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``synth_report.json`` content (backend ``"rtl"``) for an RTL directory: latency/II from the pipeline, LUT/FF
+    from Yosys (when run) else da4ml, every figure labelled with its source. ``board`` defaults to the design's."""
+    from jbot_edge.firmware.boards import load_board
+    from jbot_edge.firmware.reports import build_synth_report
+
+    design = load_rtl(rtl_dir)
+    board = load_board(design.description["board"]) if board is None else board
+    precisions = {node: {"result_t": kind} for node, kind in design.description.get("precisions", {}).items()}
+    return build_synth_report(board, design.clock_ns, "rtl", "da4ml", 1, precisions,
+                              estimates=rtl_estimates(design.directory, yosys=yosys), notes=notes)

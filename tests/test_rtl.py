@@ -1,0 +1,213 @@
+"""The vendor-free RTL path: da4ml trace of real trained students, Verilator simulation, Yosys estimate.
+
+Exactness is asserted against the Brevitas student (``score_codes``) on real L1 jets and the fuzz set, for a small
+Deep Sets and a small MLP. Tests needing verilator/yosys are marked ``rtl`` and skipped when the tool is missing —
+unless ``JBOT_EDGE_REQUIRE_RTL_TOOLS=1`` (set in CI), where a missing tool fails the test instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from student_factory import l1_codes, make_student_dir
+
+pytest.importorskip("da4ml", reason="da4ml not installed: pip install 'jbot-edge[rtl]'")
+
+from jbot_edge.errors import JbotEdgeError
+from jbot_edge.firmware.boards import load_board
+from jbot_edge.firmware.fuzz import fuzz_codes
+from jbot_edge.firmware.rtl import (
+    RtlConfig,
+    RtlSimulator,
+    build_rtl,
+    estimate_with_yosys,
+    load_rtl,
+    rtl_synth_report,
+    tools,
+)
+from jbot_edge.models.students import load_student, score_codes
+
+N_JETS = 600
+REQUIRE_TOOLS = os.environ.get("JBOT_EDGE_REQUIRE_RTL_TOOLS") == "1"
+
+
+def need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        message = f"{tool} not on PATH (apt-get install -y {tool})"
+        if REQUIRE_TOOLS:
+            pytest.fail(f"{message}, but JBOT_EDGE_REQUIRE_RTL_TOOLS=1")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def codes(l1_file) -> np.ndarray:
+    return l1_codes(l1_file, N_JETS)
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory, codes) -> dict[str, Path]:
+    """Small real students trained on L1 jets; widths keep each Verilator build around a minute."""
+    root = tmp_path_factory.mktemp("rtl-students")
+    return {
+        "deepsets": make_student_dir(root / "deepsets", "deepsets", codes, phi_widths=[8, 8], rho_widths=[8]),
+        "mlp": make_student_dir(root / "mlp", "mlp", codes, mlp_widths=[16, 8]),
+    }
+
+
+@pytest.fixture(scope="module")
+def designs(tmp_path_factory, students) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rtl-designs")
+    return {kind: build_rtl(path, root / kind, board="vu13p").directory for kind, path in students.items()}
+
+
+def brevitas_codes(student_dir: Path, codes: np.ndarray) -> np.ndarray:
+    model, _, spec, _ = load_student(student_dir)
+    return score_codes(model, torch.from_numpy(spec.to_model_input(codes)))
+
+
+def datasets(student_dir: Path, codes: np.ndarray) -> dict[str, np.ndarray]:
+    _, _, spec, _ = load_student(student_dir)
+    return {"l1_file": codes, "fuzz": fuzz_codes(spec)[0]}
+
+
+@pytest.mark.parametrize("kind", ["deepsets", "mlp"])
+def test_da4ml_interpreter_is_bit_exact(kind, students, designs, codes):
+    design = load_rtl(designs[kind])
+    for name, data in datasets(students[kind], codes).items():
+        expected = brevitas_codes(students[kind], data)
+        assert len(np.unique(expected)) > 10, f"{name}: degenerate scores, the test could not catch a mismatch"
+        got = design.interpret_codes(data)
+        mismatched = np.flatnonzero(got != expected)
+        assert mismatched.size == 0, f"{kind}/{name}: {mismatched.size} of {len(data)} differ, first {mismatched[:5]}"
+
+
+@pytest.mark.parametrize("kind", ["deepsets", "mlp"])
+def test_description_states_latency_and_layout(kind, designs):
+    design = load_rtl(designs[kind])
+    d = design.description
+    board = load_board("vu13p")
+    assert d["clock_ns"] == board.clock_ns and d["part"] == board.part
+    pipe = d["pipeline"]
+    assert pipe["ii"] == 1 and pipe["latency_cycles"] == pipe["stages"] >= 2
+    assert pipe["latency_ns"] == pytest.approx(pipe["stages"] * board.clock_ns, abs=1e-3)
+    # Each stage holds at most `latency_cutoff_adders` adder levels, so the depth bounds the stage count from below.
+    assert pipe["stages"] >= np.ceil(pipe["combinational_adder_levels"] / pipe["latency_cutoff_adders"])
+    assert d["da4ml"]["lut_estimate"] > 100 and d["da4ml"]["ff_estimate"] > 0 and d["da4ml"]["multipliers"] == 0
+    assert d["input"]["n"] == 16 * 3 and [f["port_bits"] for f in d["input"]["features"]] == [12, 9, 9]
+    assert d["output"]["output_bits"] == 16 and d["rounding"] == "floor"
+    for name in d["files"]:
+        assert (design.directory / name).is_file(), name
+    top = (design.directory / "src" / f"{design.top}.v").read_text()
+    assert f"module {design.top}" in top and "posedge clk" in top
+    too_wide = np.zeros((1, 16, 3), dtype=np.int64)
+    too_wide[0, 3, 0] = 4096  # one above the 12-bit pT code range: the port would silently drop the bit
+    with pytest.raises(JbotEdgeError, match="part_pt outside 0..4095"):
+        design.encode_inputs(too_wide)
+    estimate = design.estimate()
+    assert estimate.source == "estimate:da4ml" and estimate.latency_cycles == pipe["stages"] and estimate.ii == 1
+
+
+def test_synth_report_without_yosys_uses_da4ml_figures(designs):
+    design = load_rtl(designs["deepsets"])
+    report = rtl_synth_report(design.directory, yosys=False)
+    assert report["backend"] == "rtl" and report["clock_ns"] == design.clock_ns
+    assert report["latency_cycles"]["value"] == design.stages
+    assert report["latency_ns"] == {"value": design.latency_ns(), "source": "estimate:da4ml"}
+    assert report["ii"] == {"value": 1, "source": "estimate:da4ml"}
+    lut = report["resources"]["LUT"]
+    assert lut["source"] == "estimate:da4ml" and lut["value"] == round(design.description["da4ml"]["lut_estimate"])
+    assert lut["percent_of_board"] == pytest.approx(100 * lut["value"] / 1728000, abs=1e-3)
+    assert report["resources"]["DSP"] == {"value": 0.0, "percent_of_board": 0.0, "source": "estimate:da4ml"}
+    assert report["resources"]["BRAM"]["source"] == "unknown"
+    assert set(report["layer_precisions"]) == set(design.description["precisions"]) and report["layer_precisions"]
+    checks = {c["check"]: c["status"] for c in report["budget"]["checks"]}
+    assert checks["latency_ns"] == "ok" and checks["ii"] == "ok" and checks["LUT_fraction"] == "ok"
+
+
+def test_faster_clock_means_more_stages_not_more_time(tmp_path, students):
+    slow = build_rtl(students["mlp"], tmp_path / "200mhz", clock_ns=5.0)
+    fast = build_rtl(students["mlp"], tmp_path / "360mhz", clock_ns=2.778)
+    assert fast.description["pipeline"]["latency_cutoff_adders"] < slow.description["pipeline"]["latency_cutoff_adders"]
+    assert fast.stages > slow.stages
+    fixed = build_rtl(students["mlp"], tmp_path / "cutoff1", config=RtlConfig(latency_cutoff=1))
+    levels = fixed.description["pipeline"]["combinational_adder_levels"]
+    assert fixed.stages >= levels
+
+
+def test_refuses_what_cannot_be_exact(tmp_path, codes):
+    rne = make_student_dir(tmp_path / "rne", "mlp", codes[:256], steps=5, mlp_widths=[4],
+                           rounding="round_half_even")
+    with pytest.raises(JbotEdgeError, match="round-half-even"):
+        build_rtl(rne, tmp_path / "rne-rtl")
+    assert not (tmp_path / "rne-rtl").exists()
+    # The graph-level check, independent of the student config: an activation Quant with ROUND is refused.
+    from jbot_edge.firmware.export import export_student
+    from jbot_edge.firmware.rtl.trace import trace_qonnx
+
+    model, _, spec, _ = load_student(rne)
+    graph = export_student(model, spec, tmp_path / "rne.onnx")
+    with pytest.raises(JbotEdgeError, match="rounding mode ROUND"):
+        trace_qonnx(graph, spec)
+    with pytest.raises(JbotEdgeError, match="unknown board"):
+        build_rtl(rne, tmp_path / "x", board="not-a-board")
+
+
+def test_missing_tools_say_how_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    tools._probe.cache_clear()
+    try:
+        with pytest.raises(JbotEdgeError, match="verilator is not on PATH.*apt-get install -y verilator"):
+            tools.require_verilator()
+        with pytest.raises(JbotEdgeError, match="yosys is not on PATH.*apt-get install -y yosys"):
+            tools.require_yosys()
+    finally:
+        monkeypatch.undo()
+        tools._probe.cache_clear()
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["deepsets", "mlp"])
+def test_verilator_simulation_is_bit_exact(kind, students, designs, codes):
+    need("verilator")
+    simulator = RtlSimulator(designs[kind])
+    for name, data in datasets(students[kind], codes).items():
+        expected = brevitas_codes(students[kind], data)
+        got = simulator.predict_codes(data)
+        mismatched = np.flatnonzero(got != expected)
+        assert mismatched.size == 0, f"{kind}/{name}: {mismatched.size} of {len(data)} differ, first {mismatched[:5]}"
+    # A second simulator on the same directory reuses the cached library instead of rebuilding.
+    again = RtlSimulator(designs[kind])
+    assert again.build() == simulator.library and again.build_seconds is None
+    first = brevitas_codes(students[kind], codes[:50])
+    np.testing.assert_array_equal(again.predict_codes(codes[:50]), first)
+    _, _, spec, _ = load_student(students[kind])
+    scores = again.predict_scores(spec.to_model_input(codes[:50]))
+    np.testing.assert_array_equal(scores, first * load_rtl(designs[kind]).output_lsb)
+
+
+@pytest.mark.rtl
+def test_yosys_estimate_feeds_the_synth_report(tmp_path, codes):
+    need("yosys")
+    tiny = make_student_dir(tmp_path / "tiny", "mlp", codes[:256], steps=10, mlp_widths=[4])
+    design = build_rtl(tiny, tmp_path / "rtl")
+    summary = estimate_with_yosys(design.directory)
+    res = summary["resources"]
+    assert res["LUT"] > 50 and res["FF"] > 0 and res["DSP"] == 0
+    assert json.loads((design.directory / "yosys" / "summary.json").read_text())["resources"] == res
+    board = load_board("vu13p")
+    report = rtl_synth_report(design.directory)
+    assert report["latency_cycles"] == {"value": design.stages, "best": design.stages, "worst": design.stages,
+                                        "source": "estimate:da4ml"}
+    assert report["latency_ns"]["value"] == pytest.approx(design.stages * board.clock_ns, abs=1e-3)
+    assert report["ii"] == {"value": 1, "source": "estimate:da4ml"}
+    assert report["resources"]["LUT"]["source"] == "estimate:yosys"
+    assert report["resources"]["LUT"]["value"] == res["LUT"]
+    assert report["resources"]["DSP"]["value"] == 0
+    assert report["budget"]["verdict"] == "fits"
