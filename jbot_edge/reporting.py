@@ -360,13 +360,15 @@ def plot_trigger_view(data: Mapping[str, Any], rates_khz: Sequence[float] = tupl
     plt = _pyplot()
     _, signals = split_by_class(data, "teacher")
     fig, axes = plt.subplots(1, len(signals), figsize=(4.3 * len(signals), 4), squeeze=False)
-    n_bkg = 0
+    n_bkg, highest = 0, 0.0
     for scorer in data["scores"]:
         bkg, sig = split_by_class(data, scorer)
         n_bkg = len(bkg)
         view = trigger_view(bkg, sig, list(rates_khz), background_rate_mhz)
         for ax, name in zip(axes[0], signals):
-            ax.plot(rates_khz, [row["signal_efficiency"][name] for row in view], marker=".",
+            efficiency = [row["signal_efficiency"][name] for row in view]
+            highest = max(highest, *efficiency)
+            ax.plot(rates_khz, efficiency, marker=".",
                     color=SCORE_COLORS.get(scorer), ls="--" if scorer == "firmware" else "-", label=scorer)
     floor_khz = background_rate_mhz * 1e3 / max(n_bkg, 1)
     for ax, name in zip(axes[0], signals):
@@ -375,7 +377,7 @@ def plot_trigger_view(data: Mapping[str, Any], rates_khz: Sequence[float] = tupl
         ax.set_xscale("log")
         ax.set_xlabel("trigger rate budget [kHz]")
         ax.set_ylabel(f"{name} efficiency per jet")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, min(1.0, max(0.05, 1.15 * highest)))  # zoomed: at kHz rates efficiencies are small
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     return fig

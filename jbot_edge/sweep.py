@@ -174,9 +174,10 @@ def _key(*parts: Any) -> str:
 def qat_config(cfg: SweepConfig, variant: StudentVariant | None = None, weight_bits: int | None = None,
                act_bits: int | None = None):
     """The QatConfig of a point (or, without a variant, the base every point shares)."""
+    import pydantic
+
     from jbot_edge.config import format_validation_error
     from jbot_edge.qat.distill import QatConfig
-    import pydantic
 
     data = deep_merge(load_yaml(packaged_config("qat/default.yaml")), cfg.qat)
     if variant is not None:

@@ -51,7 +51,9 @@ def test_report_executes_both_notebooks_to_html(tiny, run_cli):
     physics = (out / "physics_performance.html").read_text()
     # The firmware leg is the compiled C simulation and reproduces the student bit for bit on every test jet.
     assert "bit for bit" in physics and "firmware (hls4ml C simulation) = student on" in physics
-    assert "no sweep table given" not in (out / "latency_resources.html").read_text()
+    latency = nbformat.read(out / "latency_resources.ipynb", as_version=4)
+    outputs = json.dumps([o for c in latency.cells if c.cell_type == "code" for o in c.outputs])
+    assert "sweep: 2 finished designs" in outputs and "no sweep table given" not in outputs
 
 
 def test_notebook_without_sweep_says_so(tiny, tmp_path):

@@ -5,7 +5,12 @@ Follows the authors' Keras reference (arXiv 2601.11719): ``Dense(F→d)`` token 
 after attention and FFN), and one projection head ``Dense(8p, GELU) → Dense(p) → L2-normalise`` shared by the
 [CLS] and the particle tokens. There are no positional embeddings: particles form a set.
 
-Two deliberate, switchable differences from the reference:
+Deliberate, switchable differences from the reference:
+
+* ``input_norm`` (default ``standardize``): the raw inputs are log-transformed (pT-like) and standardised inside
+  the encoder, with statistics fitted on the training data (:mod:`jbot_edge.models.input_norm`). Without it the
+  token embedding of the reference inputs is dominated by the constant ``mask`` column and short runs do not
+  learn; ``model.input_norm=none`` reproduces the reference.
 
 * ``padding_mask`` (default on): padded particle slots are excluded as attention *keys*. The reference has no
   attention mask and relies on the all-zero padded inputs (with their 0 "mask" feature); set
@@ -20,7 +25,7 @@ Two deliberate, switchable differences from the reference:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +33,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from jbot_edge.config import StrictModel
+from jbot_edge.models.input_norm import InputNormalizer, InputNormStats
 
 
 class ModelConfig(StrictModel):
@@ -42,6 +48,11 @@ class ModelConfig(StrictModel):
                                                          "(the reference implementation has no mask)")
     proj_dim: int = Field(default=16, ge=2, description="projection output p = number of softmax dimensions")
     proj_hidden_ratio: int = Field(default=8, ge=1, description="projection hidden width = ratio · p")
+    input_norm: Literal["standardize", "none"] = Field(default="standardize", description=(
+        "per-feature input normalisation inside the encoder (log pT, common angle scale, standardise), fitted on "
+        "the training data; 'none' feeds the raw inputs like the reference (see jbot_edge.models.input_norm)"))
+    input_norm_stats: InputNormStats | None = Field(default=None, description=(
+        "fitted normalisation; leave null: pretrain fits it on the training data and stores it in teacher.pt"))
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -97,6 +108,8 @@ class JetEncoder(nn.Module):
         self.config = config
         self.in_features = int(in_features)
         d = config.embed_dim
+        self.input_norm = (InputNormalizer(self.in_features, config.input_norm_stats)
+                           if config.input_norm == "standardize" else None)
         self.embed = nn.Linear(self.in_features, d)
         # The reference initialises [CLS] to zero; the mask token follows BEiT/iBOT (truncated-normal-like 0.02).
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -113,6 +126,8 @@ class JetEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, token_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.input_norm is not None:
+            x = self.input_norm(x, mask)
         tokens = self.embed(x)
         if token_mask is not None:
             tokens = torch.where(token_mask.unsqueeze(-1), self.mask_token.to(tokens.dtype), tokens)
@@ -143,7 +158,8 @@ class ProjectionHead(nn.Module):
 
 
 def model_config_dict(config: ModelConfig, in_features: int) -> dict[str, Any]:
-    """The plain-type dictionary stored in artifacts: the architecture plus the input width."""
+    """The plain-type dictionary stored in artifacts: the architecture (with the fitted ``input_norm_stats``)
+    plus the input width."""
     return {**config.model_dump(mode="json"), "in_features": int(in_features)}
 
 
@@ -154,6 +170,8 @@ def build_encoder(model_config: Mapping[str, Any] | ModelConfig, in_features: in
     else:
         fields = dict(model_config)
         stored_in = fields.pop("in_features", None)
+        # Artifacts written before input normalisation existed fed raw inputs.
+        fields.setdefault("input_norm", "none")
         config = ModelConfig.model_validate(fields)
     width = in_features if in_features is not None else stored_in
     if width is None:

@@ -51,6 +51,8 @@ class DataConfig(StrictModel):
     n_particles: int | None = Field(default=None, ge=2, description="leading particles used; default: the file's")
     block_jets: int = Field(default=4096, ge=1)
     shuffle_buffer_jets: int = Field(default=65536, ge=1)
+    norm_fit_jets: int = Field(default=50_000, ge=1, description=(
+        "training jets (spread over the file, label filter applied) used to fit model.input_norm"))
 
 
 class OptimConfig(StrictModel):
@@ -167,6 +169,41 @@ def prepare_data(config: PretrainConfig) -> tuple[InputSpec, str | None, dict[st
     return spec, preset, info
 
 
+def fit_model_input_norm(config: PretrainConfig, spec: InputSpec) -> ModelConfig:
+    """The model config with ``input_norm_stats`` fitted on the training data (unchanged when already set or off).
+
+    Reads ``data.norm_fit_jets`` jets in 8 slices spread over the file (cheap on huge files, representative when
+    the file is ordered by label), keeps those passing the label filter, and fits on their unaugmented inputs.
+    Deterministic, so every DDP rank and every resumption gets the same numbers.
+    """
+    from jbot_edge.data.preprocessing import build_inputs
+    from jbot_edge.models.input_norm import fit_input_norm
+
+    model = config.model
+    if model.input_norm == "none" or model.input_norm_stats is not None:
+        return model
+    with JetFile(config.data.file) as f:
+        n = f.n_jets
+        keep_labels = (f.label_indices(config.data.train_labels, "--train-labels")
+                       if config.data.train_labels is not None else None)
+        n_slices = 8
+        per_slice = max(1, -(-min(config.data.norm_fit_jets, n) // n_slices))
+        starts = np.unique(np.linspace(0, max(n - per_slice, 0), n_slices).astype(int))
+        xs, masks = [], []
+        for lo in starts:
+            batch = f.read(slice(int(lo), int(min(lo + per_slice, n))))
+            if keep_labels is not None:
+                batch = batch.select(np.flatnonzero(np.isin(batch.labels, keep_labels)))
+            x, m = build_inputs(batch, spec)
+            xs.append(x)
+            masks.append(m)
+    try:
+        stats = fit_input_norm(np.concatenate(xs), np.concatenate(masks), spec.features)
+    except ValueError as exc:
+        raise JbotEdgeError(f"model.input_norm: {exc} (in {config.data.file})") from exc
+    return model.model_copy(update={"input_norm_stats": stats})
+
+
 def run_pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train a jBOT teacher; returns the summary (also written to ``out_dir/summary.json``)."""
     out_dir = Path(out_dir)
@@ -207,8 +244,9 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
 
     # Same initial weights on every rank (the teacher is a copy of the student made before DDP's broadcast),
     # then per-rank random streams for dropout.
+    model_config = fit_model_input_norm(config, spec)
     torch.manual_seed(tc.seed)
-    meta = JBOTMetaArch(spec, config.model, config.loss, config.augment, config.masking).to(device)
+    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking).to(device)
     _seed_everything(tc.seed, rank)
     if world > 1:
         meta.student_forward = torch.nn.parallel.DistributedDataParallel(
@@ -348,6 +386,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         "data": {**data_info, "preset": preset, "train_labels": config.data.train_labels,
                  "counts_used": stream.counts, "n_used": stream.n_selected},
         "input_spec": spec.model_dump(mode="json"),
+        "input_norm": (model_config.input_norm_stats.model_dump(mode="json")
+                       if model_config.input_norm_stats is not None else None),
         "parameters": {"backbone": sum(p.numel() for p in meta.student.backbone.parameters()),
                        "head": sum(p.numel() for p in meta.student.head.parameters())},
         "artifacts": {"teacher": TEACHER_FILE, "checkpoint": str(checkpoint_path(out_dir).relative_to(out_dir)),
@@ -355,7 +395,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     }
     if main:
         payload = teacher_payload(
-            meta.teacher.backbone, model_config_dict(config.model, len(spec.features)), spec,
+            meta.teacher.backbone, model_config_dict(model_config, len(spec.features)), spec,
             data={"preset": preset, "file": data_info["file"], "train_labels": config.data.train_labels},
             training={"steps": step, "epochs": step / steps_per_epoch, "seed": tc.seed,
                       "final_loss": last.get("loss")})
