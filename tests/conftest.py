@@ -15,6 +15,9 @@ Session fixtures (paths to canonical jet files, see ``jbot_edge/data/format.py``
 * ``make_generated_file(name, preset, processes, n_jets, **overrides)`` — the same machinery for other settings
 * ``run_cli(*args, check=False, timeout=...)`` — runs ``python -m jbot_edge ARGS`` in a subprocess, returns the
   ``subprocess.CompletedProcess`` (text mode, stdout and stderr captured)
+* ``l1_teacher_run`` — a briefly pre-trained ``small`` teacher on ``l1_file`` (q+g) with a Mahalanobis score head:
+  a real run directory for qat, sweep and report tests (treat it as read-only)
+* ``tiny_sweep`` — ``configs/sweep/tiny.yaml`` swept over ``l1_teacher_run`` (see tests/sweep_artifacts.py)
 """
 
 from __future__ import annotations
@@ -101,3 +104,31 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
                               check=check, timeout=timeout, cwd=cwd, env=full_env)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def l1_teacher_run(tmp_path_factory, l1_file, run_cli) -> Path:
+    """A real pre-training run (15 steps, CLI) with a Mahalanobis score head fitted on its background jets."""
+    import numpy as np
+
+    from jbot_edge.config import packaged_config
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate.score_head import ScoreHead
+    from jbot_edge.pretrain.artifact import load_teacher
+
+    run = tmp_path_factory.mktemp("l1-teacher") / "teacher"
+    result = run_cli("pretrain", "--config", packaged_config("pretrain/small.yaml"), "--data", l1_file, "--out", run,
+                     "--train-labels", "q,g", "--max-steps", "15", "optim.batch_size=128")
+    assert result.returncode == 0, result.stderr
+    teacher = load_teacher(run)
+    with JetFile(l1_file) as jets:
+        background = jets.read(np.flatnonzero(np.isin(jets.labels(), jets.label_indices(["q", "g"]))))
+    ScoreHead.fit("mahalanobis", teacher.embed(background), background_labels=["q", "g"]).save(run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, l1_teacher_run, l1_file, run_cli):
+    from sweep_artifacts import build_tiny_artifacts
+
+    return build_tiny_artifacts(tmp_path_factory.mktemp("sweep"), l1_teacher_run, l1_file, run_cli)

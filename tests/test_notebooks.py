@@ -10,12 +10,11 @@ import pytest
 
 from jbot_edge.commands.report import NOTEBOOK_DIR, NOTEBOOKS, execute_notebook
 from jbot_edge.errors import JbotEdgeError
-from sweep_artifacts import tiny_artifacts
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, l1_file, run_cli):
-    return tiny_artifacts(tmp_path_factory, l1_file, run_cli)
+def tiny(tiny_sweep):
+    return tiny_sweep
 
 
 def test_notebooks_are_clean_parameterised_sources():

@@ -59,6 +59,13 @@ def test_short_run_learns_without_nans_and_monitors_collapse(trained_run: Path) 
     assert final["center_norm"] > 0 and final["patch_center_norm"] > 0
     # the detector reports exactly what the logged entropies say
     assert ("uniform" in summary["collapse"]["final"]) == (final["teacher_entropy"] >= 0.95 * log_k)
+    # ...and the teacher does not drift to the uniform fixed point either (it did with raw inputs and a 0.996
+    # teacher momentum in short runs): each jet's centred teacher distribution stays well below log K, at every
+    # logged step after the first
+    assert not summary["collapse"]["flags"], summary["collapse"]
+    assert all(m["teacher_entropy"] < 0.8 * log_k for m in metrics[1:]), [m["teacher_entropy"] for m in metrics]
+    # the short run caps the teacher's EMA time constant at 5% of the 60 steps: momentum starts at 1 − 1/3
+    assert math.isclose(summary["teacher_momentum_start"], 1 - 1 / 3)
     assert 0.1 < final["masked_fraction"] < 0.6
     assert summary["data"]["counts_used"] == {"q": 1500, "g": 1500}
     assert summary["data"]["preset"] == "jetnet"
@@ -74,6 +81,11 @@ def test_teacher_artifact_contract(trained_run: Path, qcd_jetnet_file: Path) -> 
     assert teacher.method == "jbot" and teacher.data_preset == "jetnet"
     assert teacher.input_spec.features == ["part_deta", "part_dphi", "part_pt_rel", "mask"]
     assert teacher.input_spec.n_particles == 30
+    # the fitted input normalisation travels in both the weights and the model config (for rebuilt encoders)
+    stats = raw["model_config"]["input_norm_stats"]
+    assert raw["model_config"]["input_norm"] == "standardize" and stats["log"] == [False, False, True, False]
+    assert stats["scale"][0] == stats["scale"][1] > 1 and stats["shift"][2] < -2  # log pT fraction ≈ −4
+    torch.testing.assert_close(raw["state_dict"]["input_norm.shift"], torch.tensor(stats["shift"]))
     with JetFile(qcd_jetnet_file) as f:
         batch = f.read(slice(0, 300))
     emb = teacher.embed(batch, batch_size=128)

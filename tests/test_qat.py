@@ -13,26 +13,14 @@ import torch
 from jbot_edge.config import packaged_config, resolve_config
 from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.evaluate.score_head import ScoreHead
 from jbot_edge.models.students import load_student, output_lsb, score_codes
-from jbot_edge.pretrain.artifact import load_teacher
 from jbot_edge.qat.distill import QatConfig, train_student
 from jbot_edge.qat.targets import TargetTransform
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory, l1_file, run_cli) -> Path:
-    """A briefly pre-trained l1 teacher with a Mahalanobis score head fitted on background jets."""
-    run = tmp_path_factory.mktemp("qat") / "teacher"
-    result = run_cli("pretrain", "--config", packaged_config("pretrain/small.yaml"), "--data", l1_file, "--out", run,
-                     "--train-labels", "q,g", "--max-steps", "15", "optim.batch_size=128")
-    assert result.returncode == 0, result.stderr
-    teacher = load_teacher(run)
-    with JetFile(l1_file) as jets:
-        background = jets.read(np.flatnonzero(np.isin(jets.labels(), jets.label_indices(["q", "g"]))))
-    head = ScoreHead.fit("mahalanobis", teacher.embed(background), background_labels=["q", "g"])
-    head.save(run)
-    return run
+def teacher_run(l1_teacher_run) -> Path:
+    return l1_teacher_run
 
 
 def _config(*overrides: str) -> QatConfig:

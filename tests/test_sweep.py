@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from jbot_edge.sweep import pareto_front
-from sweep_artifacts import TINY_SWEEP, tiny_artifacts
+from sweep_artifacts import TINY_SWEEP
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, l1_file, run_cli):
-    return tiny_artifacts(tmp_path_factory, l1_file, run_cli)
+def tiny(tiny_sweep):
+    return tiny_sweep
 
 
 def _rows(sweep_dir):

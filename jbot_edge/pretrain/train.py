@@ -38,7 +38,8 @@ from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payl
 from jbot_edge.pretrain.augmentations import AugmentationConfig
 from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_checkpoint, restore_rng,
                                            save_checkpoint)
-from jbot_edge.pretrain.meta_arch import JBOTMetaArch, LossConfig, MaskingConfig, teacher_momentum
+from jbot_edge.pretrain.meta_arch import (JBOTMetaArch, LossConfig, MaskingConfig, effective_momentum_start,
+                                          teacher_momentum)
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
 
 log = get_logger(__name__)
@@ -241,6 +242,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
             log.warning("optim.warmup_epochs=%s spans the whole run; warming up for %d of %d steps instead",
                         oc.warmup_epochs, warmup, total_steps)
     peak_lr = oc.base_lr * oc.batch_size / 256
+    momentum_start = effective_momentum_start(config.loss.teacher_momentum_start, total_steps,
+                                              config.loss.teacher_ema_horizon)
 
     # Same initial weights on every rank (the teacher is a copy of the student made before DDP's broadcast),
     # then per-rank random streams for dropout.
@@ -278,8 +281,10 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         save_config(config, out_dir / "config.yaml")
         _prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
         log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "
-                 "%d steps, lr %.2e, warm-up %d", f"{stream.n_selected:,}", stream.counts, config.data.file,
-                 steps_per_epoch, oc.batch_size, device, world, total_steps, peak_lr, warmup)
+                 "%d steps, lr %.2e, warm-up %d, teacher momentum %.4f → %.4f, input_norm %s",
+                 f"{stream.n_selected:,}", stream.counts, config.data.file, steps_per_epoch, oc.batch_size, device,
+                 world, total_steps, peak_lr, warmup, momentum_start, config.loss.teacher_momentum_end,
+                 config.model.input_norm)
     writer = _tensorboard(out_dir) if main else None
 
     def save(final: bool = False) -> None:
@@ -319,8 +324,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
             if oc.clip_grad > 0:
                 metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(student_params, oc.clip_grad)
             optimizer.step()
-            momentum = teacher_momentum(step, total_steps, config.loss.teacher_momentum_start,
-                                        config.loss.teacher_momentum_end)
+            momentum = teacher_momentum(step, total_steps, momentum_start, config.loss.teacher_momentum_end)
             meta.update_teacher(momentum)
             step += 1
             position = (StreamPosition(pos.epoch, pos.batch + 1) if pos.batch + 1 < steps_per_epoch
@@ -374,6 +378,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         "batch_size": oc.batch_size,
         "peak_lr": peak_lr,
         "warmup_steps": warmup,
+        "teacher_momentum_start": momentum_start,
         "final": {k: v for k, v in last.items() if k not in ("step",)},
         "collapse": {"flags": sorted(flags_seen), "final": collapse_flags(last, config.model.proj_dim) if last else [],
                      "log_k": math.log(config.model.proj_dim)},
