@@ -24,7 +24,6 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.errors import JbotEdgeError
         from jbot_edge.firmware.emulate import (
             EMULATE_SCHEMA,
-            LEGS,
             all_exact,
             compare,
             load_firmware,
@@ -64,7 +63,7 @@ def register(app: typer.Typer) -> None:
             "n": data_result["n"],
             "n_fuzz": fuzz_result["n"],
             "output_lsb": fw.output_lsb,
-            "legs": list(LEGS),
+            "legs": list(fw.legs),
             "csim_source": fw.csim_source,
             "datasets": {"data": data_result, "fuzz": fuzz_result},
             "exact": exact,

@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
         epochs: float = typer.Option(None, "--epochs", help="Number of epochs (overrides optim.epochs)."),
         max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many steps."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
+        method: str = typer.Option("jbot", "--method", help=(
+            "jbot | jetclr | vae | oe-vae | simclr | vicreg (baselines: jbot_edge/baselines, same outputs).")),
     ) -> None:
         """Pre-train a jBOT teacher. Extra KEY=VALUE arguments override config keys (e.g. optim.batch_size=512)."""
         from jbot_edge.config import packaged_config, resolve_config
@@ -33,6 +35,15 @@ def register(app: typer.Typer) -> None:
             labels = [s.strip() for s in train_labels.split(",") if s.strip()]
             if not labels:
                 raise JbotEdgeError(f"--train-labels {train_labels!r}: the label filter is empty")
+        if method != "jbot":
+            from jbot_edge.baselines.registry import run_method
+
+            summary = run_method(method, config, list(overrides or []),
+                                 {"data.file": str(data), "data.train_labels": labels, "optim.epochs": epochs,
+                                  "optim.max_steps": max_steps}, out, resume=resume)
+            typer.echo(f"{out}: {method}, {summary['steps']} steps, {summary['epochs']:.2f} epochs, "
+                       f"loss {summary['final'].get('loss', float('nan')):.4f}")
+            return
         cfg = resolve_config(
             PretrainConfig,
             config_file=config,

@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
     def synth(
         student: Path = typer.Option(..., "--student", help="Student directory (student.pt from `jbot-edge qat`)."),
         board: str = typer.Option("vu13p", "--board", help="Board name from configs/boards/ or a board YAML file."),
-        backend: str = typer.Option("hls4ml", "--backend", help="Firmware flow: hls4ml."),
+        backend: str = typer.Option("hls4ml", "--backend", help="Firmware flow: hls4ml (HLS project + C "
+                                    "simulation) or rtl (vendor-free Verilog through da4ml, Verilator, Yosys)."),
         hls_backend: str | None = typer.Option(None, "--hls-backend", help="hls4ml backend: Vitis (default) "
                                                   "or Vivado."),
         clock_ns: float | None = typer.Option(None, "--clock-ns", help="Clock period (default: the board's)."),
@@ -30,9 +31,8 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.firmware.reports import summary_lines
         from jbot_edge.logs import get_logger
 
-        if backend != "hls4ml":
-            raise JbotEdgeError(f"--backend {backend!r}: expected 'hls4ml' (the vendor-free RTL flow is not "
-                                "available in this version)")
+        if backend not in ("hls4ml", "rtl"):
+            raise JbotEdgeError(f"--backend {backend!r}: expected 'hls4ml' or 'rtl'")
         if strategy is not None and strategy.lower() not in ("latency", "resource"):
             raise JbotEdgeError(f"--strategy {strategy!r}: expected 'latency' or 'resource'")
         if hls_backend is not None and hls_backend.lower() not in ("vitis", "vivado"):
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         board_def = load_board(board)
         cfg = resolve_config(
             SynthConfig, config, overrides or [],
-            cli_values={"board": board, "hls.clock_ns": clock_ns if clock_ns is not None else board_def.clock_ns,
+            cli_values={"board": board, "backend": backend, "hls.clock_ns": clock_ns if clock_ns is not None else board_def.clock_ns,
                         "hls.part": board_def.part, "hls.reuse_factor": reuse_factor,
                         "hls.strategy": strategy.lower() if strategy else None,
                         "hls.backend": hls_backend.capitalize() if hls_backend else None},

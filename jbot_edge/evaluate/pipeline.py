@@ -9,7 +9,8 @@ Outputs (EVAL_DIR is written to a temporary sibling and renamed into place whole
         signals {SIGNAL: METRICS}            the score-head scorer's metrics (same as scorers[score_head.name])
         trigger [TRIGGER_ROW, ...]           the score-head scorer's trigger view
         scorers {SCORER: {params, fpga_friendly, fpga_note, fit_info, fit_seconds, score_seconds,
-                          signals {SIGNAL: METRICS}, trigger [TRIGGER_ROW, ...]}}
+                          signals {SIGNAL: METRICS}, trigger [TRIGGER_ROW, ...],
+                          mass_sculpting {...}}}   (when the file stores jet_mass; see sculpting.py)
         clustering {nmi, ari, purity, n_jets, n_clusters, normalize}, projections {pca: {...}, tsne: {...}}
         probes {linear {accuracy, auc_macro_ovr}, knn {...}, majority_class_accuracy, n_train, n_test}
         finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}]}
@@ -121,6 +122,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     from jbot_edge.evaluate.probes import run_probes, stratified_split
     from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
     from jbot_edge.evaluate.scores import fit_scorer
+    from jbot_edge.evaluate.sculpting import mass_sculpting, read_jet_feature
     from jbot_edge.pretrain.artifact import load_teacher
 
     if cfg.threads:
@@ -158,6 +160,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         bank = embeddings[np.searchsorted(union, split.bank_index)]
         eval_emb = embeddings[np.searchsorted(union, split.eval_index)]
         eval_labels = labels[split.eval_index]
+        eval_mass = read_jet_feature(jet_file, split.eval_index, "jet_mass")
         log.info("embedded %d bank + %d evaluation jets (D=%d)", len(bank), len(eval_emb), eval_emb.shape[1])
 
         finetune_inputs = None
@@ -193,6 +196,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
             "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz,
                                     t.jets_per_crossing),
         }
+        if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
+            scorer_reports[name]["mass_sculpting"] = mass_sculpting(background, eval_mass[is_background])
         fitted[name] = scorer
         eval_scores[name] = (background, signals)
         log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in per_signal.items()), name)

@@ -217,14 +217,30 @@ class CSim:
 
 
 # -- the synth pipeline -------------------------------------------------------------------------------------------
+class RtlSettings(StrictModel):
+    """The vendor-free RTL leg (:mod:`jbot_edge.firmware.rtl`) of ``synth``."""
+
+    estimate: Literal["auto", "always", "never"] = Field(
+        default="auto", description="hls4ml backend: also build the da4ml RTL for latency/resource estimates when no "
+        "vendor report exists (auto: when da4ml is installed)")
+    yosys: Literal["auto", "always", "never"] = Field(
+        default="never", description="size the RTL with Yosys synth_xilinx (minutes to tens of minutes for large "
+        "students; auto: when yosys is on PATH)")
+    adder_levels_per_ns: float = Field(default=1.0, gt=0, le=10,
+                                       description="adder levels one pipeline stage may chain per ns of clock")
+
+
 class SynthConfig(StrictModel):
     """Resolved settings of ``jbot-edge synth`` (written as FW_DIR/config.yaml)."""
 
     board: str = "vu13p"
-    backend: Literal["hls4ml"] = "hls4ml"
+    backend: Literal["hls4ml", "rtl"] = Field(
+        default="hls4ml", description="hls4ml: HLS project + C simulation (+ vendor synthesis when on PATH); "
+        "rtl: vendor-free pipelined Verilog through da4ml (Verilator simulation, da4ml/Yosys estimates)")
     hls: HlsConfig = Field(default_factory=HlsConfig)
     vendor_synthesis: Literal["auto", "always", "never"] = "auto"
     logic_synthesis: bool = False
+    rtl: RtlSettings = Field(default_factory=lambda: RtlSettings())
 
 
 README_TEMPLATE = """# {name}: level-1 firmware for a jbot-edge student
@@ -307,6 +323,8 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
         raise JbotEdgeError(f"vendor_synthesis=always but the {cfg.hls.backend} HLS tool is not on PATH")
     run_vendor = cfg.vendor_synthesis == "always" or (cfg.vendor_synthesis == "auto" and hls_tool_present)
 
+    if cfg.backend == "rtl":
+        return _build_rtl_firmware(student_path, model, student_cfg, spec, cfg, board, out_dir)
     with atomic_directory(out_dir) as tmp:
         log.info("exporting %s to QONNX", student_path)
         graph = export_student(model, spec, tmp / QONNX_FILENAME)
@@ -324,14 +342,21 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
             vendor = run_vendor_build(hls_model, synth=True, vsynth=cfg.logic_synthesis)
         elif hls_tool_present:
             notes.append("vendor synthesis skipped (vendor_synthesis=never)")
+        estimates = []
+        if _wants_rtl_estimate(cfg.rtl.estimate, vendor is not None):
+            estimates = _build_rtl(model, graph, tmp, board, cfg)
+            notes.append("latency/resources estimated from the vendor-free da4ml RTL in rtl/ (fully parallel, II=1)")
         report = build_synth_report(board, cfg.hls.clock_ns, cfg.hls.backend, cfg.hls.strategy.capitalize(),
                                     cfg.hls.reuse_factor, precisions, vendor=vendor, io_type=cfg.hls.io_type,
-                                    vendor_tools=tools, notes=notes)
+                                    vendor_tools=tools, notes=notes, estimates=estimates)
         write_synth_report(tmp / "synth_report.json", report)
         lsb = output_scale_from_graph(graph)
         output_type = list(precisions.values())[-1].get("result_t", "unknown")
         meta = {
             "schema": FIRMWARE_SCHEMA,
+            "backend": "hls4ml",
+            "legs": ["brevitas", "qonnx", "csim", *(["rtl"] if estimates else [])],
+            "rtl_dir": RTL_SUBDIR if estimates else None,
             "project_name": cfg.hls.project_name,
             "hls_dir": HLS_SUBDIR,
             "library": str(library.relative_to(tmp)),
@@ -358,4 +383,73 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
             input_type=spec.input_fixed_type(), n_particles=spec.n_particles, n_features=spec.n_features,
             features=", ".join(spec.feature_names), frac_bits=spec.input_frac_bits, output_type=output_type,
             output_lsb=lsb, fw_dir=out_dir, precisions=table))
+    return report
+
+
+RTL_SUBDIR = "rtl"
+
+
+def _wants_rtl_estimate(mode: str, have_vendor_report: bool) -> bool:
+    if mode == "never" or (mode == "auto" and have_vendor_report):
+        return False
+    from jbot_edge.firmware.rtl.tools import da4ml_version
+
+    if da4ml_version() is None:
+        if mode == "always":
+            raise JbotEdgeError("rtl.estimate=always needs da4ml: pip install 'jbot-edge[rtl]'")
+        return False
+    return True
+
+
+def _build_rtl(model, graph, tmp: Path, board, cfg: SynthConfig) -> list:
+    """Build the da4ml RTL of the student into ``tmp/rtl`` and return its estimates for the synth report."""
+    from jbot_edge.firmware.rtl import RtlConfig, build_rtl, rtl_estimates
+    from jbot_edge.firmware.rtl.tools import find_yosys
+
+    log.info("building the vendor-free RTL (da4ml) in %s/", RTL_SUBDIR)
+    build_rtl(model, tmp / RTL_SUBDIR, board=board.name, clock_ns=cfg.hls.clock_ns,
+              config=RtlConfig(adder_levels_per_ns=cfg.rtl.adder_levels_per_ns), graph=graph)
+    if cfg.rtl.yosys == "always" and find_yosys() is None:
+        raise JbotEdgeError("rtl.yosys=always but yosys is not on PATH: apt-get install -y yosys")
+    yosys = {"always": True, "never": False, "auto": None}[cfg.rtl.yosys]
+    return rtl_estimates(tmp / RTL_SUBDIR, yosys=yosys)
+
+
+def _build_rtl_firmware(student_path: Path, model, student_cfg, spec: L1InputSpec, cfg: SynthConfig, board,
+                        out_dir: Path) -> dict[str, Any]:
+    """``synth --backend rtl``: QONNX + da4ml Verilog + estimates, no HLS project (emulate compares Brevitas, QONNX
+    and the Verilator simulation)."""
+    import shutil
+
+    from jbot_edge.atomic import atomic_directory, write_json
+    from jbot_edge.config import save_config
+    from jbot_edge.firmware.emulate import FIRMWARE_SCHEMA
+    from jbot_edge.firmware.export import QONNX_FILENAME, export_student, output_scale_from_graph
+    from jbot_edge.firmware.reports import build_synth_report, write_synth_report
+    from jbot_edge.firmware.rtl import load_rtl
+    from jbot_edge.firmware.rtl.tools import require_da4ml
+    from jbot_edge.firmware.vendor import find_vendor_tools
+    from jbot_edge.models.students import summary
+
+    require_da4ml()
+    with atomic_directory(out_dir) as tmp:
+        log.info("exporting %s to QONNX", student_path)
+        graph = export_student(model, spec, tmp / QONNX_FILENAME)
+        shutil.copy2(student_path, tmp / "student.pt")
+        write_json(tmp / "quantizer_spec.json", spec.describe())
+        estimates = _build_rtl(model, graph, tmp, board, cfg)
+        design = load_rtl(tmp / RTL_SUBDIR)
+        precisions = {node: {"result_t": kind} for node, kind in design.description.get("precisions", {}).items()}
+        report = build_synth_report(board, cfg.hls.clock_ns, "rtl", "da4ml", 1, precisions, estimates=estimates,
+                                    vendor_tools=find_vendor_tools(),
+                                    notes=["vendor-free RTL through da4ml: Verilog in rtl/src, pipelined for the "
+                                           "clock; latency = stages × clock period"])
+        write_synth_report(tmp / "synth_report.json", report)
+        write_json(tmp / "firmware.json", {
+            "schema": FIRMWARE_SCHEMA, "backend": "rtl", "legs": ["brevitas", "qonnx", "rtl"],
+            "rtl_dir": RTL_SUBDIR, "n_inputs": spec.n_particles * spec.n_features, "n_outputs": 1,
+            "output_lsb": output_scale_from_graph(graph), "layer_precisions": precisions,
+            "student_summary": summary(model), "student_config": student_cfg.model_dump(mode="json"),
+        })
+        save_config(cfg, tmp / "config.yaml")
     return report

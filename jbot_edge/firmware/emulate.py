@@ -13,6 +13,7 @@ Firmware directory (written by ``jbot-edge synth``; this module only reads it)::
     FW_DIR/model.qonnx.onnx   the exported, hls4ml-prepared QONNX graph
     FW_DIR/quantizer_spec.json L1InputSpec.describe()
     FW_DIR/hls/               the hls4ml project (C simulation library under hls/firmware/)
+    FW_DIR/rtl/               the da4ml Verilog (jbot_edge.firmware.rtl), when synth built it
 
 ``emulate.json`` (schema ``jbot-edge.emulate/1``)::
 
@@ -58,6 +59,7 @@ class Firmware:
     scorers: dict[str, Callable[[np.ndarray], np.ndarray]]
     csim_source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    legs: tuple[str, ...] = LEGS
 
     def score_lsb(self, leg: str, codes: np.ndarray) -> np.ndarray:
         """Integer scores (int64 [N], output LSB units) of one leg on codes [N, P, F]."""
@@ -80,18 +82,14 @@ def read_firmware_metadata(fw_dir: Path) -> dict[str, Any]:
 
 
 def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
-    """Load the three legs from ``FW_DIR``. The C simulation library written by synth is loaded as is; if it is
+    """Load the legs listed in ``FW_DIR/firmware.json`` (brevitas, qonnx, and csim and/or rtl). The RTL leg is the
+    Verilator simulation of ``FW_DIR/rtl`` (built once, cached there); next to an HLS project it is skipped with a
+    warning when verilator is not installed, for ``synth --backend rtl`` it is required.
+    The C simulation library written by synth is loaded as is; if it is
     missing it is rebuilt from the saved QONNX graph (deterministic: same graph, same config) into a scratch
     directory, and ``csim_source`` says so."""
     import torch
 
-    from jbot_edge.firmware.convert import (
-        CSim,
-        HlsConfig,
-        build_csim_library,
-        compile_csim,
-        convert,
-    )
     from jbot_edge.firmware.export import (
         QonnxExecutor,
         load_qonnx,
@@ -112,6 +110,39 @@ def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
 
     def brevitas(x: np.ndarray) -> np.ndarray:
         return score_codes(model, torch.from_numpy(np.asarray(x, dtype=np.float32)))
+
+    legs = list(meta.get("legs", LEGS))
+    scorers: dict[str, Callable[[np.ndarray], np.ndarray]] = {"brevitas": brevitas,
+                                                              "qonnx": QonnxExecutor(graph, qonnx_batch)}
+    source = "no C simulation (RTL backend)"
+    if "csim" in legs:
+        scorers["csim"], source = _load_csim(fw_dir, meta, graph, spec)
+    if "rtl" in legs:
+        rtl = _load_rtl_scorer(fw_dir / meta["rtl_dir"], required=meta.get("backend") == "rtl")
+        if rtl is None:
+            legs.remove("rtl")
+        else:
+            scorers["rtl"] = rtl
+    return Firmware(fw_dir, spec, lsb, scorers, source, meta, legs=tuple(legs))
+
+
+def _load_rtl_scorer(rtl_dir: Path, required: bool):
+    """The Verilator simulation of the RTL as a scorer of model inputs; None (with a warning) when Verilator is not
+    installed and the RTL is only an estimate next to an HLS project."""
+    from jbot_edge.firmware.rtl import RtlSimulator, find_verilator
+
+    if find_verilator() is None and not required:
+        log.warning("%s holds RTL but verilator is not on PATH: the RTL leg is skipped "
+                    "(apt-get install -y verilator)", rtl_dir.parent)
+        return None
+    simulator = RtlSimulator(rtl_dir)
+    log.info("building/loading the Verilator simulation of %s", rtl_dir)
+    simulator.build()
+    return simulator.predict_scores
+
+
+def _load_csim(fw_dir: Path, meta: dict[str, Any], graph, spec: L1InputSpec):
+    from jbot_edge.firmware.convert import CSim, HlsConfig, build_csim_library, compile_csim, convert
 
     library = fw_dir / meta["library"]
     n_inputs = spec.n_particles * spec.n_features
@@ -135,13 +166,13 @@ def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
         hls_model = convert(graph, spec, hls_cfg, scratch / "hls")
         csim = CSim(compile_csim(hls_model), hls_cfg.project_name, n_inputs)
         source = f"reconverted from model.qonnx.onnx into {scratch}"
-    scorers = {"brevitas": brevitas, "qonnx": QonnxExecutor(graph, qonnx_batch), "csim": csim}
-    return Firmware(fw_dir, spec, lsb, scorers, source, meta)
+    return csim, source
 
 
 def compare(firmware: Firmware, codes: np.ndarray, names: list[str] | None = None,
-            legs: tuple[str, ...] = LEGS, timings: dict[str, list[float]] | None = None) -> dict[str, Any]:
+            legs: tuple[str, ...] | None = None, timings: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Score ``codes`` with every leg and compare each pair exactly; returns a RESULT (see module docstring)."""
+    legs = firmware.legs if legs is None else legs
     codes = firmware.spec.check_codes(codes)
     scores: dict[str, np.ndarray] = {}
     for leg in legs:

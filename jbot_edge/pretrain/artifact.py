@@ -6,8 +6,12 @@ Schema (one file, loadable with ``torch.load(weights_only=True)``; plain Python 
       "format": "jbot-edge.teacher",
       "version": 1,
       "method": "jbot",
-      "state_dict": {...},          # EMA-teacher backbone weights (JetEncoder), float32 CPU tensors
-      "model_config": {...},        # jbot_edge.models.transformer.ModelConfig fields + "in_features"
+      "state_dict": {...},          # EMA-teacher backbone weights (JetEncoder), float32 CPU tensors, including the
+                                    # input-normalisation buffers input_norm.{log_columns,shift,scale} when on
+      "model_config": {...},        # jbot_edge.models.transformer.ModelConfig fields + "in_features"; with
+                                    # "input_norm": "standardize" | "none" and the fitted "input_norm_stats"
+                                    # ({features, log, shift, scale}); files without "input_norm" predate it
+                                    # and are loaded as "none" (raw inputs)
       "input_spec": {"features": [...], "n_particles": P},   # jbot_edge.data.preprocessing.InputSpec
       "data": {"preset": "jetnet" | "l1" | None,   # the training file's provenance["preset"]
                "file": "/path/train.h5", "train_labels": ["q", "g"] | None},
@@ -138,7 +142,13 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
         raise JbotEdgeError(f"{path}: teacher version {payload.get('version')} unsupported (expected {TEACHER_VERSION})")
     spec = InputSpec.model_validate(payload["input_spec"])
     model_config = dict(payload["model_config"])
-    encoder = build_encoder(model_config)
+    method = str(payload.get("method", "jbot"))
+    if method == "jbot":
+        encoder = build_encoder(model_config)
+    else:  # baseline methods (JetCLR, VAE, ...) bring their own encoders; see jbot_edge.baselines.registry
+        from jbot_edge.baselines.registry import encoder_builder
+
+        encoder = encoder_builder(method)(model_config)
     missing, unexpected = encoder.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
@@ -146,5 +156,5 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     encoder.eval().requires_grad_(False).to(device)
     data = dict(payload.get("data") or {})
     return Teacher(encoder=encoder, input_spec=spec, model_config=model_config, data_preset=data.get("preset"),
-                   method=str(payload.get("method", "jbot")), data=data,
+                   method=method, data=data,
                    training=dict(payload.get("training") or {}), path=path)

@@ -36,10 +36,14 @@ from jbot_edge.models.transformer import ModelConfig, model_config_dict
 from jbot_edge.pretrain import distributed
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.augmentations import AugmentationConfig
-from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_checkpoint, restore_rng,
-                                           save_checkpoint)
-from jbot_edge.pretrain.meta_arch import (JBOTMetaArch, LossConfig, MaskingConfig, effective_momentum_start,
-                                          teacher_momentum)
+from jbot_edge.pretrain.checkpoint import capture_rng, checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
+from jbot_edge.pretrain.meta_arch import (
+    JBOTMetaArch,
+    LossConfig,
+    MaskingConfig,
+    effective_momentum_start,
+    teacher_momentum,
+)
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
 
 log = get_logger(__name__)
