@@ -14,6 +14,6 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
 fi
 stamp="$venv/.jbot-edge-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-  "$venv/bin/python" -m pip install -q -e "$root[test]"
+  "$venv/bin/python" -m pip install -q -e "$root[test,rtl]"
   touch "$stamp"
 fi

@@ -26,7 +26,10 @@ def firmware_dirs(l1_file, run_cli, tmp_path_factory):
     for kind in ("deepsets", "mlp"):
         student_dir = make_student_dir(root / f"student-{kind}", kind, codes)
         fw_dir = root / f"fw-{kind}"
-        result = run_cli("synth", "--student", student_dir, "--board", "vu13p", "--out", fw_dir, timeout=600)
+        # The RTL leg (da4ml + Verilator) is exercised on the small MLP here and in depth in test_rtl.py; the wide Deep
+        # Sets student skips it to keep its Verilator build out of this module's time.
+        rtl = "rtl.estimate=auto" if kind == "mlp" else "rtl.estimate=never"
+        result = run_cli("synth", "--student", student_dir, "--board", "vu13p", "--out", fw_dir, rtl, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.strip().endswith(str(fw_dir))
         out[kind] = fw_dir
@@ -57,9 +60,16 @@ def test_emulate_cli_is_bit_exact_on_data_and_fuzz(kind, firmware_dirs, l1_file,
     summary = json.loads((fw_dir / "emulate.json").read_text())
     assert summary["exact"] is True and summary["n"] >= 1000 and summary["n_fuzz"] > 50
     assert summary["csim_source"] == "compiled library from synth"
+    legs = json.loads((fw_dir / "firmware.json").read_text())["legs"]
+    assert legs[:3] == ["brevitas", "qonnx", "csim"]
+    if kind == "deepsets":
+        assert legs == ["brevitas", "qonnx", "csim"]
+    elif shutil.which("verilator"):  # next to an HLS project the RTL leg runs whenever verilator is installed
+        assert summary["legs"] == ["brevitas", "qonnx", "csim", "rtl"]
+    expected = {f"{a}_vs_{b}" for i, a in enumerate(summary["legs"]) for b in summary["legs"][i + 1:]}
     for dataset in ("data", "fuzz"):
         comparisons = summary["datasets"][dataset]["comparisons"]
-        assert set(comparisons) == {"brevitas_vs_qonnx", "brevitas_vs_csim", "qonnx_vs_csim"}
+        assert set(comparisons) == expected
         for pair in comparisons.values():
             assert pair["exact"] == summary["datasets"][dataset]["n"] and pair["max_abs_diff_lsb"] == 0
 

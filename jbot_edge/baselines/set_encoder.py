@@ -23,6 +23,7 @@ from torch import nn
 
 from jbot_edge.config import StrictModel
 from jbot_edge.models.input_norm import InputNormalizer, InputNormStats
+from jbot_edge.models.transformer import PostLNBlock
 
 #: Columns that give a particle's pT for the attention bias and pT-weighted pooling, in order of preference.
 PT_FEATURES = ("part_pt", "part_pt_rel")
@@ -54,27 +55,6 @@ class SetEncoderConfig(StrictModel):
         return self
 
 
-class _Block(nn.Module):
-    """Post-LN transformer block taking an additive float attention mask ``[B, 1, 1, N]``."""
-
-    def __init__(self, dim: int, num_heads: int, ffn_ratio: int, dropout: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.attn_out = nn.Linear(dim, dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_ratio * dim), nn.GELU(), nn.Linear(ffn_ratio * dim, dim))
-        self.norm2 = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2).reshape(b, n, d)
-        x = self.norm1(x + self.drop(self.attn_out(a)))
-        return self.norm2(x + self.drop(self.ffn(x)))
-
-
 class SetEncoder(nn.Module):
     def __init__(self, in_features: int, config: SetEncoderConfig, pt_index: int | None):
         super().__init__()
@@ -85,7 +65,7 @@ class SetEncoder(nn.Module):
         self.input_norm = (InputNormalizer(self.in_features, config.input_norm_stats)
                            if config.input_norm == "standardize" else None)
         self.embed = nn.Linear(self.in_features, d)
-        self.blocks = nn.ModuleList(_Block(d, config.num_heads, config.ffn_ratio, config.dropout)
+        self.blocks = nn.ModuleList(PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout)
                                     for _ in range(config.num_layers))
         layers: list[nn.Module] = []
         width = d

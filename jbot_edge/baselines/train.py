@@ -37,14 +37,12 @@ from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payl
 from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_checkpoint, restore_rng,
                                            save_checkpoint)
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
-from jbot_edge.pretrain.train import fit_model_input_norm, learning_rate, prepare_data
+from jbot_edge.pretrain.train import (check_resume_config, fit_model_input_norm, learning_rate, prepare_data,
+                                      select_device)
 
 log = get_logger(__name__)
 
 #: Settings that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("optim.epochs", "optim.max_steps", "train.log_every", "train.checkpoint_every",
-                     "train.progress", "train.num_threads", "train.stop_at_step")
-
 
 class BaselineMethod:
     """One method: builds its module from (config, input spec), computes the loss of a batch, exports an encoder.
@@ -79,26 +77,6 @@ class BaselineMethod:
         """Release auxiliary resources."""
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def _check_resume(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    a, b = _flatten(saved), _flatten(current)
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
-    if changed:
-        k = changed[0]
-        raise JbotEdgeError(f"--resume: config key '{k}' is {b.get(k)!r} but the checkpoint was trained with "
-                            f"{a.get(k)!r} (only {list(RESUMABLE_CHANGES)} may change)")
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise JbotEdgeError("train.device=cuda but no CUDA device is available")
-    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | Path,
@@ -109,7 +87,7 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
     tc, oc = config.train, config.optim
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
-    device = _device(tc.device)
+    device = select_device(tc.device)
     spec, preset, data_info = prepare_data(config)
     if not resume and (checkpoint_path(out_dir).exists() or (out_dir / TEACHER_FILE).exists()):
         raise JbotEdgeError(f"--out {out_dir} already holds a pretrain run; pass --resume or choose a new directory")
@@ -138,7 +116,7 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
     step, elapsed, jets_seen = 0, 0.0, 0
     if resume:
         ckpt = load_checkpoint(out_dir)
-        _check_resume(ckpt["config"], config_to_dict(config))
+        check_resume_config(ckpt["config"], config_to_dict(config))
         method.module.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         restore_rng(ckpt["rng"])

@@ -132,7 +132,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
     a, b = _flatten(saved), _flatten(current)
     changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
     if changed:
@@ -141,7 +141,7 @@ def _check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None
                             f"{a.get(k)!r} (only {sorted(RESUMABLE_CHANGES)} may change)")
 
 
-def _select_device(choice: str) -> torch.device:
+def select_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise JbotEdgeError("train.device=cuda but no CUDA device is available")
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
@@ -212,7 +212,7 @@ def fit_model_input_norm(config: PretrainConfig, spec: InputSpec) -> ModelConfig
 def run_pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train a jBOT teacher; returns the summary (also written to ``out_dir/summary.json``)."""
     out_dir = Path(out_dir)
-    device = _select_device(config.train.device)
+    device = select_device(config.train.device)
     distributed.init(device.type)
     rank, world = distributed.get_rank(), distributed.get_world_size()
     main = rank == 0
@@ -269,7 +269,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     step, position, elapsed, jets_seen = 0, StreamPosition(0, 0), 0.0, 0
     if resume:
         ckpt = load_checkpoint(out_dir)
-        _check_resume_config(ckpt["config"], config_to_dict(config))
+        check_resume_config(ckpt["config"], config_to_dict(config))
         if len(ckpt["rng"]["augment_per_rank"]) != world:
             raise JbotEdgeError(f"--resume: checkpoint was written by {len(ckpt['rng']['augment_per_rank'])} "
                                 f"process(es), this run has {world}")
