@@ -63,7 +63,6 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from jbot_edge.firmware.emulate import (
-        LEGS,
         all_exact,
         compare,
         load_firmware,
@@ -97,7 +96,7 @@ def main() -> None:
         "n": len(codes),
         "n_real_jets": int(n_real),
         "n_jittered_jets": int(len(codes) - n_real),
-        "legs": list(LEGS),
+        "legs": list(fw.legs),
         "comparisons": totals,
         "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]},
         "exact": bool(exact and all_exact(fuzz_result)),
