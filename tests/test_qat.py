@@ -117,3 +117,38 @@ def test_cli_and_bad_inputs(tmp_path, teacher_run, l1_file, jetnet_file, run_cli
     fails("--run", teacher_run, "--data", l1_file, "--out", tmp_path / "x",
           "input.features=[{name: part_energy_x, lsb: 1, bits: 8}]", match="part_energy_x")
     assert not (tmp_path / "x" / "student.pt").exists()
+
+
+def test_overlaid_jets_are_valid_jets():
+    from jbot_edge.data.format import JetBatch
+    from jbot_edge.qat.outliers import OutlierExposureConfig, overlay_jets
+
+    rng = np.random.default_rng(0)
+    n, p = 50, 8
+    mask = np.arange(p)[None, :] < rng.integers(1, p + 1, n)[:, None]
+
+    def jets() -> JetBatch:
+        pt = np.where(mask, rng.uniform(1, 50, (n, p)), 0.0)
+        return JetBatch({"part_pt": pt, "part_deta": np.where(mask, rng.normal(0, 0.1, (n, p)), 0.0),
+                         "part_dphi": np.where(mask, rng.normal(0, 0.1, (n, p)), 0.0),
+                         "part_pt_rel": pt / pt.sum(1, keepdims=True)}, mask, {}, np.zeros(n, dtype=int))
+
+    out = overlay_jets(jets(), jets(), OutlierExposureConfig(enabled=True), rng)
+    pt = out.particles["part_pt"]
+    assert out.mask.shape == (n, p) and (out.mask.sum(1) >= mask.sum(1)).all()
+    assert np.all(np.diff(np.where(out.mask, pt, -1.0), axis=1) <= 0), "pT-ordered, padding last"
+    assert np.all(pt[~out.mask] == 0) and np.all(out.particles["part_deta"][~out.mask] == 0)
+    assert np.all(out.particles["part_pt_rel"].sum(1) <= 1 + 1e-6)
+
+
+def test_outlier_exposure_adds_pseudo_anomalies_to_training(tmp_path, teacher_run, l1_file):
+    report = train_student(_config("optim.epochs=3", "outlier_exposure.enabled=true", "outlier_exposure.fraction=0.5"),
+                           teacher_run, l1_file, tmp_path / "oe")
+    with np.load(tmp_path / "oe" / "prepared.npz") as prepared:
+        oe_scores, oe_codes = prepared["oe_scores"], prepared["oe_codes"]
+        n_background_train = int((np.isin(prepared["labels"], [0, 1]) & (prepared["split"] == 0)).sum())
+    assert report["outlier_exposure"] == {"enabled": True, "n_pseudo_anomalies": len(oe_scores)}
+    assert len(oe_scores) == round(0.5 * n_background_train) and np.isfinite(oe_scores).all()
+    _, _, spec, _ = load_student(tmp_path / "oe")
+    assert oe_codes.shape == (len(oe_scores), spec.n_particles, spec.n_features)
+    assert (oe_codes[:, :, 0] > 0).sum(1).mean() > 1  # overlaid jets carry particles of both jets

@@ -40,6 +40,7 @@ from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger, progress_bar
 from jbot_edge.models.students import StudentConfig, build_student, check_power_of_two_scales, save_student
+from jbot_edge.qat.outliers import OutlierExposureConfig, check_overlay_features, overlay_jets
 from jbot_edge.qat.targets import TargetTransform
 
 log = get_logger(__name__)
@@ -85,6 +86,7 @@ class QatConfig(StrictModel):
     checkpoint_every: int = Field(default=1, ge=1, description="epochs between checkpoints")
     allow_preset_mismatch: bool = Field(default=False, description="allow data from another generator preset "
                                         "than the teacher was trained on")
+    outlier_exposure: OutlierExposureConfig = Field(default_factory=OutlierExposureConfig)
     report_fpr: list[float] = Field(default_factory=lambda: [1e-3, 1e-4])
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
 
@@ -131,6 +133,7 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
             "data": str(Path(data_path).resolve()), "data_size": Path(data_path).stat().st_size,
             "n_jets": n_total, "input_spec": spec.model_dump(mode="json"), "seed": cfg.seed,
             "train_fraction": cfg.data.train_fraction, "val_fraction": cfg.data.val_fraction,
+            "outlier_exposure": cfg.outlier_exposure.model_dump(mode="json"),
         }
         cache_npz, cache_json = out_dir / "prepared.npz", out_dir / "prepared.json"
         if cache_npz.is_file() and cache_json.is_file() and json.loads(cache_json.read_text()) == meta:
@@ -161,6 +164,11 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
     split[order[:n_train]] = SPLIT_TRAIN
     split[order[n_train:n_train + n_val]] = SPLIT_VAL
     prepared["split"] = split
+    if cfg.outlier_exposure.enabled:
+        check_overlay_features(features)
+        prepared["oe_codes"], prepared["oe_scores"] = _pseudo_anomalies(
+            cfg, teacher, head, data_path, features, np.flatnonzero(
+                np.isin(prepared["labels"], jets_label_indices(label_names, train_labels)) & (split == SPLIT_TRAIN)))
     with atomic_path(cache_npz) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **prepared)
@@ -169,6 +177,27 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
     prepared["train_labels"] = np.array(train_labels)
     log.info("scored %d jets with the teacher (%s head)", len(split), head.name)
     return prepared
+
+
+def jets_label_indices(label_names: list[str], names: list[str]) -> list[int]:
+    return [label_names.index(n) for n in names]
+
+
+def _pseudo_anomalies(cfg: QatConfig, teacher, head, data_path: Path, features: list[str],
+                      background_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Overlay pairs of background training jets (see :mod:`jbot_edge.qat.outliers`): student codes + teacher scores."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    n = max(1, int(round(cfg.outlier_exposure.fraction * len(background_train))))
+    first = rng.choice(background_train, n)
+    second = rng.choice(background_train, n)
+    with JetFile(data_path) as jets:
+        rows = np.unique(np.concatenate([first, second]))
+        pool = jets.read(rows, particle_features=features, jet_features=[])
+    where = {int(r): i for i, r in enumerate(rows)}
+    pick = lambda idx: pool.select(np.array([where[int(i)] for i in idx]))  # noqa: E731
+    pseudo = overlay_jets(pick(first), pick(second), cfg.outlier_exposure, rng)
+    log.info("outlier exposure: %d pseudo-anomalous jets (overlaid background pairs)", n)
+    return cfg.input.quantize(pseudo).astype(np.int16), head.score(teacher.embed(pseudo))
 
 
 def background_mask(prepared: dict[str, np.ndarray]) -> np.ndarray:
@@ -228,6 +257,12 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
         raise JbotEdgeError(f"qat: only {len(train_idx)} training / {len(val_idx)} validation background jets in "
                             f"{data_path}; need at least optim.batch_size={cfg.optim.batch_size} for training")
     x_val, y_val = x_all[val_idx], y_all[val_idx]
+    if "oe_codes" in prepared:
+        # Pseudo-anomalies join the training set only: validation and the report stay on real jets.
+        n_real = len(x_all)
+        x_all = torch.cat([x_all, torch.from_numpy(spec.to_model_input(prepared["oe_codes"]))])
+        y_all = torch.cat([y_all, torch.from_numpy(transform(prepared["oe_scores"]).astype(np.float32))])
+        train_idx = np.concatenate([train_idx, n_real + np.arange(len(prepared["oe_codes"]))])
 
     torch.manual_seed(cfg.seed)
     model = build_student(cfg.student, spec)

@@ -9,6 +9,7 @@ Schema (all numbers finite)::
       "input_spec": L1InputSpec.describe(),
       "score_head": "mahalanobis", "target_transform": {...},
       "training": {best_epoch, best_val_loss, initial_val_loss (untrained student), n_train, n_val},
+      "outlier_exposure": {enabled, n_pseudo_anomalies},   # training-only pseudo-anomalies (qat/outliers.py)
       "n_test": {label: count},                      # held-out test split, every label
       "spearman": {label: ρ}, "pearson": {label: r}, # student vs teacher per label, on the test split;
                                                      #   "all" over every test jet; pearson on the target scale
@@ -104,6 +105,8 @@ def build_report(model: torch.nn.Module, cfg, prepared: dict[str, np.ndarray], t
                      "n_train": int((all_bkg & (split == SPLIT_TRAIN)).sum()),
                      "n_val": int((all_bkg & (split == SPLIT_VAL)).sum()),
                      "train_labels": train_labels},
+        "outlier_exposure": {"enabled": bool(cfg.outlier_exposure.enabled),
+                             "n_pseudo_anomalies": int(len(prepared.get("oe_codes", [])))},
         "n_test": n_test,
         "spearman": spearman, "pearson": pearson,
         "auc_teacher": auc_t, "auc_student": auc_s, "auc_ratio": auc_r,
