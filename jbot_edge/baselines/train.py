@@ -38,7 +38,7 @@ from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_ch
                                            save_checkpoint)
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
 from jbot_edge.pretrain.train import (check_resume_config, fit_model_input_norm, learning_rate, prepare_data,
-                                      select_device)
+                                      prepare_metrics_file, select_device)
 
 log = get_logger(__name__)
 
@@ -125,7 +125,7 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
         elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir / "config.yaml")
-    _prepare_metrics(out_dir / "metrics.jsonl", step)
+    prepare_metrics_file(out_dir / "metrics.jsonl", step)
     name = config.method
     log.info("pretrain --method %s: %s jets (%s) from %s; %d steps/epoch × batch %d on %s; %d steps, lr %.2e",
              name, f"{stream.n_selected:,}", stream.counts, config.data.file, steps_per_epoch, oc.batch_size,
@@ -224,17 +224,3 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
     log.info("%s teacher written to %s (%d steps, final loss %s)", name, out_dir / TEACHER_FILE, step,
              f"{last['loss']:.4f}" if last else "n/a")
     return summary
-
-
-def _prepare_metrics(path: Path, keep_until_step: int) -> None:
-    from jbot_edge.atomic import write_text
-
-    kept = []
-    if keep_until_step > 0 and path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= keep_until_step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue
-    write_text(path, "".join(line + "\n" for line in kept))

@@ -283,7 +283,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, out_dir / "config.yaml")
-        _prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
+        prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
         log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "
                  "%d steps, lr %.2e, warm-up %d, teacher momentum %.4f → %.4f, input_norm %s",
                  f"{stream.n_selected:,}", stream.counts, config.data.file, steps_per_epoch, oc.batch_size, device,
@@ -425,7 +425,7 @@ def _gather_generator_states(generator: torch.Generator) -> list[torch.Tensor]:
     return states
 
 
-def _prepare_metrics_file(path: Path, keep_until_step: int) -> None:
+def prepare_metrics_file(path: Path, keep_until_step: int) -> None:
     """Fresh run: empty file. Resume: drop lines logged after the checkpoint (they will be logged again)."""
     kept = []
     if keep_until_step > 0 and path.exists():
