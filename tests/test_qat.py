@@ -152,3 +152,32 @@ def test_outlier_exposure_adds_pseudo_anomalies_to_training(tmp_path, teacher_ru
     _, _, spec, _ = load_student(tmp_path / "oe")
     assert oe_codes.shape == (len(oe_scores), spec.n_particles, spec.n_features)
     assert (oe_codes[:, :, 0] > 0).sum(1).mean() > 1  # overlaid jets carry particles of both jets
+
+
+def test_embedding_matching_trains_the_hidden_layer_towards_the_teacher(tmp_path, teacher_run, l1_file):
+    from jbot_edge.qat.embedding_match import EmbeddingMatcher
+
+    cfg = _config("optim.epochs=6", "optim.lr=1e-2", "embedding_matching.enabled=true",
+                  "embedding_matching.weight=1.0", "outlier_exposure.enabled=true")
+    report = train_student(cfg, teacher_run, l1_file, tmp_path / "match")
+    assert report["embedding_matching"] == {"enabled": True, "weight": 1.0}
+    with np.load(tmp_path / "match" / "prepared.npz") as prepared:
+        embeddings, codes = prepared["embeddings"], prepared["codes"]
+        assert prepared["oe_embeddings"].shape == (len(prepared["oe_codes"]), embeddings.shape[1])
+    ckpt = torch.load(tmp_path / "match" / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["matcher"]["proj.weight"].shape[0] == embeddings.shape[1]
+    # The trained projection explains the teacher's embedding of training jets better than a fresh one; the student
+    # checkpoint itself carries no auxiliary weights.
+    model, _, spec, _ = load_student(tmp_path / "match")
+    assert not any(k.startswith("proj") for k in torch.load(tmp_path / "match" / "student.pt",
+                                                            weights_only=True)["state_dict"])
+    with np.load(tmp_path / "match" / "prepared.npz") as prepared:
+        rows = np.flatnonzero((prepared["split"] == 0) & np.isin(prepared["labels"], [0, 1]))[:300]
+    torch.manual_seed(0)
+    fresh = EmbeddingMatcher(model, ckpt["matcher"]["mean"], ckpt["matcher"]["std"])
+    trained = EmbeddingMatcher(model, ckpt["matcher"]["mean"], ckpt["matcher"]["std"])
+    trained.load_state_dict(ckpt["matcher"])
+    with torch.no_grad():
+        model(torch.from_numpy(spec.to_model_input(codes[rows])))
+        target = torch.from_numpy(embeddings[rows])
+        assert float(trained.loss(target)) < float(fresh.loss(target))

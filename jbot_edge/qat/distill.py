@@ -40,6 +40,7 @@ from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger, progress_bar
 from jbot_edge.models.students import StudentConfig, build_student, check_power_of_two_scales, save_student
+from jbot_edge.qat.embedding_match import EmbeddingMatcher, EmbeddingMatchingConfig
 from jbot_edge.qat.outliers import OutlierExposureConfig, check_overlay_features, overlay_jets
 from jbot_edge.qat.targets import TargetTransform
 
@@ -87,6 +88,7 @@ class QatConfig(StrictModel):
     allow_preset_mismatch: bool = Field(default=False, description="allow data from another generator preset "
                                         "than the teacher was trained on")
     outlier_exposure: OutlierExposureConfig = Field(default_factory=OutlierExposureConfig)
+    embedding_matching: EmbeddingMatchingConfig = Field(default_factory=EmbeddingMatchingConfig)
     report_fpr: list[float] = Field(default_factory=lambda: [1e-3, 1e-4])
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
 
@@ -134,6 +136,7 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
             "n_jets": n_total, "input_spec": spec.model_dump(mode="json"), "seed": cfg.seed,
             "train_fraction": cfg.data.train_fraction, "val_fraction": cfg.data.val_fraction,
             "outlier_exposure": cfg.outlier_exposure.model_dump(mode="json"),
+            "embeddings": cfg.embedding_matching.enabled,
         }
         cache_npz, cache_json = out_dir / "prepared.npz", out_dir / "prepared.json"
         if cache_npz.is_file() and cache_json.is_file() and json.loads(cache_json.read_text()) == meta:
@@ -145,17 +148,22 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
             return prepared
 
         features = sorted(set(teacher.input_spec.stored_features()) | set(spec.feature_names))
-        codes, scores, labels = [], [], []
+        codes, scores, labels, embeddings = [], [], [], []
         with progress_bar() as bar:
             task = bar.add_task("teacher scores", total=n_total)
             for batch in jets.iter_batches(cfg.data.read_batch_size, particle_features=features, jet_features=[],
                                            stop=n_total):
-                scores.append(head.score(teacher.embed(batch)))
+                embedded = teacher.embed(batch)
+                scores.append(head.score(embedded))
+                if cfg.embedding_matching.enabled:
+                    embeddings.append(embedded)
                 codes.append(spec.quantize(batch).astype(np.int16))
                 labels.append(batch.labels)
                 bar.advance(task, len(batch))
     prepared = {"codes": np.concatenate(codes), "scores": np.concatenate(scores),
                 "labels": np.concatenate(labels).astype(np.int64)}
+    if embeddings:
+        prepared["embeddings"] = np.concatenate(embeddings)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(prepared["labels"]))
     split = np.full(len(order), SPLIT_TEST, dtype=np.int8)
@@ -166,9 +174,11 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
     prepared["split"] = split
     if cfg.outlier_exposure.enabled:
         check_overlay_features(features)
-        prepared["oe_codes"], prepared["oe_scores"] = _pseudo_anomalies(
+        prepared["oe_codes"], prepared["oe_scores"], oe_embeddings = _pseudo_anomalies(
             cfg, teacher, head, data_path, features, np.flatnonzero(
                 np.isin(prepared["labels"], jets_label_indices(label_names, train_labels)) & (split == SPLIT_TRAIN)))
+        if cfg.embedding_matching.enabled:
+            prepared["oe_embeddings"] = oe_embeddings
     with atomic_path(cache_npz) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **prepared)
@@ -184,8 +194,9 @@ def jets_label_indices(label_names: list[str], names: list[str]) -> list[int]:
 
 
 def _pseudo_anomalies(cfg: QatConfig, teacher, head, data_path: Path, features: list[str],
-                      background_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Overlay pairs of background training jets (see :mod:`jbot_edge.qat.outliers`): student codes + teacher scores."""
+                      background_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Overlay pairs of background training jets (see :mod:`jbot_edge.qat.outliers`): student codes, teacher
+    scores and teacher embeddings."""
     rng = np.random.default_rng([cfg.seed, 1])
     n = max(1, int(round(cfg.outlier_exposure.fraction * len(background_train))))
     first = rng.choice(background_train, n)
@@ -197,7 +208,8 @@ def _pseudo_anomalies(cfg: QatConfig, teacher, head, data_path: Path, features: 
     pick = lambda idx: pool.select(np.array([where[int(i)] for i in idx]))  # noqa: E731
     pseudo = overlay_jets(pick(first), pick(second), cfg.outlier_exposure, rng)
     log.info("outlier exposure: %d pseudo-anomalous jets (overlaid background pairs)", n)
-    return cfg.input.quantize(pseudo).astype(np.int16), head.score(teacher.embed(pseudo))
+    embedded = teacher.embed(pseudo)
+    return cfg.input.quantize(pseudo).astype(np.int16), head.score(embedded), embedded
 
 
 def background_mask(prepared: dict[str, np.ndarray]) -> np.ndarray:
@@ -216,7 +228,7 @@ def _loss_fn(cfg: QatOptimConfig):
 def _lr_at(epoch: int, cfg: QatOptimConfig) -> float:
     if cfg.schedule == "constant":
         return cfg.lr
-    return cfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg.epochs))
+    return float(cfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg.epochs)))  # a numpy scalar would break weights_only loading
 
 
 def _evaluate_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch: int = 4096) -> float:
@@ -263,14 +275,23 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
         x_all = torch.cat([x_all, torch.from_numpy(spec.to_model_input(prepared["oe_codes"]))])
         y_all = torch.cat([y_all, torch.from_numpy(transform(prepared["oe_scores"]).astype(np.float32))])
         train_idx = np.concatenate([train_idx, n_real + np.arange(len(prepared["oe_codes"]))])
+    emb_all = None
+    if cfg.embedding_matching.enabled:
+        emb_all = torch.from_numpy(np.concatenate([prepared["embeddings"], prepared.get(
+            "oe_embeddings", np.zeros((0, prepared["embeddings"].shape[1]), np.float32))]).astype(np.float32))
 
     torch.manual_seed(cfg.seed)
     model = build_student(cfg.student, spec)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    matcher = None
+    if emb_all is not None:
+        reference = emb_all[torch.from_numpy(train_idx)]
+        matcher = EmbeddingMatcher(model, reference.mean(0), reference.std(0))
+    trainable = list(model.parameters()) + ([] if matcher is None else list(matcher.parameters()))
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     loss_fn = _loss_fn(cfg.optim)
     start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1, "state": None, "initial_val_loss": None}
     if resume:
-        start_epoch, best = _load_checkpoint(ckpt_path, model, optimizer, cfg)
+        start_epoch, best = _load_checkpoint(ckpt_path, model, optimizer, cfg, matcher)
         log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
 
     metrics_path = out_dir / "metrics.jsonl"
@@ -294,6 +315,8 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
                 idx = torch.from_numpy(order[lo:lo + cfg.optim.batch_size])
                 pred = model(x_all[idx]).reshape(-1)
                 loss = loss_fn(pred, y_all[idx])
+                if matcher is not None:
+                    loss = loss + cfg.embedding_matching.weight * matcher.loss(emb_all[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -313,7 +336,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
                                      "lr": optimizer.param_groups[0]["lr"], "jets_per_s": jets_per_s}) + "\n")
             bar.update(task, advance=1, loss=train_loss, val=val_loss)
             if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.optim.epochs:
-                _save_checkpoint(ckpt_path, model, optimizer, epoch + 1, best, cfg)
+                _save_checkpoint(ckpt_path, model, optimizer, epoch + 1, best, cfg, matcher)
     log.info("best validation loss %.4f at epoch %d", best["val_loss"], best["epoch"])
     if best["state"] is not None:
         model.load_state_dict(best["state"])
@@ -334,17 +357,19 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     return report
 
 
-def _save_checkpoint(path: Path, model, optimizer, epoch: int, best: dict[str, Any], cfg: QatConfig) -> None:
+def _save_checkpoint(path: Path, model, optimizer, epoch: int, best: dict[str, Any], cfg: QatConfig,
+                     matcher=None) -> None:
     payload = {"format": CHECKPOINT_FORMAT, "version": 1, "epoch": epoch, "model": model.state_dict(),
                "optimizer": optimizer.state_dict(), "best_val_loss": best["val_loss"], "best_epoch": best["epoch"],
                "best_state": best["state"], "initial_val_loss": best["initial_val_loss"],
+               "matcher": None if matcher is None else matcher.state_dict(),
                "config": cfg.model_dump(mode="json")}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig) -> tuple[int, dict[str, Any]]:
+def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig, matcher=None) -> tuple[int, dict[str, Any]]:
     from brevitas import config as brevitas_config
 
     try:
@@ -366,6 +391,8 @@ def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig) -> tuple[int,
         model.load_state_dict(payload["model"], strict=False)
     finally:
         brevitas_config.IGNORE_MISSING_KEYS = False
+    if matcher is not None:
+        matcher.load_state_dict(payload["matcher"])
     optimizer.load_state_dict(payload["optimizer"])
     best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"], "state": payload["best_state"],
             "initial_val_loss": payload["initial_val_loss"]}

@@ -9,6 +9,7 @@ Schema (all numbers finite)::
       "input_spec": L1InputSpec.describe(),
       "score_head": "mahalanobis", "target_transform": {...},
       "training": {best_epoch, best_val_loss, initial_val_loss (untrained student), n_train, n_val},
+      "embedding_matching": {enabled, weight},           # auxiliary [CLS] target (qat/embedding_match.py)
       "outlier_exposure": {enabled, n_pseudo_anomalies},   # training-only pseudo-anomalies (qat/outliers.py)
       "n_test": {label: count},                      # held-out test split, every label
       "spearman": {label: ρ}, "pearson": {label: r}, # student vs teacher per label, on the test split;
@@ -105,6 +106,7 @@ def build_report(model: torch.nn.Module, cfg, prepared: dict[str, np.ndarray], t
                      "n_train": int((all_bkg & (split == SPLIT_TRAIN)).sum()),
                      "n_val": int((all_bkg & (split == SPLIT_VAL)).sum()),
                      "train_labels": train_labels},
+        "embedding_matching": cfg.embedding_matching.model_dump(mode="json"),
         "outlier_exposure": {"enabled": bool(cfg.outlier_exposure.enabled),
                              "n_pseudo_anomalies": int(len(prepared.get("oe_codes", [])))},
         "n_test": n_test,
