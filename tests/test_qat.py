@@ -12,7 +12,6 @@ import torch
 
 from jbot_edge.config import packaged_config, resolve_config
 from jbot_edge.data.reader import JetFile
-from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.students import load_student, output_lsb, score_codes
 from jbot_edge.qat.distill import QatConfig, train_student
 from jbot_edge.qat.targets import TargetTransform
