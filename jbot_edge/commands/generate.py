@@ -14,9 +14,11 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output jet file (HDF5); FILE.summary.json and "
                                  "FILE.config.yaml are written next to it."),
         preset: str = typer.Option(None, "--preset", help="Defaults to start from: jetnet (R=0.8, 500-1000 GeV, "
-                                   "30 particles; the default) or l1 (R=0.4, 30-500 GeV, 16 particles)."),
-        processes: str = typer.Option(None, "--processes", help="Comma-separated jet classes from q,g,w,z,t,h "
-                                      "(label order in the file)."),
+                                   "30 particles; the default), l1 (R=0.4, 30-500 GeV, 16 particles) or l1-event "
+                                   "(ADC2021-like event object sets: MET, 4 e, 4 mu, 10 jets)."),
+        processes: str = typer.Option(None, "--processes", help="Comma-separated classes (label order in "
+                                      "the file): q,g,w,z,t,h for jet presets; qcd,w,z,tt,zprime,htautau,h4l for "
+                                      "l1-event."),
         n_jets: int = typer.Option(None, "--n-jets", help="Jets per process."),
         seed: int = typer.Option(None, "--seed", help="Master seed; shard seeds are derived from it."),
         workers: int = typer.Option(None, "--workers", help="Worker processes (one Pythia each)."),

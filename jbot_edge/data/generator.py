@@ -21,6 +21,10 @@ radius ``jet_r`` (FastJet's multi-event awkward interface); jets inside ``jet_pt
   at least one decay quark, i.e. the label records that the jet *comes from* that resonance's decay. Either way a jet
   matched to two resonances (e.g. both tops) is dropped.
 
+Event-level object sets (preset ``l1-event``) take another path through the same machinery: each process of
+:data:`jbot_edge.data.processes.EVENT_STREAMS` is its own stream, and every event becomes one entry of the file whose
+"particles" are MET, isolated e/μ and anti-kT jets in the ADC2021 convention (:mod:`jbot_edge.data.events`).
+
 Constituents are pT-ordered and the ``n_particles`` leading ones stored (``jet_n_constituents`` counts all of them),
 with η = pseudorapidity and Δφ wrapped to (−π, π].
 
@@ -62,13 +66,16 @@ import pydantic
 
 from jbot_edge.config import CONFIG_DIR, StrictModel
 from jbot_edge.data.format import SCHEMA_VERSION, JetBatch, JetFileWriter
-from jbot_edge.data.processes import PROCESS_NAMES, STREAMS, Stream, stream_of, streams_for
+from jbot_edge.data.processes import (EVENT_PRESETS, EVENT_PROCESS_NAMES, PROCESS_NAMES, Stream, catalogue,
+                                      process_names, stream_of, streams_for)
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
 
-PRESETS: tuple[str, ...] = ("jetnet", "l1")
+JET_PRESETS: tuple[str, ...] = ("jetnet", "l1")
+#: ``l1-event`` writes whole events as ADC2021-like object sets (:mod:`jbot_edge.data.events`).
+PRESETS: tuple[str, ...] = JET_PRESETS + EVENT_PRESETS
 PARTICLE_FEATURES = ("part_deta", "part_dphi", "part_pt_rel", "part_pt", "part_eta", "part_phi", "part_energy",
                      "part_charge", "part_pid")
 JET_FEATURES = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_n_constituents")
@@ -82,8 +89,13 @@ _GIVE_UP_EVENTS = 3000
 def preset_file(preset: str) -> Path:
     """YAML defaults of a preset (``configs/data/<preset>.yaml``)."""
     if preset not in PRESETS:
-        raise JbotEdgeError(f"--preset: unknown preset {preset!r} (valid: {', '.join(PRESETS)})")
+        raise JbotEdgeError(f"--preset: unknown preset {preset!r} {_VALID_PRESETS}")
     return CONFIG_DIR / "data" / f"{preset}.yaml"
+
+
+_VALID_PRESETS = f"(valid: {', '.join(JET_PRESETS)}) or the event-level {', '.join(EVENT_PRESETS)}"
+_VALID_PROCESSES = (f"(valid: {', '.join(PROCESS_NAMES)}) or, with --preset {EVENT_PRESETS[0]}: "
+                    f"{', '.join(EVENT_PROCESS_NAMES)}")
 
 
 def parse_processes(value: str | list[str], option: str = "--processes") -> list[str]:
@@ -91,10 +103,10 @@ def parse_processes(value: str | list[str], option: str = "--processes") -> list
     names = [p.strip() for p in value.split(",")] if isinstance(value, str) else [str(p).strip() for p in value]
     names = [n for n in names if n]
     if not names:
-        raise JbotEdgeError(f"{option}: no process given (valid: {', '.join(PROCESS_NAMES)})")
-    unknown = [n for n in names if n not in PROCESS_NAMES]
+        raise JbotEdgeError(f"{option}: no process given {_VALID_PROCESSES}")
+    unknown = [n for n in names if n not in PROCESS_NAMES and n not in EVENT_PROCESS_NAMES]
     if unknown:
-        raise JbotEdgeError(f"{option}: unknown process {unknown[0]!r} (valid: {', '.join(PROCESS_NAMES)})")
+        raise JbotEdgeError(f"{option}: unknown process {unknown[0]!r} {_VALID_PROCESSES}")
     if len(set(names)) != len(names):
         raise JbotEdgeError(f"{option}: process names must not repeat, got {','.join(names)}")
     return names
@@ -132,7 +144,21 @@ class GeneratorConfig(StrictModel):
     @classmethod
     def _known_preset(cls, value: str) -> str:
         if value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r} (valid: {', '.join(PRESETS)})")
+            raise ValueError(f"unknown preset {value!r} {_VALID_PRESETS}")
+        return value
+
+    @pydantic.field_validator("processes")
+    @classmethod
+    def _processes_fit_preset(cls, value: list[str], info: pydantic.ValidationInfo) -> list[str]:
+        # Jet classes and event-level processes share the --processes option (w, z exist in both, meaning
+        # hadronic jets vs leptonic events); the preset (validated first) decides which catalogue applies.
+        preset = info.data.get("preset")
+        if preset is None:
+            return value
+        valid = process_names(preset)
+        wrong = [p for p in value if p not in valid]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not a process of preset {preset} (valid: {', '.join(valid)})")
         return value
 
     @pydantic.field_validator("processes", mode="before")
@@ -446,19 +472,20 @@ def run_shard(task: ShardTask, progress: ProgressCallback | None = None) -> Shar
     """Generate one shard: run Pythia until every class has its quota, writing jets to per-class shard files."""
     start = time.perf_counter()
     config = GeneratorConfig.model_validate(task.config)
-    stream = STREAMS[task.stream]
+    stream = catalogue(config.preset)[task.stream]
     pythia = make_pythia(pythia_settings(config, stream, task.seed))
     result = ShardResult(task.stream, task.shard, task.seed, init_time_s=time.perf_counter() - start,
                          pythia_version=f"{pythia.parm('Pythia:versionNumber'):.3f}")
     label_index = {name: i for i, name in enumerate(task.label_names)}
-    extractor = JetExtractor(config, stream, label_index, pythia.particleData)
+    extractor = _make_extractor(config, stream, label_index, pythia.particleData)
+    particle_features, jet_features = _features(config)
     remaining = dict(task.quotas)
     result.accepted = {label: 0 for label in remaining}
     result.kept = {label: 0 for label in remaining}
     with contextlib.ExitStack() as stack:
         writers = {
             label: stack.enter_context(JetFileWriter(
-                task.path(label), config.n_particles, PARTICLE_FEATURES, JET_FEATURES, task.label_names,
+                task.path(label), config.n_particles, particle_features, jet_features, task.label_names,
                 source="pythia8-shard", compression=None))
             for label, quota in remaining.items() if quota > 0
         }
@@ -491,6 +518,24 @@ def run_shard(task: ShardTask, progress: ProgressCallback | None = None) -> Shar
         result.loop_time_s = time.perf_counter() - loop_start
     result.time_s = time.perf_counter() - start
     return result
+
+
+def _features(config: GeneratorConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Particle and jet feature names written by ``config.preset``."""
+    if config.preset in EVENT_PRESETS:
+        from jbot_edge.data import events
+
+        return events.PARTICLE_FEATURES, events.JET_FEATURES
+    return PARTICLE_FEATURES, JET_FEATURES
+
+
+def _make_extractor(config: GeneratorConfig, stream: Stream, label_index: dict[str, int],
+                    particle_data: Any) -> Callable[[Any], tuple[JetBatch, int]]:
+    if config.preset in EVENT_PRESETS:
+        from jbot_edge.data.events import EventExtractor
+
+        return EventExtractor(config, label_index[stream.labels[0]])
+    return JetExtractor(config, stream, label_index, particle_data)
 
 
 def _next_batch_size(remaining: dict[str, int], result: ShardResult, cap: int) -> int:
@@ -552,7 +597,7 @@ def _merge(sources: list[Path], out: Path, config: GeneratorConfig, provenance: 
         sizes = [len(f) for f in files]
         total = sum(sizes)
         writer = stack.enter_context(JetFileWriter(
-            out, config.n_particles, PARTICLE_FEATURES, JET_FEATURES, config.processes, source="pythia8",
+            out, config.n_particles, *_features(config), config.processes, source="pythia8",
             provenance=provenance))
         if not config.shuffle:
             for f in files:
@@ -610,7 +655,8 @@ def generate(config: GeneratorConfig, out: str | os.PathLike[str], show_progress
     label_names = list(config.processes)
     tasks: list[ShardTask] = []
     workdir = _shard_workdir(out)
-    for stream in streams_for(label_names):
+    streams = catalogue(config.preset)
+    for stream in streams_for(label_names, streams):
         split = split_count(config.n_jets, shards)
         for k in range(shards):
             quotas = {label: split[k] for label in stream.labels if label in label_names}
@@ -653,13 +699,17 @@ def generate(config: GeneratorConfig, out: str | os.PathLike[str], show_progress
             "seed": config.seed,
             "shard_seeds": shard_seeds,
             # Shard 0's lines; the other shards differ only in Random:seed (see shard_seeds).
-            "pythia_settings": {s: pythia_settings(config, STREAMS[s], seeds[0]) for s, seeds in shard_seeds.items()},
+            "pythia_settings": {s: pythia_settings(config, streams[s], seeds[0]) for s, seeds in shard_seeds.items()},
             "pythia_version": pythia_version,
             "pythia8mc_version": _package_version("pythia8mc"),
             "fastjet_version": _package_version("fastjet"),
             "schema_version": SCHEMA_VERSION,
             "jet_definition": f"anti-kT R={config.jet_r}",
         }
+        if config.preset in EVENT_PRESETS:
+            from jbot_edge.data.events import PROVENANCE
+
+            provenance.update(PROVENANCE)
         sources = [task.path(label) for label in label_names for task in tasks
                    if label in task.quotas and task.quotas[label] > 0]
         n_written = _merge(sources, out, config, provenance)
@@ -685,7 +735,8 @@ def _summary(config: GeneratorConfig, out: Path, results: list[ShardResult], lab
         events = sum(r.events for r in mine)
         accepted = sum(r.accepted[label] for r in mine)
         processes[label] = {"jets": sum(r.kept[label] for r in mine), "events": events, "accepted": accepted,
-                            "efficiency": accepted / events if events else 0.0, "stream": stream_of(label).name}
+                            "efficiency": accepted / events if events else 0.0,
+                            "stream": stream_of(label, catalogue(config.preset)).name}
     streams = {}
     for stream in dict.fromkeys(r.stream for r in results):
         mine = [r for r in results if r.stream == stream]

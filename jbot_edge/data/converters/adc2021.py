@@ -94,10 +94,10 @@ class ADC2021Converter(Converter):
                 except OSError as exc:
                     raise JbotEdgeError(f"adc2021 file {source.path}: cannot read events {lo}-{hi} "
                                         "(truncated or corrupt?)") from exc
-                yield self._convert_chunk(block, label, n_particles, source.path, lo)
+                yield self.convert_chunk(block, label, n_particles, source.path, lo)
 
     @staticmethod
-    def _convert_chunk(block: np.ndarray, label: int, n_particles: int, path: Path, offset: int) -> JetBatch:
+    def convert_chunk(block: np.ndarray, label: int, n_particles: int, path: Path, offset: int) -> JetBatch:
         check_finite(block, f"adc2021 file {path}: {KEY}", offset)
         pt, eta, phi, cls = (block[:, :, i] for i in range(4))
         if not np.isin(cls, list(CLASS_CODES)).all():
