@@ -61,6 +61,9 @@ def test_distillation_reduces_loss_and_reports(tmp_path, teacher_run, l1_file):
         batch = jets.read(slice(0, 200))
     codes = score_codes(model, torch.from_numpy(spec.model_input(batch)))
     assert codes.dtype == np.int64 and np.ptp(codes) > 0
+    # No saturated plateau at the top, where a trigger threshold sits (activation ranges set too early clip the
+    # hottest jets into one tied maximum score).
+    assert (codes == codes.max()).mean() < 0.02
     assert output_lsb(model) > 0
 
 
