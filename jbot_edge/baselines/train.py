@@ -38,7 +38,7 @@ from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_ch
                                            save_checkpoint)
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
 from jbot_edge.pretrain.train import (check_resume_config, fit_model_input_norm, learning_rate, prepare_data,
-                                      prepare_metrics_file, select_device)
+                                      prepare_metrics_file, select_device, step_schedule)
 
 log = get_logger(__name__)
 
@@ -94,12 +94,7 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
     stream = JetStream(config.data.file, spec, oc.batch_size, config.data.train_labels, tc.seed, 0, 1,
                        config.data.block_jets, config.data.shuffle_buffer_jets)
     steps_per_epoch = stream.batches_per_epoch
-    total_steps = max(1, int(round(oc.epochs * steps_per_epoch)))
-    if oc.max_steps is not None:
-        total_steps = min(total_steps, oc.max_steps)
-    warmup = int(round(oc.warmup_epochs * steps_per_epoch))
-    if warmup >= total_steps:
-        warmup = total_steps // 10
+    total_steps, warmup, _ = step_schedule(oc, steps_per_epoch)
     peak_lr = oc.base_lr * oc.batch_size / 256
 
     config.model = fit_model_input_norm(config, spec)

@@ -103,6 +103,18 @@ UNIFORM_COLLAPSE = 0.95
 DOMINANT_COLLAPSE = 0.10
 
 
+def step_schedule(oc: OptimConfig, steps_per_epoch: int) -> tuple[int, int, bool]:
+    """``(total_steps, warmup_steps, warmup_clipped)``: epochs → steps, capped by ``max_steps``; a warm-up that would
+    span the whole run is cut to a tenth of it (``warmup_clipped``)."""
+    total_steps = max(1, int(round(oc.epochs * steps_per_epoch)))
+    if oc.max_steps is not None:
+        total_steps = min(total_steps, oc.max_steps)
+    warmup = int(round(oc.warmup_epochs * steps_per_epoch))
+    if warmup >= total_steps:
+        return total_steps, total_steps // 10, True
+    return total_steps, warmup, False
+
+
 def learning_rate(step: int, total: int, warmup: int, peak: float, schedule: str, min_ratio: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -236,12 +248,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     stream = JetStream(config.data.file, spec, oc.batch_size // world, config.data.train_labels, tc.seed, rank,
                        world, config.data.block_jets, config.data.shuffle_buffer_jets)
     steps_per_epoch = stream.batches_per_epoch
-    total_steps = max(1, int(round(oc.epochs * steps_per_epoch)))
-    if oc.max_steps is not None:
-        total_steps = min(total_steps, oc.max_steps)
-    warmup = int(round(oc.warmup_epochs * steps_per_epoch))
-    if warmup >= total_steps:
-        warmup = total_steps // 10
+    total_steps, warmup, warmup_clipped = step_schedule(oc, steps_per_epoch)
+    if warmup_clipped:
         if main:
             log.warning("optim.warmup_epochs=%s spans the whole run; warming up for %d of %d steps instead",
                         oc.warmup_epochs, warmup, total_steps)
