@@ -313,7 +313,7 @@ def same_jet_scores(run: RunArtifacts, max_jets: int | None = 5000) -> dict[str,
     bit-exact fixed point) and, when a firmware directory exists, the compiled hls4ml C simulation."""
     import torch
 
-    from jbot_edge.firmware.emulate import load_firmware
+    from jbot_edge.firmware.emulate import HARDWARE_LEGS, load_firmware
     from jbot_edge.models.students import load_student, output_lsb, score_codes
     from jbot_edge.qat.distill import SPLIT_TEST
 
@@ -326,15 +326,20 @@ def same_jet_scores(run: RunArtifacts, max_jets: int | None = 5000) -> dict[str,
     x = torch.from_numpy(spec.to_model_input(codes))
     scores = {"teacher": teacher.astype(np.float64),
               "student": score_codes(model, x).astype(np.float64) * output_lsb(model)}
+    leg = None
     if run.firmware_dir is not None:
         firmware = load_firmware(run.firmware_dir)
-        scores["firmware"] = firmware.score_lsb("csim", codes).astype(np.float64) * firmware.output_lsb
+        # The hardware leg this firmware has: hls4ml's C simulation, or the RTL's Verilator simulation.
+        leg = next((name for name in HARDWARE_LEGS if name in firmware.legs), None)
+        if leg is not None:
+            scores["firmware"] = firmware.score_lsb(leg, codes).astype(np.float64) * firmware.output_lsb
     names = list((run.qat_report or {}).get("n_test", {}))
     train = list(extra.get("data", {}).get("train_labels") or (run.qat_report or {}).get("training", {}).get(
         "train_labels", []))
     if not names or not train:
         raise JbotEdgeError(f"{run.student_dir}: qat_report.json lacks the label names / training labels")
-    return {"scores": scores, "labels": labels, "label_names": names, "background": train}
+    return {"scores": scores, "labels": labels, "label_names": names, "background": train, "firmware_leg": leg,
+            "emulate": run.emulate}
 
 
 def split_by_class(data: Mapping[str, Any], scorer: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -345,11 +350,26 @@ def split_by_class(data: Mapping[str, Any], scorer: str) -> tuple[np.ndarray, di
     return s[bkg], signals
 
 
+_LEG_NAMES = {"csim": "hls4ml C simulation", "rtl": "Verilator simulation of the RTL"}
+
+
 def exactness_line(data: Mapping[str, Any]) -> str:
+    """The counts behind the bit-exactness claim: test jets here, and emulate.json's data/fuzz counts and legs."""
     if "firmware" not in data["scores"]:
-        return "no firmware directory: firmware scores not shown"
+        return "no firmware directory (or no hardware leg runs here): firmware scores not shown"
     same = int((data["scores"]["firmware"] == data["scores"]["student"]).sum())
-    return f"firmware (hls4ml C simulation) = student on {same}/{len(data['labels'])} test jets, bit for bit"
+    n = len(data["labels"])
+    leg = data.get("firmware_leg")
+    line = (f"firmware ({_LEG_NAMES.get(leg, leg)}) = student on {same}/{n} test jets"
+            + (", bit for bit" if same == n else " — NOT bit exact"))
+    emulate = data.get("emulate")
+    if emulate and "counts" in emulate:
+        skipped = ", ".join(f"{s['leg']} ({s['reason']})" for s in emulate.get("legs_skipped", [])) or "none"
+        line += (f"; emulate.json: {emulate['counts']['data']} jets, {emulate['counts']['fuzz']} fuzz equal on every "
+                 f"leg ({', '.join(emulate['legs_run'])}; skipped: {skipped}), exact = {emulate['exact']}")
+    elif emulate:
+        line += "; emulate.json predates the per-leg counts: rerun `jbot-edge emulate`"
+    return line
 
 
 def plot_trigger_view(data: Mapping[str, Any], rates_khz: Sequence[float] = tuple(np.geomspace(0.3, 300, 25)),

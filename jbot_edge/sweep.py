@@ -36,7 +36,12 @@ Output layout (``SWEEP_DIR``)::
     spearman                                              rank correlation student vs teacher, all test jets
     latency_ns, latency_cycles, latency_source, ii, ii_source
     LUT, LUT_pct, FF, FF_pct, DSP, DSP_pct, BRAM, BRAM_pct, resource_source     (% of the board)
-    budget_verdict, figures_file                          fits | exceeds | unknown; which report they came from
+    budget_verdict, verdict_basis, figures_design, figures_file
+                        fits | exceeds | unknown; vendor | estimate | unknown; the design the latency describes
+                        (e.g. "da4ml RTL, fully parallel ..."); which report they came from. A point with reuse
+                        factor > 1 or the Resource strategy never takes the fully parallel RTL's figures: its II
+                        comes from hls4ml's schedule (>= reuse factor), latency/resources are empty unless a
+                        vendor tool ran
     bit_exact (true | false | empty when not emulated), emulate_n, seconds
 """
 
@@ -116,7 +121,8 @@ class SweepSynth(StrictModel):
     rtl_estimate: Literal["auto", "always", "never"] = Field(
         default="auto", description="build the da4ml RTL for vendor-free figures when the synth report has none "
         "(auto: only if da4ml is installed)")
-    yosys: bool = Field(default=False, description="also size the RTL with yosys (minutes per point)")
+    yosys: bool = Field(default=False, description="also size the RTL with yosys and measure its stage timing on the "
+                        "netlist (minutes per point)")
 
 
 class SweepEmulate(StrictModel):
@@ -399,7 +405,7 @@ class Sweep:
             record.finish("synth", synth_key, time.perf_counter() - start)
 
         figures_file = fw_dir / "synth_report.json"
-        if self._needs_rtl_estimate(_read_json(figures_file)):
+        if self._needs_rtl_estimate(_read_json(figures_file), point):
             rtl_key = _key(synth_key, synth.yosys)
             if not (record.done("rtl_estimate", rtl_key) and (directory / RTL_REPORT_NAME).is_file()):
                 record.start("rtl_estimate")
@@ -426,10 +432,13 @@ class Sweep:
         log.info("[%s] done in %.0f s", point.id, time.perf_counter() - t0)
         return row
 
-    def _needs_rtl_estimate(self, report: dict[str, Any]) -> bool:
+    def _needs_rtl_estimate(self, report: dict[str, Any], point: Point) -> bool:
         mode = self.cfg.synth.rtl_estimate
         unknown = report["latency_ns"]["value"] is None or report["resources"]["LUT"]["value"] is None
-        if mode == "never" or not unknown:
+        # The da4ml RTL is fully parallel: it stands in only for a Latency-strategy, reuse-factor-1 design. For any
+        # other the figures stay what the synth report says (II from hls4ml's schedule, the rest unknown).
+        fully_parallel = self.cfg.synth.strategy == "latency" and point.reuse_factor == 1
+        if mode == "never" or not unknown or not fully_parallel:
             return False
         if mode == "auto":
             from jbot_edge.firmware.rtl.tools import da4ml_version
@@ -445,12 +454,12 @@ class Sweep:
 
         log.info("[%s] vendor-free estimate: da4ml RTL%s", point.id, " + yosys" if self.cfg.synth.yosys else "")
         build_rtl(directory / "student", directory / "rtl", board=self.cfg.synth.board, clock_ns=point.clock_ns)
-        estimates = rtl_estimates(directory / "rtl", yosys=self.cfg.synth.yosys)
+        estimates = rtl_estimates(directory / "rtl", yosys=self.cfg.synth.yosys, timing=self.cfg.synth.yosys)
         report = build_synth_report(
             self.board, point.clock_ns, "rtl", "Latency", 1, synth_report["layer_precisions"], estimates=estimates,
             vendor_tools=synth_report.get("vendor_tools") or {},
             notes=["made by `jbot-edge sweep` from the da4ml RTL of this point's student (rtl/): fully parallel, "
-                   f"so reuse factor 1 whatever the hls4ml project ({point.reuse_factor}) used"])
+                   "standing in for the hls4ml Latency-strategy, reuse-factor-1 project"])
         write_synth_report(directory / RTL_REPORT_NAME, report)
 
     # one row --------------------------------------------------------------------------------------------------
@@ -586,6 +595,8 @@ def figure_columns(report: dict[str, Any]) -> dict[str, Any]:
         out[kind], out[f"{kind}_pct"] = figure["value"], figure["percent_of_board"]
     out["resource_source"] = report["resources"]["LUT"]["source"]
     out["budget_verdict"] = report["budget"]["verdict"]
+    out["verdict_basis"] = report["budget"].get("verdict_basis", "")
+    out["figures_design"] = report["latency_cycles"].get("design", "")
     return out
 
 

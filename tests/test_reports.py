@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from report_helpers import core
 
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.firmware.boards import load_board
@@ -114,12 +115,12 @@ def test_fits_with_vendor_figures_and_percentages(tmp_path):
     report = report_for("vu13p", vendor=parse_vendor_reports(VITIS_VU13P, "Vitis"))
     assert report["schema"] == SCHEMA
     assert (report["board"], report["part"], report["clock_ns"]) == ("vu13p", "xcvu13p-flga2577-2-e", 4.167)
-    assert report["latency_cycles"] == {"value": 11, "best": 11, "worst": 11, "source": "vendor:csynth"}
-    assert report["latency_ns"] == {"value": pytest.approx(45.837), "source": "vendor:csynth"}
-    assert report["ii"] == {"value": 1, "source": "vendor:csynth"}
+    assert core(report["latency_cycles"]) == {"value": 11, "best": 11, "worst": 11, "source": "vendor:csynth"}
+    assert core(report["latency_ns"]) == {"value": pytest.approx(45.837), "source": "vendor:csynth"}
+    assert core(report["ii"]) == {"value": 1, "source": "vendor:csynth"}
     resources = report["resources"]
     # post-synthesis figures win over C-synthesis estimates
-    assert resources["LUT"] == {"value": 31520, "percent_of_board": pytest.approx(100 * 31520 / 1728000, abs=1e-4),
+    assert core(resources["LUT"]) == {"value": 31520, "percent_of_board": pytest.approx(100 * 31520 / 1728000, abs=1e-4),
                                 "source": "vendor:vsynth"}
     assert resources["DSP"]["percent_of_board"] == pytest.approx(100 * 208 / 12288, abs=1e-4)
     assert resources["BRAM"]["percent_of_board"] == pytest.approx(100 * 1.5 / 2688, abs=1e-4)
@@ -168,14 +169,53 @@ def test_estimates_hook_feeds_figures_and_ii_over_one_exceeds():
     estimate = Estimate(tool="da4ml", latency_cycles=6, ii=2, resources={"LUT": 12000, "FF": 3000, "DSP": 0},
                         notes=["floor rounding"])
     report = report_for("vu13p", estimates=[estimate])
-    assert report["latency_ns"] == {"value": pytest.approx(6 * 4.167), "source": "estimate:da4ml"}
-    assert report["ii"] == {"value": 2, "source": "estimate:da4ml"}
+    assert core(report["latency_ns"]) == {"value": pytest.approx(6 * 4.167), "source": "estimate:da4ml"}
+    assert core(report["ii"]) == {"value": 2, "source": "estimate:da4ml"}
     assert report["resources"]["LUT"]["source"] == "estimate:da4ml"
-    assert report["resources"]["BRAM"] == {"value": None, "percent_of_board": None, "source": "unknown"}
+    assert core(report["resources"]["BRAM"]) == {"value": None, "percent_of_board": None, "source": "unknown"}
     assert report["budget"]["verdict"] == "exceeds"
     assert report["budget"]["reasons"] == ["II 2 (estimate:da4ml) > required 1"]
     assert "da4ml: floor rounding" in report["notes"]
     assert report["estimates"][0]["tool"] == "da4ml"
+
+
+def test_figures_name_their_design_and_the_verdict_its_basis(tmp_path):
+    """Vendor figures describe the report's own design and give "fits (vendor)"; an estimate of another design (the
+    fully parallel RTL) is named as such and gives "fits (estimate)"; an unknown figure says why."""
+    vendor = report_for("vu13p", vendor=parse_vendor_reports(VITIS_VU13P, "Vitis"))
+    assert vendor["design"] == {"label": vendor["latency_cycles"]["design"], "backend": "Vitis", "strategy": "Latency",
+                                "reuse_factor": 1, "clock_ns": 4.167, "io_type": "io_parallel"}
+    assert "reuse factor 1" in vendor["ii"]["design"] and vendor["ii"]["basis"] == "vendor:csynth"
+    assert vendor["budget"]["verdict_basis"] == "vendor" and vendor["budget"]["verdict_text"] == "fits (vendor)"
+    assert "budget verdict: fits (vendor)" in summary_lines(vendor)
+
+    rtl = Estimate(tool="da4ml", design="da4ml RTL, fully parallel (II 1)", latency_cycles=6, ii=1,
+                   resources={"LUT": 1000, "FF": 100, "DSP": 0})
+    estimated = report_for("vu13p", estimates=[rtl])
+    assert estimated["latency_ns"]["design"] == estimated["ii"]["design"] == "da4ml RTL, fully parallel (II 1)"
+    assert estimated["budget"]["verdict_text"] == "fits (estimate)"
+    assert estimated["resources"]["BRAM"]["reason"].startswith("no vendor report")
+
+    board = load_board("vu13p")
+    shared = build_synth_report(board, board.clock_ns, "Vitis", "Resource", 4, PRECISIONS, vendor_tools=NO_TOOLS,
+                                estimates=[Estimate(tool="hls4ml-schedule", ii=4)],
+                                unknown_reasons={"latency": "only C synthesis schedules shared multipliers"})
+    assert core(shared["ii"]) == {"value": 4, "source": "estimate:hls4ml-schedule"}
+    assert "Resource strategy, reuse factor 4" in shared["ii"]["design"]
+    assert shared["latency_ns"]["value"] is None
+    assert shared["latency_ns"]["reason"] == "only C synthesis schedules shared multipliers"
+    assert shared["budget"]["verdict_text"] == "exceeds (estimate)"
+
+
+def test_a_stage_slower_than_the_clock_exceeds():
+    timing = Estimate(tool="yosys-sta", estimated_clock_ns=5.2, timing={"critical_stage": 3})
+    da4ml = Estimate(tool="da4ml", latency_cycles=6, ii=1, resources={"LUT": 1000})
+    report = report_for("vu13p", estimates=[timing, da4ml])
+    assert report["timing"]["estimated_clock_ns"] == 5.2 and report["timing"]["fmax_mhz"] == pytest.approx(192.3)
+    assert report["timing"]["source"] == "estimate:yosys-sta" and report["timing"]["critical_stage"] == 3
+    assert report["budget"]["verdict_text"] == "exceeds (estimate)"
+    assert report["budget"]["reasons"] == ["estimated clock period 5.2 ns (estimate:yosys-sta) misses target 4.167 ns"]
+    assert report_for("vu13p", estimates=[timing, da4ml], clock_ns=5.5)["budget"]["verdict"] == "fits"
 
 
 def test_vendor_free_report_does_not_send_the_user_to_the_flow_they_used():
@@ -189,8 +229,8 @@ def test_earlier_estimates_win_and_mappings_are_accepted():
     yosys = {"tool": "yosys", "resources": {"LUT": 30000, "FF": 9000}}
     da4ml = {"tool": "da4ml", "latency_cycles": 8, "ii": 1, "resources": {"LUT": 31000, "FF": 9500, "DSP": 0}}
     report = report_for("vu13p", estimates=[yosys, da4ml])
-    assert report["resources"]["LUT"] == {"value": 30000, "percent_of_board": pytest.approx(1.7361, abs=1e-4),
-                                          "source": "estimate:yosys"}
+    assert core(report["resources"]["LUT"]) == {"value": 30000, "percent_of_board": pytest.approx(1.7361, abs=1e-4),
+                                                "source": "estimate:yosys"}
     assert report["resources"]["DSP"]["source"] == "estimate:da4ml"
     assert report["latency_cycles"]["source"] == "estimate:da4ml"
     assert report["budget"]["verdict"] == "fits"
@@ -223,7 +263,7 @@ def test_no_vendor_tools_no_estimates_says_so_plainly(tmp_path, monkeypatch):
     report = build_synth_report(board, board.clock_ns, "Vitis", "Latency", 1, PRECISIONS)
     assert report["vendor_tools"] == NO_TOOLS
     assert report["latency_cycles"]["value"] is None and report["latency_cycles"]["source"] == "unknown"
-    assert report["latency_ns"] == {"value": None, "source": "unknown"}
+    assert core(report["latency_ns"]) == {"value": None, "source": "unknown"}
     assert all(r["value"] is None and r["percent_of_board"] is None for r in report["resources"].values())
     assert report["budget"]["verdict"] == "unknown"
     assert report["notes"][0].startswith("no Vivado/Vitis on PATH")

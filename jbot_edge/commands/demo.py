@@ -31,8 +31,24 @@ def _headline(out: Path) -> dict[str, Any]:
     if (synth := read("firmware/synth_report.json")) is not None:
         figures["synth"] = {k: synth.get(k) for k in ("board", "latency_ns", "latency_cycles", "ii", "budget")}
     if (emu := read("firmware/emulate.json")) is not None:
-        figures["emulate"] = {k: emu.get(k) for k in ("n", "exact", "all_exact")}
+        figures["emulate"] = {k: emu.get(k) for k in ("n", "n_fuzz", "exact", "counts", "legs_run", "legs_skipped",
+                                                      "reasons")}
     return figures
+
+
+def stage_failure(out: Path, done: str, check: dict[str, Any] | None) -> str | None:
+    """Why a finished stage's own verdict failed (``check: {key: K, equals: V}`` on its JSON ``done`` file, e.g.
+    emulate.json's ``exact``), or None when it passed or the stage has no check."""
+    if not check:
+        return None
+    path = out / done
+    try:
+        value = json.loads(path.read_text()).get(check["key"])
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"cannot read {path}: {exc}"
+    if value != check["equals"]:
+        return f"{path}: {check['key']} is {json.dumps(value)}, expected {json.dumps(check['equals'])}"
+    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +74,7 @@ def register(app: typer.Typer) -> None:
             raise JbotEdgeError(f"{config or 'configs/demo.yaml'}: key 'stages' must be a non-empty list")
         out.mkdir(parents=True, exist_ok=True)
         summary: dict[str, Any] = {"out": str(out), "stages": []}
+        failures: list[str] = []
         for stage in stages:
             try:
                 name, done, argv = stage["name"], stage["done"], stage["argv"]
@@ -66,8 +83,11 @@ def register(app: typer.Typer) -> None:
             argv = [str(a).format(out=out, configs=CONFIG_DIR) for a in argv]
             record = {"name": name, "command": "jbot-edge " + shlex.join(argv)}
             if (out / done).exists() and not fresh:
-                log.info("[demo] %s: done already (%s)", name, out / done)
-                summary["stages"].append({**record, "status": "skipped (output exists)"})
+                failure = stage_failure(out, done, stage.get("check"))
+                log.info("[demo] %s: done already (%s)%s", name, out / done, f", but FAILED: {failure}" * bool(failure))
+                summary["stages"].append({**record, "status": "skipped (output exists)"
+                                          + (f"; failed: {failure}" if failure else "")})
+                failures += [f"{name}: {failure}"] * bool(failure)
                 continue
             log.info("[demo] %s: %s", name, record["command"])
             t0 = time.perf_counter()
@@ -82,6 +102,11 @@ def register(app: typer.Typer) -> None:
             summary["stages"].append({**record, "status": "ran", "seconds": round(time.perf_counter() - t0, 1)})
             write_json(out / "demo_summary.json", summary)
         summary["headline"] = _headline(out)
+        summary["failed_stages"] = failures
         write_json(out / "demo_summary.json", summary)
         typer.echo(yaml.safe_dump(summary["headline"], sort_keys=False) if summary["headline"] else "done")
         typer.echo(f"demo summary: {out / 'demo_summary.json'}")
+        if failures:
+            # A stage skipped because its output exists is only "done" if its own verdict passed.
+            typer.echo("error: demo stage(s) failed: " + "; ".join(failures) + " (rerun with --fresh)", err=True)
+            raise typer.Exit(1)

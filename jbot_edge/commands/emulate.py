@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.errors import JbotEdgeError
         from jbot_edge.firmware.emulate import (
             EMULATE_SCHEMA,
-            all_exact,
             compare,
+            emulation_verdict,
             load_firmware,
             throughput,
         )
@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         data_result = _merge(results)
         fuzz, names = fuzz_codes(fw.spec)
         fuzz_result = compare(fw, fuzz, names)
-        exact = all_exact(data_result) and all_exact(fuzz_result)
+        verdict = emulation_verdict(fw, data_result, fuzz_result)
+        exact = verdict["exact"]
         summary = {
             "schema": EMULATE_SCHEMA,
             "firmware": str(firmware),
@@ -64,9 +65,9 @@ def register(app: typer.Typer) -> None:
             "n_fuzz": fuzz_result["n"],
             "output_lsb": fw.output_lsb,
             "legs": list(fw.legs),
+            **verdict,
             "csim_source": fw.csim_source,
             "datasets": {"data": data_result, "fuzz": fuzz_result},
-            "exact": exact,
             "throughput_jets_per_s": throughput(timings),
         }
         path = write_json((out or firmware) / "emulate.json", summary)
@@ -74,9 +75,13 @@ def register(app: typer.Typer) -> None:
             for pair, c in result["comparisons"].items():
                 log.info("%s %s: %d/%d exact, max |diff| %d LSB", name, pair, c["exact"], result["n"],
                          c["max_abs_diff_lsb"])
+        log.info("legs run: %s; skipped: %s; %s jets, %s fuzz equal on every leg", ", ".join(verdict["legs_run"]),
+                 ", ".join(f"{s['leg']} ({s['reason']})" for s in verdict["legs_skipped"]) or "none",
+                 verdict["counts"]["data"], verdict["counts"]["fuzz"])
         typer.echo(str(path))
         if not exact:
-            typer.echo("error: emulation is NOT bit exact; see the first mismatching jets in " + str(path), err=True)
+            typer.echo("error: emulation is NOT bit exact: " + "; ".join(verdict["reasons"]) + f" (see {path})",
+                       err=True)
             sys.exit(1)
 
 
@@ -84,10 +89,11 @@ def _merge(results):
     """Combine per-batch compare() results, re-indexing mismatches to positions in the whole sample."""
     from jbot_edge.firmware.emulate import MAX_REPORTED_MISMATCHES
 
-    merged = {"n": 0, "comparisons": {}, "first_mismatches": []}
+    merged = {"n": 0, "all_legs_equal": 0, "comparisons": {}, "first_mismatches": []}
     for codes, result in results:
         offset = merged["n"]
         merged["n"] += result["n"]
+        merged["all_legs_equal"] += result["all_legs_equal"]
         for pair, c in result["comparisons"].items():
             m = merged["comparisons"].setdefault(pair, {"exact": 0, "mismatched": 0, "max_abs_diff_lsb": 0})
             m["exact"] += c["exact"]

@@ -44,6 +44,26 @@ class HlsConfig(StrictModel):
     part: str = "xcvu13p-flga2577-2-e"
     project_name: str = PROJECT_NAME
 
+    @property
+    def fully_parallel(self) -> bool:
+        """Latency strategy at reuse factor 1: every multiplication has its own hardware, II = 1."""
+        return self.strategy == "latency" and self.reuse_factor == 1
+
+
+def hls_schedule_estimate(hls_model, strategy: str):
+    """The II hls4ml itself scheduled: io_parallel pipelines each layer at II = its reuse factor (hls4ml may move a
+    requested factor to the nearest valid one), so the network's II is at least the largest one. A lower bound
+    read from the converted model, labelled ``estimate:hls4ml-schedule``; C synthesis gives the exact figure."""
+    from jbot_edge.firmware.reports import Estimate
+
+    factors = {layer.name: int(layer.get_attr("reuse_factor")) for layer in hls_model.get_layers()
+               if layer.get_attr("reuse_factor") is not None}
+    ii = max(factors.values(), default=1)
+    listed = ", ".join(f"{name} {rf}" for name, rf in factors.items() if rf > 1) or "all 1"
+    return Estimate(tool="hls4ml-schedule", ii=ii, notes=[
+        f"II >= {ii}: the largest reuse factor hls4ml scheduled ({strategy} strategy; layers with reuse > 1: "
+        f"{listed}); latency and resources need C synthesis"])
+
 
 def _quant_type_of(model_wrapper, node) -> tuple[int, int, bool]:
     """``(width, integer bits, signed)`` of a power-of-two ``Quant`` node (integer bits include the sign)."""
@@ -228,6 +248,10 @@ class RtlSettings(StrictModel):
         "students; auto: when yosys is on PATH)")
     adder_levels_per_ns: float = Field(default=1.0, gt=0, le=10,
                                        description="adder levels one pipeline stage may chain per ns of clock")
+    timing: Literal["auto", "always", "never"] | None = Field(
+        default=None, description="measure every pipeline stage's deepest path on the yosys netlist "
+        "(jbot_edge.firmware.rtl.timing; a stage slower than the clock makes the verdict 'exceeds'). None: auto "
+        "(when yosys is on PATH) for --backend rtl, never for the hls4ml backend's RTL estimate")
 
 
 class SynthConfig(StrictModel):
@@ -342,21 +366,36 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
             vendor = run_vendor_build(hls_model, synth=True, vsynth=cfg.logic_synthesis)
         elif hls_tool_present:
             notes.append("vendor synthesis skipped (vendor_synthesis=never)")
-        estimates = []
-        if _wants_rtl_estimate(cfg.rtl.estimate, vendor is not None):
-            estimates = _build_rtl(model, graph, tmp, board, cfg)
-            notes.append("latency/resources estimated from the vendor-free da4ml RTL in rtl/ (fully parallel, II=1)")
+        estimates, unknown_reasons = [], None
+        rtl_built = _wants_rtl_estimate(cfg.rtl.estimate, vendor is not None)
+        if rtl_built:
+            rtl_figures = _build_rtl(model, graph, tmp, board, cfg)
+            if cfg.hls.fully_parallel:
+                estimates = rtl_figures
+                notes.append("latency/resources estimated from the vendor-free da4ml RTL in rtl/ (fully parallel, "
+                             "II=1), which computes the same function as this Latency-strategy, reuse-factor-1 design")
+            else:
+                notes.append("the da4ml RTL in rtl/ is fully parallel (II 1): it stays an emulation leg, but its "
+                             "latency and resources describe another design and are not used here")
+        if vendor is None and not cfg.hls.fully_parallel:
+            estimates = [hls_schedule_estimate(hls_model, cfg.hls.strategy)]
+            unknown_reasons = {
+                "latency": f"{cfg.hls.strategy} strategy / reuse factor {cfg.hls.reuse_factor}: hls4ml time-shares "
+                           "the multipliers and only C synthesis schedules them (no vendor tool ran)",
+                "resources": "only C synthesis knows what sharing the multipliers saves (no vendor tool ran); the "
+                             "fully parallel da4ml figures describe another design"}
         report = build_synth_report(board, cfg.hls.clock_ns, cfg.hls.backend, cfg.hls.strategy.capitalize(),
                                     cfg.hls.reuse_factor, precisions, vendor=vendor, io_type=cfg.hls.io_type,
-                                    vendor_tools=tools, notes=notes, estimates=estimates)
+                                    vendor_tools=tools, notes=notes, estimates=estimates,
+                                    unknown_reasons=unknown_reasons)
         write_synth_report(tmp / "synth_report.json", report)
         lsb = output_scale_from_graph(graph)
         output_type = list(precisions.values())[-1].get("result_t", "unknown")
         meta = {
             "schema": FIRMWARE_SCHEMA,
             "backend": "hls4ml",
-            "legs": ["brevitas", "qonnx", "csim", *(["rtl"] if estimates else [])],
-            "rtl_dir": RTL_SUBDIR if estimates else None,
+            "legs": ["brevitas", "qonnx", "csim", *(["rtl"] if rtl_built else [])],
+            "rtl_dir": RTL_SUBDIR if rtl_built else None,
             "project_name": cfg.hls.project_name,
             "hls_dir": HLS_SUBDIR,
             "library": str(library.relative_to(tmp)),
@@ -402,17 +441,20 @@ def _wants_rtl_estimate(mode: str, have_vendor_report: bool) -> bool:
 
 
 def _build_rtl(model, graph, tmp: Path, board, cfg: SynthConfig) -> list:
-    """Build the da4ml RTL of the student into ``tmp/rtl`` and return its estimates for the synth report."""
+    """Build the da4ml RTL of the student into ``tmp/rtl`` and return its estimates for the synth report (with
+    the netlist timing of its stages as ``rtl.timing`` says)."""
     from jbot_edge.firmware.rtl import RtlConfig, build_rtl, rtl_estimates
     from jbot_edge.firmware.rtl.tools import find_yosys
 
     log.info("building the vendor-free RTL (da4ml) in %s/", RTL_SUBDIR)
     build_rtl(model, tmp / RTL_SUBDIR, board=board.name, clock_ns=cfg.hls.clock_ns,
               config=RtlConfig(adder_levels_per_ns=cfg.rtl.adder_levels_per_ns), graph=graph)
-    if cfg.rtl.yosys == "always" and find_yosys() is None:
-        raise JbotEdgeError("rtl.yosys=always but yosys is not on PATH: apt-get install -y yosys")
-    yosys = {"always": True, "never": False, "auto": None}[cfg.rtl.yosys]
-    return rtl_estimates(tmp / RTL_SUBDIR, yosys=yosys)
+    timing_mode = cfg.rtl.timing or ("auto" if cfg.backend == "rtl" else "never")
+    for key, mode in (("yosys", cfg.rtl.yosys), ("timing", timing_mode)):
+        if mode == "always" and find_yosys() is None:
+            raise JbotEdgeError(f"rtl.{key}=always but yosys is not on PATH: apt-get install -y yosys")
+    modes = {"always": True, "never": False, "auto": None}
+    return rtl_estimates(tmp / RTL_SUBDIR, yosys=modes[cfg.rtl.yosys], timing=modes[timing_mode])
 
 
 def _build_rtl_firmware(student_path: Path, model, student_cfg, spec: L1InputSpec, cfg: SynthConfig, board,

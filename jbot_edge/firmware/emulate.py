@@ -17,18 +17,29 @@ Firmware directory (written by ``jbot-edge synth``; this module only reads it)::
 
 ``emulate.json`` (schema ``jbot-edge.emulate/1``)::
 
-    {"schema", "firmware", "data", "n" (data jets), "n_fuzz", "output_lsb", "legs": [...], "csim_source":
-     "compiled library from synth" | "reconverted from model.qonnx.onnx",
-     "datasets": {"data": RESULT, "fuzz": RESULT}, "exact": bool (every comparison of every dataset exact),
+    {"schema", "firmware", "data", "n" (data jets), "n_fuzz", "output_lsb",
+     "legs": [...] (= legs_run), "legs_run": [...], "legs_skipped": [{"leg", "reason"}],
+     "csim_source": "compiled library from synth" | "reconverted from model.qonnx.onnx" | ...,
+     "datasets": {"data": RESULT, "fuzz": RESULT},
+     "exact": bool, "reasons": [why not exact], "counts": {"data": "2000/2000", "fuzz": "89/89"},
      "throughput_jets_per_s": {leg: float}}
-    RESULT = {"n": int, "comparisons": {"brevitas_vs_qonnx": {"exact": int, "mismatched": int,
+    RESULT = {"n": int, "all_legs_equal": int (jets on which every leg agrees),
+              "comparisons": {"brevitas_vs_qonnx": {"exact": int, "mismatched": int,
               "max_abs_diff_lsb": int}, "brevitas_vs_csim": ..., "qonnx_vs_csim": ...},
               "first_mismatches": [{"index", "name", "codes" [[P][F]], "physical" [[P][F]], "scores_lsb": {leg: int}}]}
+
+``exact`` cannot pass vacuously (:func:`emulation_verdict`): it needs n > 0 data and fuzz jets, at least one hardware
+leg (``csim`` or ``rtl``) besides another leg, every pair of run legs equal on every jet, and no required leg skipped
+(the RTL leg of ``synth --backend rtl``; every leg under ``JBOT_EDGE_REQUIRE_RTL_TOOLS=1``, which CI sets).
+
+Legs are registered with :func:`register_leg` (name, loader, whether it models the hardware); ``firmware.json``'s
+``legs`` names the ones a firmware directory has.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,25 +60,78 @@ LEGS = ("brevitas", "qonnx", "csim")
 MAX_REPORTED_MISMATCHES = 10
 
 
+#: Legs that model the firmware itself (as opposed to the software references brevitas / qonnx): an emulation
+#: verdict needs at least one of them.
+HARDWARE_LEGS = ("csim", "rtl")
+#: Set (to 1) by CI: a leg whose tool is missing (e.g. verilator for ``rtl``) is a failure, not a skip.
+REQUIRE_RTL_TOOLS_ENV = "JBOT_EDGE_REQUIRE_RTL_TOOLS"
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+class LegUnavailable(Exception):
+    """Raised by a leg loader when the leg cannot run here (a tool is missing); the message is the reason."""
+
+
+@dataclass
+class LegContext:
+    """What a leg loader may read: the firmware directory, its metadata, the student and the QONNX graph."""
+
+    directory: Path
+    meta: dict[str, Any]
+    spec: L1InputSpec
+    model: Any
+    graph: Any
+    qonnx_batch: int
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LegType:
+    """One registered leg: ``load(context) -> scorer of model inputs`` (float scores, or int64 output codes when
+    ``returns_codes``)."""
+
+    name: str
+    hardware: bool
+    load: Callable[[LegContext], Scorer]
+    returns_codes: bool = False
+
+
+_LEG_TYPES: dict[str, LegType] = {}
+
+
+def register_leg(name: str, load: Callable[[LegContext], Scorer], hardware: bool = False,
+                 returns_codes: bool = False) -> None:
+    """Add a leg ``firmware.json``'s ``legs`` may name (e.g. a fast integer emulator)."""
+    _LEG_TYPES[name] = LegType(name, hardware, load, returns_codes)
+
+
+def leg_type(name: str) -> LegType:
+    if name not in _LEG_TYPES:
+        raise JbotEdgeError(f"firmware.json names an unknown emulation leg {name!r} (known: {sorted(_LEG_TYPES)})")
+    return _LEG_TYPES[name]
+
+
 @dataclass
 class Firmware:
-    """Everything needed to score codes with each leg."""
+    """Everything needed to score codes with each leg; ``skipped`` says which listed legs could not run and why."""
 
     directory: Path
     spec: L1InputSpec
     output_lsb: float
-    scorers: dict[str, Callable[[np.ndarray], np.ndarray]]
+    scorers: dict[str, Scorer]
     csim_source: str
     metadata: dict[str, Any] = field(default_factory=dict)
     legs: tuple[str, ...] = LEGS
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def score_lsb(self, leg: str, codes: np.ndarray) -> np.ndarray:
         """Integer scores (int64 [N], output LSB units) of one leg on codes [N, P, F]."""
         from jbot_edge.firmware.export import to_codes
 
         x = self.spec.to_model_input(codes)
-        if leg == "brevitas":
-            return self.scorers[leg](x)
+        if leg_type(leg).returns_codes:
+            return np.asarray(self.scorers[leg](x), dtype=np.int64)
         return to_codes(self.scorers[leg](x), self.output_lsb)
 
 
@@ -81,21 +145,20 @@ def read_firmware_metadata(fw_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
-    """Load the legs listed in ``FW_DIR/firmware.json`` (brevitas, qonnx, and csim and/or rtl). The RTL leg is the
-    Verilator simulation of ``FW_DIR/rtl`` (built once, cached there); next to an HLS project it is skipped with a
-    warning when verilator is not installed, for ``synth --backend rtl`` it is required.
+def tools_required() -> bool:
+    """True under CI (``JBOT_EDGE_REQUIRE_RTL_TOOLS=1``): a leg skipped for a missing tool fails the verdict."""
+    return os.environ.get(REQUIRE_RTL_TOOLS_ENV) == "1"
+
+
+def load_firmware(fw_dir: str | os.PathLike[str], qonnx_batch: int = 1024) -> Firmware:
+    """Load the legs listed in ``FW_DIR/firmware.json`` (brevitas, qonnx, and csim and/or rtl). A leg that cannot run
+    here (the RTL leg without verilator) is skipped with its reason in ``Firmware.skipped`` — the emulation verdict
+    then says so, and under CI (:func:`tools_required`) or for ``synth --backend rtl`` it is a failure.
     The C simulation library written by synth is loaded as is; if it is
     missing it is rebuilt from the saved QONNX graph (deterministic: same graph, same config) into a scratch
     directory, and ``csim_source`` says so."""
-    import torch
-
-    from jbot_edge.firmware.export import (
-        QonnxExecutor,
-        load_qonnx,
-        output_scale_from_graph,
-    )
-    from jbot_edge.models.students import load_student, output_lsb, score_codes
+    from jbot_edge.firmware.export import load_qonnx, output_scale_from_graph
+    from jbot_edge.models.students import load_student, output_lsb
 
     fw_dir = Path(fw_dir)
     if not fw_dir.is_dir():
@@ -107,43 +170,53 @@ def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
     if lsb != output_lsb(model):
         raise JbotEdgeError(f"{fw_dir}: output LSB of model.qonnx.onnx ({lsb}) differs from student.pt's "
                             f"({output_lsb(model)}); the firmware directory is inconsistent")
+    context = LegContext(fw_dir, meta, spec, model, graph, qonnx_batch)
+    scorers: dict[str, Scorer] = {}
+    skipped: dict[str, str] = {}
+    for name in meta.get("legs", LEGS):
+        try:
+            scorers[name] = leg_type(name).load(context)
+        except LegUnavailable as exc:
+            log.warning("%s: the %s leg is skipped: %s", fw_dir, name, exc)
+            skipped[name] = str(exc)
+    source = context.notes.get("csim_source", "no C simulation (RTL backend)")
+    return Firmware(fw_dir, spec, lsb, scorers, source, meta, legs=tuple(scorers), skipped=skipped)
+
+
+def _load_brevitas(context: LegContext) -> Scorer:
+    import torch
+
+    from jbot_edge.models.students import score_codes
 
     def brevitas(x: np.ndarray) -> np.ndarray:
-        return score_codes(model, torch.from_numpy(np.asarray(x, dtype=np.float32)))
+        return score_codes(context.model, torch.from_numpy(np.asarray(x, dtype=np.float32)))
 
-    legs = list(meta.get("legs", LEGS))
-    scorers: dict[str, Callable[[np.ndarray], np.ndarray]] = {"brevitas": brevitas,
-                                                              "qonnx": QonnxExecutor(graph, qonnx_batch)}
-    source = "no C simulation (RTL backend)"
-    if "csim" in legs:
-        scorers["csim"], source = _load_csim(fw_dir, meta, graph, spec)
-    if "rtl" in legs:
-        rtl = _load_rtl_scorer(fw_dir / meta["rtl_dir"], required=meta.get("backend") == "rtl")
-        if rtl is None:
-            legs.remove("rtl")
-        else:
-            scorers["rtl"] = rtl
-    return Firmware(fw_dir, spec, lsb, scorers, source, meta, legs=tuple(legs))
+    return brevitas
 
 
-def _load_rtl_scorer(rtl_dir: Path, required: bool):
-    """The Verilator simulation of the RTL as a scorer of model inputs; None (with a warning) when Verilator is not
-    installed and the RTL is only an estimate next to an HLS project."""
+def _load_qonnx(context: LegContext) -> Scorer:
+    from jbot_edge.firmware.export import QonnxExecutor
+
+    return QonnxExecutor(context.graph, context.qonnx_batch)
+
+
+def _load_rtl(context: LegContext) -> Scorer:
+    """The Verilator simulation of the RTL (built once, cached in the RTL directory)."""
     from jbot_edge.firmware.rtl import RtlSimulator, find_verilator
 
-    if find_verilator() is None and not required:
-        log.warning("%s holds RTL but verilator is not on PATH: the RTL leg is skipped "
-                    "(apt-get install -y verilator)", rtl_dir.parent)
-        return None
+    rtl_dir = context.directory / context.meta["rtl_dir"]
+    if find_verilator() is None:
+        raise LegUnavailable("verilator is not on PATH (apt-get install -y verilator)")
     simulator = RtlSimulator(rtl_dir)
     log.info("building/loading the Verilator simulation of %s", rtl_dir)
     simulator.build()
     return simulator.predict_scores
 
 
-def _load_csim(fw_dir: Path, meta: dict[str, Any], graph, spec: L1InputSpec):
+def _load_csim(context: LegContext) -> Scorer:
     from jbot_edge.firmware.convert import CSim, HlsConfig, build_csim_library, compile_csim, convert
 
+    fw_dir, meta, spec = context.directory, context.meta, context.spec
     library = fw_dir / meta["library"]
     n_inputs = spec.n_particles * spec.n_features
     weights_dir = (fw_dir / meta["hls_dir"] / "firmware" / "weights").resolve()
@@ -163,10 +236,47 @@ def _load_csim(fw_dir: Path, meta: dict[str, Any], graph, spec: L1InputSpec):
         scratch = Path(tempfile.mkdtemp(prefix="jbot-edge-csim-"))
         log.warning("%s is missing: reconverting model.qonnx.onnx into %s", library, scratch)
         hls_cfg = HlsConfig.model_validate(meta["hls"])
-        hls_model = convert(graph, spec, hls_cfg, scratch / "hls")
+        hls_model = convert(context.graph, spec, hls_cfg, scratch / "hls")
         csim = CSim(compile_csim(hls_model), hls_cfg.project_name, n_inputs)
         source = f"reconverted from model.qonnx.onnx into {scratch}"
-    return csim, source
+    context.notes["csim_source"] = source
+    return csim
+
+
+register_leg("brevitas", _load_brevitas, returns_codes=True)
+register_leg("qonnx", _load_qonnx)
+register_leg("csim", _load_csim, hardware=True)
+register_leg("rtl", _load_rtl, hardware=True)
+
+
+def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, Any]) -> dict[str, Any]:
+    """``{"exact", "legs_run", "legs_skipped", "reasons", "counts"}``: exact only when jets were emulated (data and
+    fuzz), at least one hardware leg and one other leg ran, every comparison of every run leg is exact, and no leg
+    was skipped that had to run (the RTL leg of ``synth --backend rtl``, or any leg under CI)."""
+    reasons = []
+    legs = list(firmware.legs)
+    if data["n"] == 0 or fuzz["n"] == 0:
+        reasons.append(f"nothing to compare: {data['n']} data jets, {fuzz['n']} fuzz jets")
+    if not any(leg_type(leg).hardware for leg in legs):
+        reasons.append(f"no hardware leg ran (need one of {', '.join(HARDWARE_LEGS)}; ran {', '.join(legs)})")
+    if len(legs) < 2:
+        reasons.append(f"only {len(legs)} leg ran: nothing to compare it with")
+    required = tools_required() or firmware.metadata.get("backend") == "rtl"
+    for leg, why in firmware.skipped.items():
+        if required:
+            reasons.append(f"required leg {leg} was skipped: {why}"
+                           + (f" ({REQUIRE_RTL_TOOLS_ENV}=1)" if tools_required() else " (synth --backend rtl)"))
+    for name, result in (("data", data), ("fuzz", fuzz)):
+        if not all_exact(result):
+            bad = {pair: c["mismatched"] for pair, c in result["comparisons"].items() if c["mismatched"]}
+            reasons.append(f"{name}: mismatches {bad}")
+    return {
+        "exact": not reasons,
+        "legs_run": legs,
+        "legs_skipped": [{"leg": leg, "reason": why} for leg, why in firmware.skipped.items()],
+        "reasons": reasons,
+        "counts": {name: f"{r['all_legs_equal']}/{r['n']}" for name, r in (("data", data), ("fuzz", fuzz))},
+    }
 
 
 def compare(firmware: Firmware, codes: np.ndarray, names: list[str] | None = None,
@@ -198,10 +308,13 @@ def compare(firmware: Firmware, codes: np.ndarray, names: list[str] | None = Non
             "physical": np.round(firmware.spec.dequantize(codes[index]), 6).tolist(),
             "scores_lsb": {leg: int(scores[leg][index]) for leg in legs},
         })
-    return {"n": len(codes), "comparisons": comparisons, "first_mismatches": first}
+    return {"n": len(codes), "all_legs_equal": int((~any_mismatch).sum()), "comparisons": comparisons,
+            "first_mismatches": first}
 
 
 def all_exact(result: dict[str, Any]) -> bool:
+    """Every pairwise comparison of one RESULT exact (vacuously true without comparisons: see
+    :func:`emulation_verdict` for the verdict that cannot pass vacuously)."""
     return all(c["mismatched"] == 0 for c in result["comparisons"].values())
 
 

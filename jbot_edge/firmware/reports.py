@@ -88,8 +88,13 @@ class Estimate(StrictModel):
     """
 
     tool: str = pydantic.Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
+    design: str | None = pydantic.Field(None, description="the design these figures describe when it is not the "
+                                        "report's own (e.g. 'da4ml RTL, fully parallel'); None: the report's design")
     latency_cycles: int | None = pydantic.Field(None, ge=0)
     ii: int | None = pydantic.Field(None, ge=1)
+    estimated_clock_ns: float | None = pydantic.Field(None, gt=0, description="shortest clock period the design "
+                                                      "meets (e.g. from its netlist's deepest stage)")
+    timing: dict[str, Any] | None = pydantic.Field(None, description="how estimated_clock_ns was measured")
     resources: dict[ResourceKind, float] = pydantic.Field(default_factory=dict)
     notes: list[str] = pydantic.Field(default_factory=list)
 
@@ -221,6 +226,24 @@ def _figure(value: int | float | None, source: str | None) -> dict[str, Any]:
     return {"value": value, "source": source if value is not None and source else UNKNOWN}
 
 
+def _label(figure: dict[str, Any], design: str, estimates: Sequence[Estimate], reason: str) -> dict[str, Any]:
+    """Name the basis and the design of a figure: ``basis`` (= ``source``), ``design`` (the report's own design, or
+    the one an estimate measured), and ``reason`` when it is unknown."""
+    source = figure["source"]
+    figure["basis"] = source
+    estimate = next((e for e in estimates if e.source == source), None)
+    figure["design"] = (estimate.design if estimate and estimate.design else design) if source != UNKNOWN else design
+    if source == UNKNOWN:
+        figure["reason"] = reason
+    return figure
+
+
+def design_label(backend: str, strategy: str, reuse_factor: int, clock_ns: float, io_type: str) -> str:
+    """One line naming a design: backend, strategy, reuse factor, clock (and I/O type)."""
+    return (f"{backend}, {strategy} strategy, reuse factor {reuse_factor}, {io_type}, clock {clock_ns:g} ns "
+            f"({1000.0 / clock_ns:.4g} MHz)")
+
+
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
@@ -242,6 +265,20 @@ def _pick_performance(csynth: Mapping[str, Any] | None, estimates: Sequence[Esti
         estimate = next((e for e in estimates if e.ii is not None), None)
         ii = _figure(estimate.ii, estimate.source) if estimate else _figure(None, None)
     return {"latency_cycles": cycles, "ii": ii}
+
+
+def _pick_timing(csynth: Mapping[str, Any] | None, estimates: Sequence[Estimate], clock_ns: float) -> dict[str, Any]:
+    """Target and achievable clock: C synthesis' estimate, else the first estimate that measured one."""
+    if csynth and csynth.get("estimated_clock_ns") is not None:
+        return {"target_clock_ns": csynth.get("target_clock_ns"), "estimated_clock_ns": csynth["estimated_clock_ns"],
+                "source": SOURCE_CSYNTH}
+    estimate = next((e for e in estimates if e.estimated_clock_ns is not None), None)
+    if estimate is None:
+        return {"target_clock_ns": csynth.get("target_clock_ns") if csynth else None, "estimated_clock_ns": None,
+                "source": UNKNOWN}
+    period = round(float(estimate.estimated_clock_ns), 3)
+    return {"target_clock_ns": float(clock_ns), "estimated_clock_ns": period,
+            "fmax_mhz": round(1000.0 / period, 1), "source": estimate.source, **(estimate.timing or {})}
 
 
 def _pick_resources(vendor: Mapping[str, Any] | None, estimates: Sequence[Estimate],
@@ -328,15 +365,27 @@ def evaluate_budget(board: Board, latency_ns: Mapping[str, Any], latency_cycles:
     statuses = {c["status"] for c in checks}
     verdict = "exceeds" if "exceeds" in statuses else UNKNOWN if UNKNOWN in statuses else "fits"
     deciding = checks if verdict == "fits" else [c for c in checks if c["status"] == verdict]
+    basis = verdict_basis(verdict, deciding)
     return {
         "latency_ns_max": budget.latency_ns_max,
         "ii_required": budget.ii_required,
         "lut_fraction_max": budget.resource_fraction_max.get("LUT"),
         "resource_fraction_max": dict(budget.resource_fraction_max),
         "verdict": verdict,
+        "verdict_basis": basis,
+        "verdict_text": verdict if basis == UNKNOWN else f"{verdict} ({basis})",
         "reasons": [c["message"] for c in deciding],
         "checks": checks,
     }
+
+
+def verdict_basis(verdict: str, deciding: Sequence[Mapping[str, Any]]) -> str:
+    """``"vendor"`` when every figure that decided the verdict came from a vendor tool, ``"estimate"`` when any came
+    from a vendor-free estimate, ``"unknown"`` for an unknown verdict."""
+    if verdict == UNKNOWN or not deciding:
+        return UNKNOWN
+    vendor = all(str(c["source"]).startswith("vendor:") for c in deciding)
+    return "vendor" if vendor else "estimate"
 
 
 def _as_estimates(estimates: Iterable[Estimate | Mapping[str, Any]] | None) -> list[Estimate]:
@@ -393,12 +442,15 @@ def build_synth_report(
     io_type: str = "io_parallel",
     vendor_tools: Mapping[str, Any] | None = None,
     notes: Iterable[str] = (),
+    unknown_reasons: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Assemble ``synth_report.json`` (schema in the module docstring).
 
     ``vendor`` is :func:`parse_vendor_reports`'s result (or None when no vendor tool ran); ``estimates`` are
     vendor-free figures (:class:`Estimate` or equivalent mappings), most trusted first. ``vendor_tools`` defaults
     to :func:`~jbot_edge.firmware.vendor.find_vendor_tools` now. ``notes`` are added to the report's notes.
+    ``unknown_reasons`` says why a figure is unknown (keys: a figure name, ``"latency"`` for latency and II,
+    ``"resources"`` for every resource).
     """
     if not (isinstance(clock_ns, (int, float)) and math.isfinite(clock_ns) and clock_ns > 0):
         raise JbotEdgeError(f"--clock-ns must be a positive number of nanoseconds, got {clock_ns!r}")
@@ -412,12 +464,16 @@ def build_synth_report(
     cycles = performance["latency_cycles"]
     latency_ns = _figure(_round(cycles["value"] * clock_ns if cycles["value"] is not None else None, 3),
                          cycles["source"])
-    timing = {
-        "target_clock_ns": csynth.get("target_clock_ns") if csynth else None,
-        "estimated_clock_ns": csynth.get("estimated_clock_ns") if csynth else None,
-        "source": SOURCE_CSYNTH if csynth and csynth.get("estimated_clock_ns") is not None else UNKNOWN,
-    }
+    timing = _pick_timing(csynth, estimate_list, clock_ns)
     resources = _pick_resources(vendor, estimate_list, board)
+    design = design_label(backend, strategy, reuse_factor, clock_ns, io_type)
+    reasons = dict(unknown_reasons or {})
+    default_reason = ("no vendor report and no vendor-free estimate describes this design" if vendor is None
+                      else "the vendor reports do not give it")
+    for name, figure in (("latency_cycles", cycles), ("latency_ns", latency_ns), ("ii", performance["ii"])):
+        _label(figure, design, estimate_list, reasons.get(name, reasons.get("latency", default_reason)))
+    for kind, figure in resources.items():
+        _label(figure, design, estimate_list, reasons.get(kind, reasons.get("resources", default_reason)))
 
     report_notes = _vendor_notes(vendor, tools, board, clock_ns, estimate_list)
     if vendor is None and not estimate_list:
@@ -433,6 +489,8 @@ def build_synth_report(
         "clock_ns": float(clock_ns),
         "clock_mhz": round(1000.0 / clock_ns, 3),
         "backend": backend,
+        "design": {"label": design, "backend": backend, "strategy": strategy, "reuse_factor": reuse_factor,
+                   "clock_ns": float(clock_ns), "io_type": io_type},
         "io_type": io_type,
         "strategy": strategy,
         "reuse_factor": reuse_factor,
@@ -485,7 +543,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"{report['board']} ({report['part']}) at {report['clock_mhz']:g} MHz, backend {report['backend']}",
         f"latency {show(lat, ' ns')}, II {show(ii)}, LUT {show(lut)}"
         + ("" if lut["percent_of_board"] is None else f" = {lut['percent_of_board']:.3g}% of the board"),
-        f"budget verdict: {budget['verdict']}",
+        f"budget verdict: {budget.get('verdict_text', budget['verdict'])}",
     ]
     lines += [f"  - {reason}" for reason in budget["reasons"]]
     lines += [f"note: {note}" for note in report["notes"]]

@@ -170,7 +170,13 @@ class RtlDesign:
         if d["multipliers"] == 0:
             resources["DSP"] = 0.0
             notes.append("DSP = 0: every constant multiplication is a shift-and-add adder graph")
-        return Estimate(tool="da4ml", latency_cycles=self.latency_cycles, ii=1, resources=resources, notes=notes)
+        return Estimate(tool="da4ml", design=self.design_label(), latency_cycles=self.latency_cycles, ii=1,
+                        resources=resources, notes=notes)
+
+    def design_label(self) -> str:
+        """The design the RTL figures describe."""
+        return (f"da4ml RTL, fully parallel (II 1), {self.stages} pipeline stages at {self.clock_ns:g} ns "
+                f"({self.description['part']})")
 
 
 def _shift_exact(value: np.ndarray, shift: int) -> np.ndarray:

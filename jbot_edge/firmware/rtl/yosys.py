@@ -134,13 +134,25 @@ def yosys_estimate(summary: dict[str, Any]):
     return Estimate(tool="yosys", resources=summary["resources"], notes=[note])
 
 
-def rtl_estimates(rtl_dir: str | os.PathLike[str], yosys: bool | None = None, family: str = "xcup") -> list:
-    """The estimates for ``build_synth_report`` of an RTL directory, most trusted first: Yosys' synthesised counts
-    (when ``yosys`` is True, or None and yosys is on PATH), then da4ml's (latency, II, LUT/FF model, DSP)."""
+def rtl_estimates(rtl_dir: str | os.PathLike[str], yosys: bool | None = None, family: str = "xcup",
+                  timing: bool | None = None, clock_ns: float | None = None) -> list:
+    """The estimates for ``build_synth_report`` of an RTL directory, most trusted first: the netlist timing of every
+    pipeline stage (:mod:`~jbot_edge.firmware.rtl.timing`; when ``timing`` is True, or None and yosys is on PATH),
+    Yosys' synthesised counts (when ``yosys`` is True, or None and yosys is on PATH), then da4ml's (latency, II,
+    LUT/FF model, DSP). ``clock_ns`` (default: the design's) is the clock the stages are checked against."""
+    from jbot_edge.firmware.rtl.timing import measure_timing, timing_estimate
+
     design = load_rtl(rtl_dir)
     estimates = []
     found = find_yosys() is not None
     da4ml = design.estimate()
+    if timing or (timing is None and found):
+        estimates.append(timing_estimate(measure_timing(rtl_dir, family=family),
+                                         design.clock_ns if clock_ns is None else clock_ns))
+    else:
+        da4ml.notes.append("stage timing not measured from the netlist (" + (
+            "rtl.timing=never)" if found else f"yosys not on PATH: {INSTALL_YOSYS})") + ": the pipeline depth rests "
+            "on da4ml's adder-levels-per-ns heuristic")
     if yosys or (yosys is None and found):
         estimates.append(yosys_estimate(estimate_with_yosys(rtl_dir, family=family)))
     elif not found:
@@ -150,9 +162,10 @@ def rtl_estimates(rtl_dir: str | os.PathLike[str], yosys: bool | None = None, fa
 
 
 def rtl_synth_report(rtl_dir: str | os.PathLike[str], board=None, yosys: bool | None = None,
-                     notes: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``synth_report.json`` content (backend ``"rtl"``) for an RTL directory: latency/II from the pipeline, LUT/FF
-    from Yosys (when run) else da4ml, every figure labelled with its source. ``board`` defaults to the design's."""
+                     notes: tuple[str, ...] = (), timing: bool | None = None) -> dict[str, Any]:
+    """``synth_report.json`` content (backend ``"rtl"``) for an RTL directory: latency/II from the pipeline, timing
+    from the netlist (when measured), LUT/FF from Yosys (when run) else da4ml, every figure labelled with its source.
+    ``board`` defaults to the design's."""
     from jbot_edge.firmware.boards import load_board
     from jbot_edge.firmware.reports import build_synth_report
 
@@ -160,4 +173,4 @@ def rtl_synth_report(rtl_dir: str | os.PathLike[str], board=None, yosys: bool | 
     board = load_board(design.description["board"]) if board is None else board
     precisions = {node: {"result_t": kind} for node, kind in design.description.get("precisions", {}).items()}
     return build_synth_report(board, design.clock_ns, "rtl", "da4ml", 1, precisions,
-                              estimates=rtl_estimates(design.directory, yosys=yosys), notes=notes)
+                              estimates=rtl_estimates(design.directory, yosys=yosys, timing=timing), notes=notes)
