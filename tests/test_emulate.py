@@ -6,14 +6,20 @@ One synth per student kind for the whole module (each compiles an hls4ml C simul
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
 import torch
+from report_helpers import core
 from student_factory import l1_codes, make_student_dir
 
-from jbot_edge.firmware.emulate import all_exact, compare, load_firmware
+from jbot_edge.sweep import figure_columns
+
+from jbot_edge.firmware.emulate import all_exact, compare, emulation_verdict, load_firmware
 from jbot_edge.firmware.fuzz import fuzz_codes
 from jbot_edge.models.students import load_student, output_lsb, save_student
 
@@ -100,6 +106,93 @@ def test_a_different_student_is_detected(firmware_dirs, l1_file, tmp_path):
     assert result["comparisons"]["brevitas_vs_csim"]["mismatched"] > 0
     first = result["first_mismatches"][0]
     assert len(first["codes"]) == spec.n_particles and first["name"] == names[first["index"]]
+
+
+def test_a_corrupted_hls_weight_is_caught_by_the_fuzz_set(firmware_dirs, tmp_path):
+    """One weight of the HLS project flipped (the student and its QONNX graph untouched): the fuzz set alone shows
+    the C simulation disagreeing with both software legs."""
+    fw_dir = tmp_path / "fw"
+    shutil.copytree(firmware_dirs["deepsets"], fw_dir)
+    weights = sorted((fw_dir / "hls" / "firmware" / "weights").glob("w*.txt"),
+                     key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))[-1]  # the output layer's
+    values = weights.read_text().strip().split(",")
+    index = next(i for i, v in enumerate(values) if float(v) != 0)
+    values[index] = repr(-float(values[index]))
+    weights.write_text(",".join(values))
+    fw = load_firmware(fw_dir)
+    codes, names = fuzz_codes(fw.spec)
+    result = compare(fw, codes, names)
+    assert result["comparisons"]["brevitas_vs_qonnx"]["mismatched"] == 0
+    assert result["comparisons"]["brevitas_vs_csim"]["mismatched"] > 0
+    assert result["comparisons"]["qonnx_vs_csim"]["mismatched"] > 0
+    assert not emulation_verdict(fw, result, result)["exact"]
+
+
+def test_the_verdict_cannot_pass_vacuously(firmware_dirs):
+    """No jets, or no hardware leg, or a single leg: never exact, whatever the (empty) comparisons say."""
+    fw = load_firmware(firmware_dirs["deepsets"])
+    codes, names = fuzz_codes(fw.spec)
+    full = compare(fw, codes, names)
+    verdict = emulation_verdict(fw, full, full)
+    assert verdict["exact"] and verdict["legs_run"] == ["brevitas", "qonnx", "csim"] and verdict["legs_skipped"] == []
+    assert verdict["counts"] == {"data": f"{len(codes)}/{len(codes)}", "fuzz": f"{len(codes)}/{len(codes)}"}
+    empty = compare(fw, codes[:0])
+    assert all_exact(empty)  # the pairwise check alone is vacuously true ...
+    assert not emulation_verdict(fw, empty, full)["exact"]  # ... the verdict is not
+    fw.legs = ("brevitas", "qonnx")
+    only_software = compare(fw, codes, names)
+    verdict = emulation_verdict(fw, only_software, only_software)
+    assert not verdict["exact"] and "no hardware leg" in verdict["reasons"][0]
+    fw.legs = ("csim",)
+    verdict = emulation_verdict(fw, compare(fw, codes, names), compare(fw, codes, names))
+    assert not verdict["exact"] and any("only 1 leg" in r for r in verdict["reasons"])
+
+
+def test_missing_verilator_skips_the_rtl_leg_and_fails_under_ci(firmware_dirs, l1_file, run_cli, tmp_path):
+    """No verilator on PATH: the RTL leg is listed as skipped with its reason; with JBOT_EDGE_REQUIRE_RTL_TOOLS=1
+    (CI) the same run fails instead of passing on fewer legs."""
+    fw_dir = firmware_dirs["mlp"]
+    if "rtl" not in json.loads((fw_dir / "firmware.json").read_text())["legs"]:
+        pytest.skip("da4ml not installed: this firmware has no RTL leg")
+    bare_path = os.path.dirname(sys.executable)  # python only: no verilator
+    for required, code in (("0", 0), ("1", 1)):
+        out = tmp_path / f"required-{required}"
+        result = run_cli("emulate", "--firmware", fw_dir, "--data", l1_file, "--n", 100, "--out", out,
+                         env={"PATH": bare_path, "JBOT_EDGE_REQUIRE_RTL_TOOLS": required})
+        assert result.returncode == code, result.stderr[-2000:]
+        summary = json.loads((out / "emulate.json").read_text())
+        assert summary["legs_run"] == ["brevitas", "qonnx", "csim"]
+        assert [s["leg"] for s in summary["legs_skipped"]] == ["rtl"]
+        assert "verilator is not on PATH" in summary["legs_skipped"][0]["reason"]
+        assert summary["counts"] == {"data": "100/100", "fuzz": f"{summary['n_fuzz']}/{summary['n_fuzz']}"}
+        assert summary["exact"] is (required == "0")
+    assert "required leg rtl was skipped" in summary["reasons"][0] and "error:" in result.stderr
+
+
+@pytest.mark.parametrize("option", [["--reuse-factor", "4"], ["--strategy", "resource"]])
+def test_shared_multipliers_never_report_fully_parallel_figures(option, firmware_dirs, run_cli, tmp_path):
+    """Reuse factor 4 / Resource strategy: the da4ml RTL is still built (an emulation leg) but its fully parallel
+    latency and II are not this design's: II comes from hls4ml's own schedule (>= the reuse factor), latency and
+    resources are unknown with a reason, and the sweep's CSV columns show exactly that."""
+    fw_dir = tmp_path / "fw"
+    result = run_cli("synth", "--student", firmware_dirs["mlp"], "--out", fw_dir, *option, "rtl.estimate=auto")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((fw_dir / "synth_report.json").read_text())
+    reuse = int(option[1]) if option[0] == "--reuse-factor" else 1
+    assert report["design"]["reuse_factor"] == reuse
+    assert report["design"]["strategy"] == ("Resource" if option[0] == "--strategy" else "Latency")
+    ii = core(report["ii"])
+    # hls4ml may move a reuse factor to the nearest valid one; either way the layers are time-shared.
+    assert ii["source"] == "estimate:hls4ml-schedule" and (ii["value"] > 1 if reuse > 1 else ii["value"] == 1)
+    assert report["ii"]["design"] == report["design"]["label"]
+    for name in ("latency_cycles", "latency_ns"):
+        assert report[name]["value"] is None and "C synthesis" in report[name]["reason"]
+    assert report["resources"]["LUT"]["value"] is None and report["resources"]["LUT"]["reason"]
+    assert not any(e["tool"] == "da4ml" for e in report["estimates"])
+    assert report["budget"]["verdict"] in ("unknown", "exceeds") and report["budget"]["verdict_basis"] != "vendor"
+    row = figure_columns(report)
+    assert row["ii_source"] == "estimate:hls4ml-schedule" and row["latency_ns"] is None
+    assert row["latency_source"] == "unknown" and row["figures_design"] == report["design"]["label"]
 
 
 def test_bad_inputs_are_one_line_errors(firmware_dirs, l1_file, run_cli, tmp_path):

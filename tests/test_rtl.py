@@ -238,3 +238,40 @@ def test_synth_rtl_backend_and_emulate_cli(tmp_path, students, l1_file, run_cli)
     assert set(summary["datasets"]["data"]["comparisons"]) == {"brevitas_vs_qonnx", "brevitas_vs_rtl",
                                                                "qonnx_vs_rtl"}
     assert summary["datasets"]["data"]["n"] == 300 and summary["datasets"]["fuzz"]["n"] > 0
+
+
+@pytest.mark.rtl
+def test_netlist_timing_per_stage_and_a_too_deep_stage_exceeds(tmp_path, codes):
+    """Every pipeline stage is mapped with yosys and its deepest LUT/carry path measured; a design whose stages hold
+    8 adder levels cannot run at 1 ns, and the verdict says so (not a footnote). The measurement is cached."""
+    need("yosys")
+    from jbot_edge.firmware.rtl.timing import measure_timing
+
+    tiny = make_student_dir(tmp_path / "tiny", "mlp", codes[:256], steps=10, mlp_widths=[4])
+    design = build_rtl(tiny, tmp_path / "deep", clock_ns=1.0, config=RtlConfig(latency_cutoff=8))
+    report = rtl_synth_report(design.directory, yosys=False, timing=True)
+    timing = measure_timing(design.directory)
+    assert len(timing["stages"]) == design.stages
+    for stage in timing["stages"]:
+        assert stage["stage_ns"] > stage["path_ns"] >= 0 and stage["lut_levels"] >= 0
+    critical = max(timing["stages"], key=lambda s: s["stage_ns"])
+    assert critical["lut_levels"] >= 3 and critical["stage_ns"] > 1.0
+    assert report["timing"]["source"] == "estimate:yosys-sta"
+    assert report["timing"]["estimated_clock_ns"] == critical["stage_ns"]
+    assert report["timing"]["fmax_mhz"] == pytest.approx(1000 / critical["stage_ns"], abs=0.1)
+    assert report["timing"]["stages_exceeding_clock"]
+    assert report["budget"]["verdict"] == "exceeds" and report["budget"]["verdict_text"] == "exceeds (estimate)"
+    assert any(c["check"] == "clock_ns" and c["status"] == "exceeds" for c in report["budget"]["checks"])
+    # Cached: keyed by the Verilog, so a second look costs no yosys run.
+    assert measure_timing(design.directory)["seconds"] == timing["seconds"]
+    # At a clock the deepest stage fits, the same design's clock check passes.
+    relaxed = build_synth_report_at(design.directory, clock_ns=critical["stage_ns"] + 0.5)
+    assert {c["check"]: c["status"] for c in relaxed["budget"]["checks"]}["clock_ns"] == "ok"
+
+
+def build_synth_report_at(rtl_dir: Path, clock_ns: float) -> dict:
+    from jbot_edge.firmware.reports import build_synth_report
+    from jbot_edge.firmware.rtl import rtl_estimates
+
+    return build_synth_report(load_board("vu13p"), clock_ns, "rtl", "da4ml", 1, {},
+                              estimates=rtl_estimates(rtl_dir, yosys=False, timing=True, clock_ns=clock_ns))
