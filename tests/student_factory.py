@@ -58,3 +58,24 @@ def make_student_dir(directory: Path, kind: str, codes: np.ndarray, **overrides)
     directory.mkdir(parents=True, exist_ok=True)
     save_student(directory / "student.pt", model, cfg, spec, {"target": "test: log sum pT + spread"})
     return directory
+
+
+def saturating_variant(student_dir: Path, directory: Path, codes: np.ndarray) -> Path:
+    """The student with its output layer (weights and bias) scaled by the smallest ``2**k`` that makes the output
+    quantizer saturate at both ends on ``codes``: every pre-quantizer output is multiplied exactly by that power of
+    two (power-of-two quantizer scales), so the variant is as exact-representable as the original."""
+    from jbot_edge.models.students import load_student, score_codes
+
+    for gain_bits in range(1, 16):
+        model, cfg, spec, extra = load_student(student_dir)
+        with torch.no_grad():
+            model.head.weight *= 2.0 ** gain_bits
+            model.head.bias *= 2.0 ** gain_bits
+        scores = score_codes(model, torch.from_numpy(spec.to_model_input(codes)))
+        top = 2 ** (cfg.output_bits - 1)
+        if (scores == top - 1).sum() >= 5 and (scores == -top).sum() >= 5:
+            directory.mkdir(parents=True, exist_ok=True)
+            save_student(directory / "student.pt", model, cfg, spec,
+                         {**extra, "variant": f"output layer x 2**{gain_bits}: saturates at both ends"})
+            return directory
+    raise AssertionError(f"{student_dir}: no output gain up to 2**15 saturates both ends")

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 from report_helpers import core
-from student_factory import l1_codes, make_student_dir
+from student_factory import l1_codes, make_student_dir, saturating_variant
 
 from jbot_edge.sweep import figure_columns
 
-from jbot_edge.firmware.emulate import all_exact, compare, emulation_verdict, load_firmware
-from jbot_edge.firmware.fuzz import fuzz_codes
+from jbot_edge.firmware.emulate import all_exact, compare, compare_raw, emulation_verdict, load_firmware
+from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
 from jbot_edge.models.students import load_student, output_lsb, save_student
 
 
@@ -108,6 +108,21 @@ def test_a_different_student_is_detected(firmware_dirs, l1_file, tmp_path):
     assert len(first["codes"]) == spec.n_particles and first["name"] == names[first["index"]]
 
 
+def test_raw_inputs_at_and_beyond_saturation_are_quantised_identically(firmware_dirs):
+    """Inputs at, half an LSB / one LSB / far beyond each input boundary, rounding ties and off-grid values go raw
+    into Brevitas, QONNX and the C simulation; each quantises them itself and all agree."""
+    fw = load_firmware(firmware_dirs["deepsets"])
+    x, names = fuzz_raw_inputs(fw.spec)
+    result = compare_raw(fw, x, names)
+    assert result["legs"] == ["brevitas", "qonnx", "csim"] and all_exact(result), result["first_mismatches"][:2]
+    assert result["all_legs_equal"] == len(x)
+    scores = dict(zip(names, fw.score_raw("csim", x)))
+    # Saturation: anything beyond the top of the input type scores like the top itself.
+    assert scores["beyond_max_part_pt_2"] == scores["beyond_max_part_pt_1"] == scores["at_max_part_pt"]
+    # Not vacuous: the raw values are not all the same jet to the network.
+    assert len(set(scores.values())) > len(names) // 3
+
+
 def test_a_corrupted_hls_weight_is_caught_by_the_fuzz_set(firmware_dirs, tmp_path):
     """One weight of the HLS project flipped (the student and its QONNX graph untouched): the fuzz set alone shows
     the C simulation disagreeing with both software legs."""
@@ -167,6 +182,24 @@ def test_missing_verilator_skips_the_rtl_leg_and_fails_under_ci(firmware_dirs, l
         assert summary["counts"] == {"data": "100/100", "fuzz": f"{summary['n_fuzz']}/{summary['n_fuzz']}"}
         assert summary["exact"] is (required == "0")
     assert "required leg rtl was skipped" in summary["reasons"][0] and "error:" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_output_saturating_at_both_ends_is_exact_on_every_leg(firmware_dirs, l1_file, run_cli, tmp_path):
+    """The MLP with its output layer scaled until the 16-bit output saturates at both ends on real jets: every leg
+    (Brevitas, QONNX, C simulation, and the Verilator RTL when installed) agrees on data, fuzz and raw fuzz."""
+    codes = l1_codes(l1_file)
+    student = saturating_variant(firmware_dirs["mlp"], tmp_path / "saturating", codes)
+    fw_dir = tmp_path / "fw"
+    result = run_cli("synth", "--student", student, "--out", fw_dir, "rtl.estimate=auto", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    emulated = run_cli("emulate", "--firmware", fw_dir, "--data", l1_file, "--n", len(codes), timeout=900)
+    summary = json.loads((fw_dir / "emulate.json").read_text())
+    assert emulated.returncode == 0 and summary["exact"] is True, (summary.get("reasons"), emulated.stderr[-2000:])
+    fw = load_firmware(fw_dir)
+    scores = fw.score_lsb("csim", codes)
+    assert (scores == 2 ** 15 - 1).sum() >= 5 and (scores == -(2 ** 15)).sum() >= 5
+    assert summary["counts"]["data"] == f"{len(codes)}/{len(codes)}"
 
 
 @pytest.mark.parametrize("option", [["--reuse-factor", "4"], ["--strategy", "resource"]])

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(4096, "--batch-size", help="Jets per batch."),
         out: Path | None = typer.Option(None, "--out", help="Where to write emulate.json (default FW_DIR)."),
     ) -> None:
-        """Score N jets + the fuzz set with every leg; exit 0 only when every comparison is exact."""
+        """Score N jets + the fuzz set (codes, and raw inputs at/beyond the input boundaries) with every leg; exit 0
+        only when every comparison is exact."""
         import sys
 
         from jbot_edge.atomic import write_json
@@ -25,11 +26,12 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.firmware.emulate import (
             EMULATE_SCHEMA,
             compare,
+            compare_raw,
             emulation_verdict,
             load_firmware,
             throughput,
         )
-        from jbot_edge.firmware.fuzz import fuzz_codes
+        from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
         from jbot_edge.logs import get_logger, progress_bar
 
         log = get_logger("jbot_edge.emulate")
@@ -55,7 +57,8 @@ def register(app: typer.Typer) -> None:
         data_result = _merge(results)
         fuzz, names = fuzz_codes(fw.spec)
         fuzz_result = compare(fw, fuzz, names)
-        verdict = emulation_verdict(fw, data_result, fuzz_result)
+        raw_result = compare_raw(fw, *fuzz_raw_inputs(fw.spec))
+        verdict = emulation_verdict(fw, data_result, fuzz_result, raw_result)
         exact = verdict["exact"]
         summary = {
             "schema": EMULATE_SCHEMA,
@@ -67,7 +70,8 @@ def register(app: typer.Typer) -> None:
             "legs": list(fw.legs),
             **verdict,
             "csim_source": fw.csim_source,
-            "datasets": {"data": data_result, "fuzz": fuzz_result},
+            "n_fuzz_raw": raw_result["n"],
+            "datasets": {"data": data_result, "fuzz": fuzz_result, "fuzz_raw": raw_result},
             "throughput_jets_per_s": throughput(timings),
         }
         path = write_json((out or firmware) / "emulate.json", summary)

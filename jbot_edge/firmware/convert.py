@@ -115,10 +115,17 @@ def build_hls_config(model_wrapper, spec: L1InputSpec, cfg: HlsConfig) -> dict[s
     if (quant["bits"], quant["frac_bits"]) != (spec.input_width, spec.input_frac_bits) or not quant["signed"]:
         raise JbotEdgeError(f"QONNX input quantizer is {in_type} but the student's input spec says "
                             f"{spec.input_fixed_type()}; the graph does not belong to this student")
+    # The C simulation converts each double it is given to this type: with the Quant node's rounding and saturation
+    # it quantises raw (off-grid, out-of-range) inputs exactly as Brevitas and QONNX do. In hardware the modes are
+    # inert (the port carries bits).
+    rounding = {"FLOOR": "TRN", "ROUND": "RND_CONV"}.get(quant["rounding_mode"])
+    if rounding is None:
+        raise JbotEdgeError(f"QONNX input quantizer rounds with {quant['rounding_mode']}: no exact ap_fixed mode")
+    hls_in_type = f"{in_type[:-1]},{rounding},SAT>"
     input_name = model_wrapper.graph.input[0].name
     for name in (input_name, "global_in"):
         if name in layers:
-            layers[name].setdefault("Precision", {})["result"] = in_type
+            layers[name].setdefault("Precision", {})["result"] = hls_in_type
 
     # Pooling: exact accumulator from the pooled tensor's own Quant type (Fix 4).
     for node in model_wrapper.graph.node:

@@ -20,13 +20,15 @@ Firmware directory (written by ``jbot-edge synth``; this module only reads it)::
     {"schema", "firmware", "data", "n" (data jets), "n_fuzz", "output_lsb",
      "legs": [...] (= legs_run), "legs_run": [...], "legs_skipped": [{"leg", "reason"}],
      "csim_source": "compiled library from synth" | "reconverted from model.qonnx.onnx" | ...,
-     "datasets": {"data": RESULT, "fuzz": RESULT},
-     "exact": bool, "reasons": [why not exact], "counts": {"data": "2000/2000", "fuzz": "89/89"},
+     "datasets": {"data": RESULT, "fuzz": RESULT, "fuzz_raw": RESULT + {"legs", "legs_not_applicable"}},
+     "exact": bool, "reasons": [why not exact],
+     "counts": {"data": "2000/2000", "fuzz": "81/81", "fuzz_raw": "40/40"},
      "throughput_jets_per_s": {leg: float}}
     RESULT = {"n": int, "all_legs_equal": int (jets on which every leg agrees),
               "comparisons": {"brevitas_vs_qonnx": {"exact": int, "mismatched": int,
               "max_abs_diff_lsb": int}, "brevitas_vs_csim": ..., "qonnx_vs_csim": ...},
-              "first_mismatches": [{"index", "name", "codes" [[P][F]], "physical" [[P][F]], "scores_lsb": {leg: int}}]}
+              "first_mismatches": [{"index", "name", "codes" [[P][F]], "physical" [[P][F]] (fuzz_raw: "model_input"),
+                                    "scores_lsb": {leg: int}}]}
 
 ``exact`` cannot pass vacuously (:func:`emulation_verdict`): it needs n > 0 data and fuzz jets, at least one hardware
 leg (``csim`` or ``rtl``) besides another leg, every pair of run legs equal on every jet, and no required leg skipped
@@ -95,15 +97,16 @@ class LegType:
     hardware: bool
     load: Callable[[LegContext], Scorer]
     returns_codes: bool = False
+    reads_codes: bool = False  # its inputs are integer codes on ports (RTL): raw model inputs do not apply
 
 
 _LEG_TYPES: dict[str, LegType] = {}
 
 
 def register_leg(name: str, load: Callable[[LegContext], Scorer], hardware: bool = False,
-                 returns_codes: bool = False) -> None:
+                 returns_codes: bool = False, reads_codes: bool = False) -> None:
     """Add a leg ``firmware.json``'s ``legs`` may name (e.g. a fast integer emulator)."""
-    _LEG_TYPES[name] = LegType(name, hardware, load, returns_codes)
+    _LEG_TYPES[name] = LegType(name, hardware, load, returns_codes, reads_codes)
 
 
 def leg_type(name: str) -> LegType:
@@ -127,9 +130,13 @@ class Firmware:
 
     def score_lsb(self, leg: str, codes: np.ndarray) -> np.ndarray:
         """Integer scores (int64 [N], output LSB units) of one leg on codes [N, P, F]."""
+        return self.score_raw(leg, self.spec.to_model_input(codes))
+
+    def score_raw(self, leg: str, x: np.ndarray) -> np.ndarray:
+        """Integer scores of one leg on model inputs ``x`` [N, P, F], which the leg quantises itself (raw inputs
+        need not be on the input grid nor in its range)."""
         from jbot_edge.firmware.export import to_codes
 
-        x = self.spec.to_model_input(codes)
         if leg_type(leg).returns_codes:
             return np.asarray(self.scorers[leg](x), dtype=np.int64)
         return to_codes(self.scorers[leg](x), self.output_lsb)
@@ -246,10 +253,11 @@ def _load_csim(context: LegContext) -> Scorer:
 register_leg("brevitas", _load_brevitas, returns_codes=True)
 register_leg("qonnx", _load_qonnx)
 register_leg("csim", _load_csim, hardware=True)
-register_leg("rtl", _load_rtl, hardware=True)
+register_leg("rtl", _load_rtl, hardware=True, reads_codes=True)
 
 
-def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, Any]) -> dict[str, Any]:
+def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, Any],
+                      fuzz_raw: dict[str, Any] | None = None) -> dict[str, Any]:
     """``{"exact", "legs_run", "legs_skipped", "reasons", "counts"}``: exact only when jets were emulated (data and
     fuzz), at least one hardware leg and one other leg ran, every comparison of every run leg is exact, and no leg
     was skipped that had to run (the RTL leg of ``synth --backend rtl``, or any leg under CI)."""
@@ -266,7 +274,8 @@ def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, 
         if required:
             reasons.append(f"required leg {leg} was skipped: {why}"
                            + (f" ({REQUIRE_RTL_TOOLS_ENV}=1)" if tools_required() else " (synth --backend rtl)"))
-    for name, result in (("data", data), ("fuzz", fuzz)):
+    datasets = [("data", data), ("fuzz", fuzz)] + ([("fuzz_raw", fuzz_raw)] if fuzz_raw is not None else [])
+    for name, result in datasets:
         if not all_exact(result):
             bad = {pair: c["mismatched"] for pair, c in result["comparisons"].items() if c["mismatched"]}
             reasons.append(f"{name}: mismatches {bad}")
@@ -275,7 +284,7 @@ def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, 
         "legs_run": legs,
         "legs_skipped": [{"leg": leg, "reason": why} for leg, why in firmware.skipped.items()],
         "reasons": reasons,
-        "counts": {name: f"{r['all_legs_equal']}/{r['n']}" for name, r in (("data", data), ("fuzz", fuzz))},
+        "counts": {name: f"{r['all_legs_equal']}/{r['n']}" for name, r in datasets},
     }
 
 
@@ -290,8 +299,32 @@ def compare(firmware: Firmware, codes: np.ndarray, names: list[str] | None = Non
         scores[leg] = firmware.score_lsb(leg, codes)
         if timings is not None:
             timings.setdefault(leg, []).extend([time.perf_counter() - start, len(codes)])
+
+    def describe(index: int) -> dict[str, Any]:
+        return {"codes": codes[index].tolist(),
+                "physical": np.round(firmware.spec.dequantize(codes[index]), 6).tolist()}
+
+    return _pairwise(scores, legs, len(codes), names, describe)
+
+
+def compare_raw(firmware: Firmware, x: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
+    """Feed raw model inputs ``x`` [N, P, F] to every leg that reads real-valued inputs (each quantises them with
+    its own input rounding and saturation) and compare exactly; a RESULT plus ``legs`` and ``legs_not_applicable``
+    (legs whose ports carry integer codes, e.g. the RTL)."""
+    x = np.asarray(x, dtype=np.float64)
+    legs = tuple(leg for leg in firmware.legs if not leg_type(leg).reads_codes)
+    scores = {leg: firmware.score_raw(leg, x) for leg in legs}
+    result = _pairwise(scores, legs, len(x), names, lambda index: {"model_input": x[index].tolist()})
+    result["legs"] = list(legs)
+    result["legs_not_applicable"] = [{"leg": leg, "reason": "reads integer codes on its ports, not raw inputs"}
+                                     for leg in firmware.legs if leg_type(leg).reads_codes]
+    return result
+
+
+def _pairwise(scores: dict[str, np.ndarray], legs: tuple[str, ...], n: int, names: list[str] | None,
+              describe: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
     comparisons: dict[str, Any] = {}
-    any_mismatch = np.zeros(len(codes), dtype=bool)
+    any_mismatch = np.zeros(n, dtype=bool)
     for i, a in enumerate(legs):
         for b in legs[i + 1:]:
             diff = np.abs(scores[a] - scores[b])
@@ -301,14 +334,9 @@ def compare(firmware: Firmware, codes: np.ndarray, names: list[str] | None = Non
                                           "max_abs_diff_lsb": int(diff.max()) if len(diff) else 0}
     first = []
     for index in np.flatnonzero(any_mismatch)[:MAX_REPORTED_MISMATCHES]:
-        first.append({
-            "index": int(index),
-            "name": names[index] if names else None,
-            "codes": codes[index].tolist(),
-            "physical": np.round(firmware.spec.dequantize(codes[index]), 6).tolist(),
-            "scores_lsb": {leg: int(scores[leg][index]) for leg in legs},
-        })
-    return {"n": len(codes), "all_legs_equal": int((~any_mismatch).sum()), "comparisons": comparisons,
+        first.append({"index": int(index), "name": names[index] if names else None, **describe(int(index)),
+                      "scores_lsb": {leg: int(scores[leg][index]) for leg in legs}})
+    return {"n": n, "all_legs_equal": int((~any_mismatch).sum()), "comparisons": comparisons,
             "first_mismatches": first}
 
 

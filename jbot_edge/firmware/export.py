@@ -150,7 +150,10 @@ def input_quant_from_graph(model_wrapper) -> dict[str, float | int | bool]:
     scale = float(np.asarray(model_wrapper.get_initializer(node.input[1])).reshape(()))
     bits = int(np.asarray(model_wrapper.get_initializer(node.input[3])).reshape(()))
     signed = bool(get_by_name(node.attribute, "signed").i)
-    return {"bits": bits, "scale": scale, "signed": signed, "frac_bits": int(round(-np.log2(scale)))}
+    mode = get_by_name(node.attribute, "rounding_mode")
+    rounding = mode.s.decode() if mode is not None else "ROUND"
+    return {"bits": bits, "scale": scale, "signed": signed, "frac_bits": int(round(-np.log2(scale))),
+            "rounding_mode": rounding}
 
 
 def to_codes(values: np.ndarray, lsb: float) -> np.ndarray:
