@@ -4,10 +4,14 @@ Usage (prints one JSON object on stdout)::
 
     python benchmarks/emulate.py --firmware FW_DIR --data JETS.h5 --n 100000
     python benchmarks/emulate.py --data JETS.h5 --kind deepsets --n 2000      # builds a briefly trained student
+    python benchmarks/emulate.py --data JETS.h5 --kind mlp --saturate-output --rtl --n 100000
+        # the student with its output layer scaled until the output saturates at both ends, RTL leg included
 
 With ``--n`` above the number of jets in the file, the extra jets are the file's jets with every code jittered by a
 few LSBs (clipped to the spec's ranges) — new, realistic inputs — and the JSON says how many were real.
-All legs run single-threaded on the same codes; exactness is counted per pair over all jets plus the fuzz set.
+All legs run single-threaded on the same codes; exactness is counted per pair over all jets plus the fuzz set (codes)
+and the raw fuzz set (inputs at/beyond the input boundaries, fed raw to the legs that quantise themselves); the
+verdict is :func:`jbot_edge.firmware.emulate.emulation_verdict` (no vacuous pass), with the saturated-output counts.
 """
 
 from __future__ import annotations
@@ -45,9 +49,17 @@ def _firmware_for(args) -> Path:
 
     from jbot_edge.firmware.convert import SynthConfig, build_firmware
 
+    from student_factory import saturating_variant
+
+    from jbot_edge.firmware.convert import RtlSettings
+
     root = Path(tempfile.mkdtemp(prefix="jbot-edge-bench-"))
-    student = make_student_dir(root / "student", args.kind, l1_codes(args.data, 2000))
-    build_firmware(student, SynthConfig(), root / "fw")
+    codes = l1_codes(args.data, 2000)
+    student = make_student_dir(root / "student", args.kind, codes)
+    if args.saturate_output:
+        student = saturating_variant(student, root / "saturating", codes)
+    rtl = RtlSettings(estimate="always" if args.rtl else "never")
+    build_firmware(student, SynthConfig(rtl=rtl), root / "fw")
     return root / "fw"
 
 
@@ -59,16 +71,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=8192)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--saturate-output", action="store_true",
+                        help="(built student) scale its output layer until the output saturates at both ends")
+    parser.add_argument("--rtl", action="store_true", help="(built student) also build the da4ml RTL leg")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     from jbot_edge.firmware.emulate import (
-        all_exact,
         compare,
+        compare_raw,
+        emulation_verdict,
         load_firmware,
+        merge_results,
         throughput,
     )
-    from jbot_edge.firmware.fuzz import fuzz_codes
+    from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
     from jbot_edge.logs import setup_logging
 
     setup_logging()
@@ -76,30 +93,36 @@ def main() -> None:
     fw = load_firmware(fw_dir)
     codes, n_real = _codes(args.data, fw.spec, args.n, args.seed)
     timings: dict[str, list[float]] = {}
-    totals = {}
-    exact = True
+    results = []
+    saturated = {"top": 0, "bottom": 0}
+    top = None
     start = time.perf_counter()
     for lo in range(0, len(codes), args.batch):
-        result = compare(fw, codes[lo:lo + args.batch], timings=timings)
-        exact &= all_exact(result)
-        for pair, c in result["comparisons"].items():
-            t = totals.setdefault(pair, {"exact": 0, "mismatched": 0, "max_abs_diff_lsb": 0})
-            t["exact"] += c["exact"]
-            t["mismatched"] += c["mismatched"]
-            t["max_abs_diff_lsb"] = max(t["max_abs_diff_lsb"], c["max_abs_diff_lsb"])
-    fuzz, names = fuzz_codes(fw.spec)
-    fuzz_result = compare(fw, fuzz, names)
+        chunk = codes[lo:lo + args.batch]
+        results.append(compare(fw, chunk, timings=timings))
+        if top is None:
+            top = 2 ** (int(fw.metadata.get("student_config", {}).get("output_bits", 16)) - 1)
+        scores = fw.score_lsb(fw.legs[0], chunk)
+        saturated["top"] += int((scores == top - 1).sum())
+        saturated["bottom"] += int((scores == -top).sum())
+    data = merge_results(results)
+    fuzz_result = compare(fw, *fuzz_codes(fw.spec))
+    raw_result = compare_raw(fw, *fuzz_raw_inputs(fw.spec))
+    verdict = emulation_verdict(fw, data, fuzz_result, raw_result)
     print(json.dumps({
         "benchmark": "emulate",
         "firmware": str(fw_dir),
         "kind": fw.metadata.get("student_config", {}).get("kind"),
+        "saturate_output": bool(args.saturate_output),
         "n": len(codes),
         "n_real_jets": int(n_real),
         "n_jittered_jets": int(len(codes) - n_real),
         "legs": list(fw.legs),
-        "comparisons": totals,
+        **verdict,
+        "output_saturated_jets": saturated,
+        "comparisons": data["comparisons"],
         "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]},
-        "exact": bool(exact and all_exact(fuzz_result)),
+        "fuzz_raw": {"n": raw_result["n"], "legs": raw_result["legs"], "comparisons": raw_result["comparisons"]},
         "jets_per_s": throughput(timings),
         "wall_s": round(time.perf_counter() - start, 2),
         "threads": 1,

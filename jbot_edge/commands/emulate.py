@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
             compare_raw,
             emulation_verdict,
             load_firmware,
+            merge_results,
             throughput,
         )
         from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
@@ -52,9 +53,9 @@ def register(app: typer.Typer) -> None:
                 for batch in jets.iter_batches(batch_size, particle_features=fw.spec.feature_names,
                                                jet_features=[], stop=n_jets):
                     codes = fw.spec.quantize(batch)
-                    results.append((codes, compare(fw, codes, timings=timings)))
+                    results.append(compare(fw, codes, timings=timings))
                     progress.advance(task, len(batch))
-        data_result = _merge(results)
+        data_result = merge_results(results)
         fuzz, names = fuzz_codes(fw.spec)
         fuzz_result = compare(fw, fuzz, names)
         raw_result = compare_raw(fw, *fuzz_raw_inputs(fw.spec))
@@ -88,22 +89,3 @@ def register(app: typer.Typer) -> None:
                        err=True)
             sys.exit(1)
 
-
-def _merge(results):
-    """Combine per-batch compare() results, re-indexing mismatches to positions in the whole sample."""
-    from jbot_edge.firmware.emulate import MAX_REPORTED_MISMATCHES
-
-    merged = {"n": 0, "all_legs_equal": 0, "comparisons": {}, "first_mismatches": []}
-    for codes, result in results:
-        offset = merged["n"]
-        merged["n"] += result["n"]
-        merged["all_legs_equal"] += result["all_legs_equal"]
-        for pair, c in result["comparisons"].items():
-            m = merged["comparisons"].setdefault(pair, {"exact": 0, "mismatched": 0, "max_abs_diff_lsb": 0})
-            m["exact"] += c["exact"]
-            m["mismatched"] += c["mismatched"]
-            m["max_abs_diff_lsb"] = max(m["max_abs_diff_lsb"], c["max_abs_diff_lsb"])
-        for entry in result["first_mismatches"]:
-            if len(merged["first_mismatches"]) < MAX_REPORTED_MISMATCHES:
-                merged["first_mismatches"].append({**entry, "index": entry["index"] + offset})
-    return merged

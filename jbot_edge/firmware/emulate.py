@@ -340,6 +340,24 @@ def _pairwise(scores: dict[str, np.ndarray], legs: tuple[str, ...], n: int, name
             "first_mismatches": first}
 
 
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Combine per-batch RESULTs of consecutive batches, re-indexing mismatches to positions in the whole sample."""
+    merged: dict[str, Any] = {"n": 0, "all_legs_equal": 0, "comparisons": {}, "first_mismatches": []}
+    for result in results:
+        offset = merged["n"]
+        merged["n"] += result["n"]
+        merged["all_legs_equal"] += result["all_legs_equal"]
+        for pair, c in result["comparisons"].items():
+            m = merged["comparisons"].setdefault(pair, {"exact": 0, "mismatched": 0, "max_abs_diff_lsb": 0})
+            m["exact"] += c["exact"]
+            m["mismatched"] += c["mismatched"]
+            m["max_abs_diff_lsb"] = max(m["max_abs_diff_lsb"], c["max_abs_diff_lsb"])
+        for entry in result["first_mismatches"]:
+            if len(merged["first_mismatches"]) < MAX_REPORTED_MISMATCHES:
+                merged["first_mismatches"].append({**entry, "index": entry["index"] + offset})
+    return merged
+
+
 def all_exact(result: dict[str, Any]) -> bool:
     """Every pairwise comparison of one RESULT exact (vacuously true without comparisons: see
     :func:`emulation_verdict` for the verdict that cannot pass vacuously)."""
