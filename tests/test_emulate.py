@@ -179,7 +179,8 @@ def test_missing_verilator_skips_the_rtl_leg_and_fails_under_ci(firmware_dirs, l
         assert summary["legs_run"] == ["brevitas", "qonnx", "csim"]
         assert [s["leg"] for s in summary["legs_skipped"]] == ["rtl"]
         assert "verilator is not on PATH" in summary["legs_skipped"][0]["reason"]
-        assert summary["counts"] == {"data": "100/100", "fuzz": f"{summary['n_fuzz']}/{summary['n_fuzz']}"}
+        assert summary["counts"] == {"data": "100/100", "fuzz": f"{summary['n_fuzz']}/{summary['n_fuzz']}",
+                                     "fuzz_raw": f"{summary['n_fuzz_raw']}/{summary['n_fuzz_raw']}"}
         assert summary["exact"] is (required == "0")
     assert "required leg rtl was skipped" in summary["reasons"][0] and "error:" in result.stderr
 
