@@ -12,7 +12,12 @@ name            score                                                           
 ``mahalanobis`` (x−μ)ᵀ P (x−μ), P = inverse of the shrunk background covariance           yes: one quadratic form
 ``gmm``         −log p(x) under a K-component Gaussian mixture fitted without labels      no: log-sum-exp over K
 ``kmeans``      L2 distance to the nearest of K k-means centroids                          yes: K distances + min
+``oe``          logit of a classifier background vs pseudo-anomalies (outlier exposure)    yes: linear, or a tiny MLP
 ==============  ========================================================================  ==========================
+
+``oe`` is the one scorer fitted on more than the bank: :mod:`jbot_edge.data.pseudo_anomalies` makes pseudo-anomalous
+jets out of bank jets (k narrow prongs, no signal sample), the caller embeds them with the same teacher and passes
+them as ``outliers``. Rarity under the background is not signal-likeness; this gives the score a direction.
 
 Regularisation (documented so that no scorer ever returns NaN):
 
@@ -69,6 +74,17 @@ class GmmParams(StrictModel):
     normalize: bool = True
     max_iter: int = Field(default=200, ge=1)
     n_init: int = Field(default=1, ge=1)
+    seed: int = 0
+
+
+class OutlierExposureParams(StrictModel):
+    classifier: Literal["logistic", "mlp"] = Field(default="mlp", description=(
+        "logistic: a linear logit; mlp: one hidden ReLU layer (sklearn MLPClassifier, early stopping)"))
+    hidden: int = Field(default=64, ge=1, description="mlp hidden width")
+    regularization: float = Field(default=1e-3, gt=0, description="L2 penalty (mlp alpha; logistic 1/C)")
+    normalize: bool = Field(default=False, description="L2-normalise embeddings before standardising")
+    n_outliers: int = Field(default=0, ge=0, description="pseudo-anomalies to make; 0 = as many as bank jets")
+    max_iter: int = Field(default=300, ge=1)
     seed: int = 0
 
 
@@ -136,12 +152,24 @@ class Scorer(abc.ABC):
 
     _dim_array: ClassVar[str]
 
+    #: True for scorers that also need embeddings of pseudo-anomalous jets (``outliers``) to be fitted.
+    needs_outliers: ClassVar[bool] = False
+
     @classmethod
-    def fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer:
+    def fit(cls, bank: np.ndarray, params: StrictModel, outliers: np.ndarray | None = None) -> Scorer:
         bank = _as_embeddings(bank, f"scorer '{cls.name}' background bank")
         if bank.shape[0] == 0:
             raise JbotEdgeError(f"scorer '{cls.name}': the background bank is empty")
+        if cls.needs_outliers:
+            if outliers is None or len(outliers) == 0:
+                raise JbotEdgeError(f"scorer '{cls.name}' needs embeddings of pseudo-anomalous jets (outliers)")
+            return cls._fit_with_outliers(bank, _as_embeddings(outliers, f"scorer '{cls.name}' outliers",
+                                                               bank.shape[1]), params)
         return cls._fit(bank, params)
+
+    @classmethod
+    def _fit_with_outliers(cls, bank: np.ndarray, outliers: np.ndarray, params: StrictModel) -> Scorer:
+        raise NotImplementedError
 
     @classmethod
     @abc.abstractmethod
@@ -324,8 +352,58 @@ class KmeansScorer(Scorer):
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
-SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in
-                                    (KnnScorer, CosineScorer, MahalanobisScorer, GmmScorer, KmeansScorer)}
+class OutlierExposureScorer(Scorer):
+    name = "oe"
+    Params = OutlierExposureParams
+    needs_outliers = True
+    fpga_friendly = True
+    fpga_note = "a standardisation and a dot product (logistic), or one small dense ReLU layer more (mlp)"
+    formula = ("logit of P(pseudo-anomaly | z), z = (x - mean) / scale (x L2-normalised if normalize); classifier "
+               "trained on bank jets (0) vs pseudo-anomalies made of bank jets (1)")
+    _dim_array = "mean"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        raise JbotEdgeError("scorer 'oe' needs embeddings of pseudo-anomalous jets (outliers)")
+
+    @classmethod
+    def _fit_with_outliers(cls, bank, outliers, params):
+        _require_bank(bank, 2, cls.name, "bank")
+        if params.normalize:
+            bank, outliers = l2_normalize(bank), l2_normalize(outliers)
+        mean, scale = bank.mean(axis=0), 1.0 / np.maximum(bank.std(axis=0), 1e-9)
+        x = np.concatenate([(bank - mean) * scale, (outliers - mean) * scale])
+        y = np.concatenate([np.zeros(len(bank)), np.ones(len(outliers))])
+        arrays = {"mean": mean, "scale": scale}
+        if params.classifier == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            clf = LogisticRegression(C=1.0 / params.regularization, max_iter=params.max_iter).fit(x, y)
+            arrays |= {"w0": clf.coef_.T, "b0": clf.intercept_}
+            info = {"train_accuracy": float(clf.score(x, y))}
+        else:
+            from sklearn.neural_network import MLPClassifier
+
+            clf = MLPClassifier(hidden_layer_sizes=(params.hidden,), alpha=params.regularization,
+                                max_iter=params.max_iter, early_stopping=True, random_state=params.seed).fit(x, y)
+            arrays |= {"w0": clf.coefs_[0], "b0": clf.intercepts_[0], "w1": clf.coefs_[1], "b1": clf.intercepts_[1]}
+            info = {"train_accuracy": float(clf.score(x, y)), "validation_accuracy": float(clf.best_validation_score_),
+                    "iterations": int(clf.n_iter_)}
+        info |= {"n_bank": int(len(bank)), "n_outliers": int(len(outliers))}
+        return cls(params, arrays, info)
+
+    def _score(self, x):
+        if self.params.normalize:
+            x = l2_normalize(x)
+        a = self.arrays
+        h = ((x - a["mean"]) * a["scale"]) @ a["w0"] + a["b0"]
+        if "w1" in a:
+            h = np.maximum(h, 0.0) @ a["w1"] + a["b1"]
+        return h[:, 0]
+
+
+SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in (KnnScorer, CosineScorer, MahalanobisScorer,
+                                                              GmmScorer, KmeansScorer, OutlierExposureScorer)}
 
 
 def scorer_class(name: str) -> type[Scorer]:
@@ -352,6 +430,7 @@ def make_params(name: str, params: dict | StrictModel | None = None) -> StrictMo
         raise JbotEdgeError(format_validation_error(exc, f"scorers.{name}")) from exc
 
 
-def fit_scorer(name: str, bank: np.ndarray, params: dict | StrictModel | None = None) -> Scorer:
-    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D]."""
-    return scorer_class(name).fit(bank, make_params(name, params))
+def fit_scorer(name: str, bank: np.ndarray, params: dict | StrictModel | None = None,
+               outliers: np.ndarray | None = None) -> Scorer:
+    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D] (and pseudo-anomalies, for ``oe``)."""
+    return scorer_class(name).fit(bank, make_params(name, params), outliers)
