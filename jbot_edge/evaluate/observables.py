@@ -34,13 +34,13 @@ Definitions:
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from jbot_edge.data.format import JetBatch
+from jbot_edge.data.provenance import DEFAULT_JET_R, jet_radius
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,29 +48,11 @@ log = get_logger(__name__)
 #: name → sign applied to the value to make the score (higher = more anomalous); fixed, never fitted.
 ORIENTATION: dict[str, float] = {"mass": 1.0, "m_over_pt": 1.0, "multiplicity": 1.0, "tau21": -1.0, "tau32": -1.0}
 OBSERVABLES: tuple[str, ...] = tuple(ORIENTATION)
-#: Published jet radii of the converted formats (their files do not store it).
-SOURCE_JET_R: dict[str, float] = {"jetnet": 0.8, "toptagging": 0.8, "jetclass": 0.8}
-DEFAULT_JET_R = 0.8
 _PARTICLE_FEATURES = ("part_deta", "part_dphi", "part_pt_rel")
 _JET_FEATURES = ("jet_mass", "jet_pt", "jet_n_constituents")
 _BLOCK_JETS = 16384
 #: fjcontrib's ExclusiveJetAxes uses JetDefinition::max_allowable_R so that no constituent merges with the beam.
 _KT_MAX_R = 1000.0
-
-
-def jet_radius(provenance: dict) -> tuple[float, str]:
-    """``(R0, where it came from)`` for a file's provenance: generator settings, the jet definition string, the
-    converted format's published radius, or the default 0.8."""
-    settings = provenance.get("settings") or {}
-    if isinstance(settings, dict) and "jet_r" in settings:
-        return float(settings["jet_r"]), "provenance.settings.jet_r"
-    match = re.search(r"R\s*=\s*([0-9.]+)", str(provenance.get("jet_definition", "")))
-    if match:
-        return float(match.group(1)), "provenance.jet_definition"
-    fmt = provenance.get("source_format")
-    if fmt in SOURCE_JET_R:
-        return SOURCE_JET_R[fmt], f"published radius of {fmt}"
-    return DEFAULT_JET_R, "default (not recorded in the file)"
 
 
 def _massless_four_vectors(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, ...]:

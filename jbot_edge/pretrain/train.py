@@ -29,6 +29,7 @@ from pydantic import Field
 from jbot_edge.atomic import write_json, write_text
 from jbot_edge.config import StrictModel, config_to_dict, save_config
 from jbot_edge.data.preprocessing import JBOT_FEATURES, InputSpec
+from jbot_edge.data.provenance import jet_radius
 from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger, progress_bar
@@ -36,6 +37,7 @@ from jbot_edge.models.transformer import ModelConfig, model_config_dict
 from jbot_edge.pretrain import distributed
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.augmentations import AugmentationConfig
+from jbot_edge.pretrain.loss import OutlierExposureLossConfig
 from jbot_edge.pretrain.checkpoint import capture_rng, checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
 from jbot_edge.pretrain.meta_arch import (
     JBOTMetaArch,
@@ -93,6 +95,7 @@ class PretrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    outlier_exposure: OutlierExposureLossConfig = Field(default_factory=OutlierExposureLossConfig)
 
 
 #: Settings that may change between a run and its resumption (the rest must match the checkpoint).
@@ -182,7 +185,8 @@ def prepare_data(config: PretrainConfig) -> tuple[InputSpec, str | None, dict[st
         if config.data.train_labels is not None:
             f.label_indices(config.data.train_labels, "--train-labels")
         preset = f.provenance.get("preset")
-        info = {"file": str(path.resolve()), "n_jets_file": f.n_jets, "counts_file": f.counts_per_label()}
+        info = {"file": str(path.resolve()), "n_jets_file": f.n_jets, "counts_file": f.counts_per_label(),
+                "jet_r": jet_radius(f.provenance)[0]}
     return spec, preset, info
 
 
@@ -261,7 +265,10 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     # then per-rank random streams for dropout.
     model_config = fit_model_input_norm(config, spec)
     torch.manual_seed(tc.seed)
-    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking).to(device)
+    oe = config.outlier_exposure
+    if oe.jet_radius is None:
+        oe = oe.model_copy(update={"jet_radius": data_info["jet_r"]})
+    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking, oe).to(device)
     _seed_everything(tc.seed, rank)
     if world > 1:
         meta.student_forward = torch.nn.parallel.DistributedDataParallel(
@@ -311,7 +318,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 log.info("checkpoint written at step %d", step)
 
     meta.train()
-    student_params = list(meta.student.parameters())
+    student_params = meta.trainable_parameters()
     sums: dict[str, torch.Tensor] = {}
     n_in_window, window_start, window_jets = 0, time.perf_counter(), 0
     last: dict[str, float] = {}
@@ -333,6 +340,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             metrics = meta.forward_backward(x, m, generator, autocast())
+            if world > 1:
+                meta.sync_auxiliary_grads()
             if oc.clip_grad > 0:
                 metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(student_params, oc.clip_grad)
             optimizer.step()
