@@ -135,8 +135,11 @@ class JBOTMetaArch(nn.Module):
         return torch.cat(xs), torch.cat(masks), torch.cat(token_masks)
 
     def forward_backward(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
-                         autocast: contextlib.AbstractContextManager | None = None) -> dict[str, torch.Tensor]:
-        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors."""
+                         autocast: contextlib.AbstractContextManager | None = None,
+                         update: bool = True) -> dict[str, torch.Tensor]:
+        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors.
+
+        ``update=False`` (validation, under ``torch.no_grad``): no backward and no centre update."""
         cfg = self.loss_config
         autocast = autocast or contextlib.nullcontext()
         n = x.shape[0]
@@ -151,9 +154,10 @@ class JBOTMetaArch(nn.Module):
         ibot = self.ibot_loss(s_tok, t_tok_probs, token_masks)
         koleo = self.koleo_loss(s_raw[:n])
         total = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo
-        total.backward()
-        self.dino_loss.update_center(t_cls)
-        self.ibot_loss.update_center(t_tok, token_masks)
+        if update:
+            total.backward()
+            self.dino_loss.update_center(t_cls)
+            self.ibot_loss.update_center(t_tok, token_masks)
         with torch.no_grad():
             s_probs = torch.softmax(s_cls.float() / cfg.student_temp, dim=-1)
             metrics = {
