@@ -11,6 +11,8 @@ from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
 from jbot_edge.evaluate.scores import CosineParams, GmmParams, KmeansParams, KnnParams, MahalanobisParams
 
 ScorerName = Literal["knn", "cosine", "mahalanobis", "gmm", "kmeans"]
+SplitChoice = Literal["auto", "train", "val", "test", "all"]
+ObservableName = Literal["mass", "m_over_pt", "multiplicity", "tau21", "tau32"]
 
 
 class DataSettings(StrictModel):
@@ -21,6 +23,18 @@ class DataSettings(StrictModel):
     max_eval_per_signal: int = Field(default=20000, ge=1, description="jets scored per signal label")
     split_seed: int = 0
     batch_size: int = Field(default=2048, ge=1, description="jets per teacher forward pass")
+    bank_split: SplitChoice = Field(default="auto", description=(
+        "held-out split (the file's /split) the bank is drawn from; auto: train (all of --bank-data when given)"))
+    eval_split: SplitChoice = Field(default="auto", description=(
+        "held-out split the evaluation jets are drawn from; auto: test (all of --data when --bank-data is another "
+        "file)"))
+
+
+class ObservableSettings(StrictModel):
+    enabled: bool = Field(default=True, description="score the evaluation jets with physics observables too")
+    names: list[ObservableName] = Field(default_factory=lambda: ["mass", "m_over_pt", "multiplicity", "tau21",
+                                                                 "tau32"])
+    jet_r: float | None = Field(default=None, gt=0, description="N-subjettiness R0; null: the file's jet radius")
 
 
 class ScorerSettings(StrictModel):
@@ -116,6 +130,7 @@ class EvaluateConfig(StrictModel):
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    observables: ObservableSettings = Field(default_factory=ObservableSettings)
 
     @model_validator(mode="after")
     def _score_head_is_compared(self) -> EvaluateConfig:
