@@ -8,9 +8,10 @@ from pydantic import Field, field_validator, model_validator
 
 from jbot_edge.config import StrictModel
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
-from jbot_edge.evaluate.scores import CosineParams, GmmParams, KmeansParams, KnnParams, MahalanobisParams
+from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnParams,
+                                       MahalanobisParams)
 
-ScorerName = Literal["knn", "cosine", "mahalanobis", "gmm", "kmeans"]
+ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans"]
 SplitChoice = Literal["auto", "train", "val", "test", "all"]
 ObservableName = Literal["mass", "m_over_pt", "multiplicity", "tau21", "tau32"]
 
@@ -41,6 +42,8 @@ class ScorerSettings(StrictModel):
     knn: KnnParams = Field(default_factory=KnnParams)
     cosine: CosineParams = Field(default_factory=CosineParams)
     mahalanobis: MahalanobisParams = Field(default_factory=MahalanobisParams)
+    mahalanobis_cc: ClassMahalanobisParams = Field(default_factory=ClassMahalanobisParams)
+    relative_mahalanobis: ClassMahalanobisParams = Field(default_factory=ClassMahalanobisParams)
     gmm: GmmParams = Field(default_factory=GmmParams)
     kmeans: KmeansParams = Field(default_factory=KmeansParams)
 
@@ -117,7 +120,8 @@ class FinetuneSettings(StrictModel):
 
 class EvaluateConfig(StrictModel):
     scorer: ScorerName = Field(default="mahalanobis", description="scorer saved as RUN_DIR's score head")
-    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "cosine", "mahalanobis", "gmm", "kmeans"],
+    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "cosine", "mahalanobis", "mahalanobis_cc",
+                                                               "relative_mahalanobis", "gmm", "kmeans"],
                                       description="scorers evaluated (the score-head scorer is always added)")
     allow_preset_mismatch: bool = Field(default=False, description="evaluate a teacher on another data preset")
     write_score_head: bool = True

@@ -203,6 +203,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         split = choose_jets(d, jet_file, bank_file, str(data_path), str(bank_path))
         _log_split(split, labels, bank_file.labels(), data_path, bank_path, teacher)
         bank = embed_index(teacher, bank_file, split.bank_index, d.batch_size, "embedding bank jets")
+        bank_labels = bank_file.labels()[split.bank_index]
         eval_emb = embed_index(teacher, jet_file, split.eval_index, d.batch_size, "embedding evaluation jets")
         lap("embed")
         eval_labels = labels[split.eval_index]
@@ -234,7 +235,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     eval_scores = {}
     for name in cfg.compare:
         t0 = time.perf_counter()
-        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name))
+        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels)
         t1 = time.perf_counter()
         scores = scorer.score(eval_emb)
         t2 = time.perf_counter()

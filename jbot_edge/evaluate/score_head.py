@@ -7,11 +7,14 @@ embeddings and writes two files into the pretraining run directory::
                                 knn:         bank [B, D]               (L2-normalised if params.normalize)
                                 cosine:      bank [B, D]               (L2-normalised)
                                 mahalanobis: mean [D], precision [D, D] (symmetric positive definite)
+                                mahalanobis_cc: means [C, D], precision [D, D]
+                                relative_mahalanobis: means [C, D], precision [D, D], mean_0 [D], precision_0 [D, D]
                                 gmm:         weights [K], means [K, D], precisions_cholesky [K, D, D] or [K, D]
                                 kmeans:      centroids [K, D]
     RUN_DIR/score_head.json   {
         "schema": "jbot-edge.score_head", "schema_version": 1,
-        "name": "mahalanobis",                 # knn | cosine | mahalanobis | gmm | kmeans
+        "name": "mahalanobis",                 # knn | cosine | mahalanobis | mahalanobis_cc | relative_mahalanobis
+                                               # | gmm | kmeans
         "params": {...},                       # the scorer's parameters (scores.py *Params)
         "formula": "...",                      # the score in words; higher = more anomalous
         "input": "...",                        # what the score is applied to (raw teacher [CLS], teacher.embed)
@@ -101,9 +104,10 @@ class ScoreHead:
 
     @classmethod
     def fit(cls, name: str, background_embeddings: np.ndarray, *, background_labels: list[str] | None = None,
-            teacher_sha256: str | None = None, **params: Any) -> ScoreHead:
-        """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py)."""
-        scorer = fit_scorer(name, background_embeddings, params)
+            teacher_sha256: str | None = None, bank_labels: np.ndarray | None = None, **params: Any) -> ScoreHead:
+        """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py);
+        ``bank_labels`` (class of each embedding) for the class-conditional scorers."""
+        scorer = fit_scorer(name, background_embeddings, params, bank_labels)
         return cls(scorer, bank_size=len(background_embeddings), background_labels=background_labels,
                    teacher_sha256=teacher_sha256)
 
