@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
                                    help="Score head saved for qat: knn, cosine, mahalanobis (default), gmm, kmeans."),
         out: Path = typer.Option(None, "--out", help="Evaluation directory (default RUN_DIR/evaluate)."),
         config: Path = typer.Option(None, "--config", help="YAML config (see configs/evaluate/default.yaml)."),
+        compare_untrained: bool = typer.Option(
+            None, "--compare-untrained/--no-compare-untrained",
+            help="Also score with the same encoder untrained (default on: reference.untrained)."),
     ) -> None:
         """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, fine-tuning vs scratch.
 
@@ -49,7 +52,8 @@ def register(app: typer.Typer) -> None:
         cfg = resolve_config(
             EvaluateConfig, config_file=config, overrides=list(ctx.args),
             cli_values={"data.background": _label_list(background, "--background"),
-                        "data.signals": _label_list(signals, "--signals"), "scorer": scorer},
+                        "data.signals": _label_list(signals, "--signals"), "scorer": scorer,
+                        "reference.untrained": compare_untrained},
             default_file=packaged_config("evaluate/default.yaml"),
         )
         report = run_evaluate(cfg, run, data, out, bank_path=bank_data)

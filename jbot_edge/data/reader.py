@@ -93,7 +93,7 @@ class JetFile:
     def attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self._h5.attrs.items():
-            if key in ("provenance", "label_names"):
+            if key in ("provenance", "label_names", "split_fractions"):
                 value = json.loads(value)
             elif isinstance(value, np.generic):
                 value = value.item()

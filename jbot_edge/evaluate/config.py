@@ -31,6 +31,18 @@ class DataSettings(StrictModel):
         "file)"))
 
 
+class EmbeddingSettings(StrictModel):
+    source: Literal["teacher", "student"] = Field(default="teacher", description=(
+        "backbone that embeds the jets: the EMA teacher, or the student stored next to it in teacher.pt"))
+    features: Literal["cls", "cls+mean"] = Field(default="cls", description=(
+        "[CLS] alone, or [CLS] concatenated with the mean particle token"))
+
+
+class ReferenceSettings(StrictModel):
+    untrained: bool = Field(default=True, description=(
+        "also score with the same encoder untrained (same seeded init, scorer and jets): what pre-training bought"))
+
+
 class ObservableSettings(StrictModel):
     enabled: bool = Field(default=True, description="score the evaluation jets with physics observables too")
     names: list[ObservableName] = Field(default_factory=lambda: ["mass", "m_over_pt", "multiplicity", "tau21",
@@ -135,6 +147,8 @@ class EvaluateConfig(StrictModel):
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     observables: ObservableSettings = Field(default_factory=ObservableSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
 
     @model_validator(mode="after")
     def _score_head_is_compared(self) -> EvaluateConfig:

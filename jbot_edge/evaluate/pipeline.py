@@ -44,6 +44,7 @@ from jbot_edge.config import save_config
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.evaluate.config import EvaluateConfig
 from jbot_edge.evaluate.metrics import metrics_with_uncertainty
+from jbot_edge.evaluate.scores import fit_scorer
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
@@ -148,6 +149,18 @@ def best_observable(observables: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def untrained_reference(scorer: str, untrained: dict[str, dict], trained: dict[str, dict]) -> dict:
+    """The ``reference.untrained`` block: the untrained encoder's metrics with the same scorer, and per signal the
+    AUC gained by pre-training with its bootstrap error (both errors added in quadrature)."""
+    return {
+        "scorer": scorer, "source": "untrained (same architecture, seeded init and input normalisation)",
+        "signals": untrained,
+        "delta_auc": {s: trained[s]["auc"] - m["auc"] for s, m in untrained.items()},
+        "delta_auc_error": {s: math.hypot(trained[s]["uncertainty"]["auc"], m["uncertainty"]["auc"])
+                            for s, m in untrained.items()},
+    }
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str] | None = None,
                  bank_path: str | os.PathLike[str] | None = None) -> dict:
@@ -164,7 +177,6 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     from jbot_edge.evaluate.metrics import trigger_view
     from jbot_edge.evaluate.probes import run_probes, stratified_split
     from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
-    from jbot_edge.evaluate.scores import fit_scorer
     from jbot_edge.evaluate.sculpting import mass_sculpting, read_jet_feature
     from jbot_edge.pretrain.artifact import load_teacher
 
@@ -180,7 +192,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         clock = now
 
     data_path = Path(data_path)
-    teacher = load_teacher(run_dir)
+    teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
     run_dir = teacher.path.parent
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
     if out_dir.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out_dir.resolve()):
@@ -206,6 +218,12 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         bank_labels = bank_file.labels()[split.bank_index]
         eval_emb = embed_index(teacher, jet_file, split.eval_index, d.batch_size, "embedding evaluation jets")
         lap("embed")
+        untrained_emb = None
+        if cfg.reference.untrained:
+            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features)
+            untrained_emb = (embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
+                             embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
+            lap("embed untrained")
         eval_labels = labels[split.eval_index]
         eval_mass = read_jet_feature(jet_file, split.eval_index, "jet_mass")
         log.info("embedded %d bank + %d evaluation jets (D=%d)", len(bank), len(eval_emb), eval_emb.shape[1])
@@ -270,10 +288,22 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                                       observable_reports[name]["signals"].items()), name)
     if observable_reports:
         lap("observable metrics")
+    reference_by_class = dict(observable_by_class)
+    untrained_report = None
+    if untrained_emb is not None:
+        name = f"untrained {cfg.scorer}"
+        scorer = fit_scorer(cfg.scorer, untrained_emb[0], getattr(cfg.scorers, cfg.scorer), bank_labels)
+        reference_by_class[name] = _by_class(scorer.score(untrained_emb[1]), eval_labels, is_background, signal_ids)
+        untrained_report = untrained_reference(cfg.scorer, _metrics_per_signal(*reference_by_class[name], cfg.metrics),
+                                               scorer_reports[cfg.scorer]["signals"])
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f} ({untrained_report['delta_auc'][s]:+.3f} from "
+                                      "pre-training)" for s, r in untrained_report["signals"].items()), name)
+        lap("untrained reference")
 
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "created_by": f"jbot-edge {__version__}",
         "teacher": {"path": str(teacher.path), "sha256": teacher_sha, "data_preset": teacher.data_preset,
+                    "embedding": cfg.embedding.model_dump(),
                     "embed_dim": int(teacher.embed_dim), "input_spec": teacher.input_spec.model_dump(mode="json"),
                     "train_labels": teacher.data.get("train_labels")},
         "data": {"path": str(data_path), "preset": data_preset, "n_jets": int(len(labels)),
@@ -282,7 +312,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     }
     head_scorer = fitted[cfg.scorer]
     head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
-                     teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]))
+                     teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]),
+                     embedding=cfg.embedding.model_dump())
     report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
                             "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
                             "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
@@ -290,6 +321,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     report["signals"] = scorer_reports[cfg.scorer]["signals"]
     report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
     report["scorers"] = scorer_reports
+    if untrained_report is not None:
+        report["reference"] = {"untrained": untrained_report}
     if observable_reports:
         report["observables"] = observable_reports
         report["best_observable"] = best_observable(observable_reports)
@@ -344,8 +377,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                                                           thresholds).name)
         written.append(plots.plot_roc_all(tmp / "roc_all_scorers.png", {n: v[0] for n, v in eval_scores.items()},
                                           {n: v[1] for n, v in eval_scores.items()},
-                                          {n: v[0] for n, v in observable_by_class.items()},
-                                          {n: v[1] for n, v in observable_by_class.items()}).name)
+                                          {n: v[0] for n, v in reference_by_class.items()},
+                                          {n: v[1] for n, v in reference_by_class.items()}).name)
         for projection in projections:
             written.append(plots.plot_embedding(tmp / f"embedding_{projection.method}.png", projection,
                                                 label_names).name)

@@ -328,29 +328,24 @@ class ClassMahalanobisScorer(Scorer):
         return _min_class_distance(x, self.arrays["means"], self.arrays["precision"])
 
 
-class RelativeMahalanobisScorer(Scorer):
+class RelativeMahalanobisScorer(ClassMahalanobisScorer):
     name = "relative_mahalanobis"
-    Params = ClassMahalanobisParams
-    needs_labels = True
-    fpga_friendly = True
     fpga_note = "C + 1 quadratic forms, a min and a subtraction; with normalize=true also 1/||x|| (a LUT)"
     formula = ("mahalanobis_cc(x) - (x - mean_0)^T precision_0 (x - mean_0), with mean_0, precision_0 of one "
                "Gaussian fitted to the whole bank (x L2-normalised if normalize)")
-    _dim_array = "means"
 
     @classmethod
     def _fit_labelled(cls, bank, params, labels):
+        conditional = super()._fit_labelled(bank, params, labels)
         bank = l2_normalize(bank) if params.normalize else bank
-        means, precision, info = _class_means_and_shared_precision(bank, labels, params, cls.name)
         precision_0, info_0 = _regularised_precision(bank, params)
-        return cls(params, {"means": means, "precision": precision, "mean_0": bank.mean(axis=0),
-                            "precision_0": precision_0}, {**info, "background_fit": info_0})
+        arrays = {**conditional.arrays, "mean_0": bank.mean(axis=0), "precision_0": precision_0}
+        return cls(params, arrays, {**conditional.info, "background_fit": info_0})
 
     def _score(self, x):
-        x = l2_normalize(x) if self.params.normalize else x
-        a = self.arrays
-        return (_min_class_distance(x, a["means"], a["precision"])
-                - _quadratic_form(x, a["mean_0"], a["precision_0"]))
+        background = _quadratic_form(l2_normalize(x) if self.params.normalize else x, self.arrays["mean_0"],
+                                     self.arrays["precision_0"])
+        return super()._score(x) - background
 
 
 def _shrunk_covariance(bank: np.ndarray, shrinkage: str | float) -> tuple[np.ndarray, float]:

@@ -456,7 +456,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
             meta.teacher.backbone, model_config_dict(model_config, len(spec.features)), spec,
             data={"preset": preset, "file": data_info["file"], "train_labels": config.data.train_labels},
             training={"steps": step, "epochs": step / steps_per_epoch, "seed": tc.seed,
-                      "final_loss": last.get("loss")})
+                      "final_loss": last.get("loss")},
+            student=meta.student.backbone)
         save_teacher(out_dir / TEACHER_FILE, payload)
         write_json(out_dir / "summary.json", summary)
         log.info("teacher written to %s (%d steps, %.2f epochs, final loss %s)", out_dir / TEACHER_FILE, step,
