@@ -11,13 +11,13 @@ from pathlib import Path
 import typer
 from pydantic import Field
 
-from jbot_edge.config import StrictModel
+from jbot_edge.data.format import SplitSettings
 
 #: ``key=value`` items among the positional arguments are config overrides, not source files.
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
-class ConvertConfig(StrictModel):
+class ConvertConfig(SplitSettings):
     """Settings of ``jbot-edge convert`` (defaults in ``configs/data/convert.yaml``)."""
 
     format: str | None = None
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             summary = convert_files(
                 cfg.format, cfg.sources, out_path, labels=cfg.labels, n_particles=cfg.n_particles,
                 chunk_size=cfg.chunk_size, max_jets=cfg.max_jets, compression=cfg.compression,
-                options=cfg.model_dump(mode="json"), on_progress=advance,
+                options=cfg.model_dump(mode="json"), on_progress=advance, split_spec=cfg.split_spec(),
             )
         finally:
             if progress.live.is_started:

@@ -7,14 +7,18 @@ embeddings and writes two files into the pretraining run directory::
                                 knn:         bank [B, D]               (L2-normalised if params.normalize)
                                 cosine:      bank [B, D]               (L2-normalised)
                                 mahalanobis: mean [D], precision [D, D] (symmetric positive definite)
+                                mahalanobis_cc: means [C, D], precision [D, D]
+                                relative_mahalanobis: means [C, D], precision [D, D], mean_0 [D], precision_0 [D, D]
                                 gmm:         weights [K], means [K, D], precisions_cholesky [K, D, D] or [K, D]
                                 kmeans:      centroids [K, D]
     RUN_DIR/score_head.json   {
         "schema": "jbot-edge.score_head", "schema_version": 1,
-        "name": "mahalanobis",                 # knn | cosine | mahalanobis | gmm | kmeans
+        "name": "mahalanobis",                 # knn | cosine | mahalanobis | mahalanobis_cc | relative_mahalanobis
+                                               # | gmm | kmeans
         "params": {...},                       # the scorer's parameters (scores.py *Params)
         "formula": "...",                      # the score in words; higher = more anomalous
         "input": "...",                        # what the score is applied to (raw teacher [CLS], teacher.embed)
+        "embedding": {"source": "teacher", "features": "cls"},   # load_teacher(run, **embedding) embeds the input
         "embedding_dim": D, "bank_size": B,    # background jets the head was fitted on
         "background_labels": ["q", "g"],       # labels those jets carried
         "teacher_sha256": "...",               # hash of RUN_DIR/teacher.pt the embeddings came from
@@ -50,7 +54,9 @@ SCHEMA_VERSION = 1
 NPZ_NAME = "score_head.npz"
 JSON_NAME = "score_head.json"
 TEACHER_FILE = "teacher.pt"
-INPUT_DESCRIPTION = "raw teacher [CLS] embedding as returned by Teacher.embed (float64), no other preprocessing"
+INPUT_DESCRIPTION = ("raw embedding as returned by Teacher.embed of load_teacher(RUN_DIR, **embedding) (float64), no "
+                     "other preprocessing; default embedding: the EMA teacher's [CLS]")
+DEFAULT_EMBEDDING = {"source": "teacher", "features": "cls"}
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -71,8 +77,11 @@ class ScoreHead:
     """A fitted scorer plus the provenance needed to trust it later."""
 
     def __init__(self, scorer: Scorer, bank_size: int, background_labels: list[str] | None = None,
-                 teacher_sha256: str | None = None, score_stats: dict[str, float] | None = None):
+                 teacher_sha256: str | None = None, score_stats: dict[str, float] | None = None,
+                 embedding: dict[str, str] | None = None):
         self.scorer = scorer
+        #: how the scored embeddings are made: ``load_teacher(run_dir, **embedding).embed(batch)``
+        self.embedding = dict(embedding or DEFAULT_EMBEDDING)
         self.bank_size = int(bank_size)
         self.background_labels = list(background_labels or [])
         self.teacher_sha256 = teacher_sha256
@@ -101,9 +110,10 @@ class ScoreHead:
 
     @classmethod
     def fit(cls, name: str, background_embeddings: np.ndarray, *, background_labels: list[str] | None = None,
-            teacher_sha256: str | None = None, **params: Any) -> ScoreHead:
-        """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py)."""
-        scorer = fit_scorer(name, background_embeddings, params)
+            teacher_sha256: str | None = None, bank_labels: np.ndarray | None = None, **params: Any) -> ScoreHead:
+        """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py);
+        ``bank_labels`` (class of each embedding) for the class-conditional scorers."""
+        scorer = fit_scorer(name, background_embeddings, params, bank_labels)
         return cls(scorer, bank_size=len(background_embeddings), background_labels=background_labels,
                    teacher_sha256=teacher_sha256)
 
@@ -113,6 +123,7 @@ class ScoreHead:
         return {
             "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
             "name": s.name, "params": self.params, "formula": s.formula, "input": INPUT_DESCRIPTION,
+            "embedding": self.embedding,
             "higher_is_more_anomalous": True,
             "embedding_dim": self.embedding_dim, "bank_size": self.bank_size,
             "background_labels": self.background_labels, "teacher_sha256": self.teacher_sha256,
@@ -164,4 +175,5 @@ class ScoreHead:
             raise JbotEdgeError(f"{npz_path}: arrays {sorted(arrays)} differ from {sorted(expected)} in {json_path}")
         scorer = cls_(make_params(cls_.name, meta.get("params")), arrays, meta.get("fit_info"))
         return cls(scorer, bank_size=meta.get("bank_size", 0), background_labels=meta.get("background_labels"),
-                   teacher_sha256=meta.get("teacher_sha256"), score_stats=meta.get("score_stats"))
+                   teacher_sha256=meta.get("teacher_sha256"), score_stats=meta.get("score_stats"),
+                   embedding=meta.get("embedding"))

@@ -10,6 +10,8 @@ name            score                                                           
 ``knn``         mean L2 distance to the k nearest bank embeddings (optionally L2-normed)  no: needs the whole bank
 ``cosine``      −τ · log Σ_{top-k} exp(cos(x, b)/τ) over the bank (L2-normed)              no: bank + exp/log
 ``mahalanobis`` (x−μ)ᵀ P (x−μ), P = inverse of the shrunk background covariance           yes: one quadratic form
+``mahalanobis_cc``  min over background classes c of (x−μ_c)ᵀ P (x−μ_c), P shared (jBOT)    yes: C quadratic forms
+``relative_mahalanobis``  mahalanobis_cc(x) − (x−μ₀)ᵀ P₀ (x−μ₀) (Ren et al. 2106.09022)     yes: C + 1 forms
 ``gmm``         −log p(x) under a K-component Gaussian mixture fitted without labels      no: log-sum-exp over K
 ``kmeans``      L2 distance to the nearest of K k-means centroids                          yes: K distances + min
 ``oe``          logit of a classifier background vs pseudo-anomalies (outlier exposure)    yes: linear, or a tiny MLP
@@ -21,6 +23,10 @@ them as ``outliers``. Rarity under the background is not signal-likeness; this g
 
 Regularisation (documented so that no scorer ever returns NaN):
 
+* ``knn``: ``k: auto`` follows the bank size, k = round(√n_bank) (recorded as ``fit_info.k``).
+* ``mahalanobis_cc`` / ``relative_mahalanobis`` need the bank's class labels (``fit(..., labels=...)``): the shared
+  covariance is the pooled within-class covariance; μ₀, P₀ of the relative score are the single-Gaussian fit of the
+  whole bank. Both L2-normalise by default, as jBOT does.
 * ``mahalanobis``: the covariance is shrunk (Ledoit-Wolf by default, or OAS, or a fixed shrinkage towards
   ``trace/D · I``); eigenvalues of the result are then floored at ``min_eigenvalue_ratio × largest`` (and at 1e-12
   absolute; 1.0 if the bank has zero spread), so a singular covariance (constant or collinear dimensions, a bank
@@ -49,7 +55,7 @@ _BLOCK_ELEMENTS = 8_000_000
 
 # -- parameters (also the ``scorers:`` section of the evaluate config) ------------------------------------------
 class KnnParams(StrictModel):
-    k: int = Field(default=30, ge=1, description="neighbours averaged (jBOT: 30)")
+    k: int | Literal["auto"] = Field(default=30, description="neighbours averaged (jBOT: 30); auto: round(√n_bank)")
     normalize: bool = Field(default=True, description="L2-normalise embeddings first (jBOT: yes)")
 
 
@@ -65,6 +71,10 @@ class MahalanobisParams(StrictModel):
         default="ledoit_wolf", description="covariance shrinkage: ledoit_wolf, oas, or a fixed value in [0, 1]")
     min_eigenvalue_ratio: float = Field(default=1e-6, gt=0, lt=1,
                                         description="floor of covariance eigenvalues relative to the largest")
+
+
+class ClassMahalanobisParams(MahalanobisParams):
+    normalize: bool = Field(default=True, description="L2-normalise embeddings first (jBOT: yes)")
 
 
 class GmmParams(StrictModel):
@@ -152,11 +162,14 @@ class Scorer(abc.ABC):
 
     _dim_array: ClassVar[str]
 
-    #: True for scorers that also need embeddings of pseudo-anomalous jets (``outliers``) to be fitted.
+    #: whether :meth:`fit` needs the bank's class labels
+    needs_labels: ClassVar[bool] = False
+    #: whether :meth:`fit` needs embeddings of pseudo-anomalous jets (``outliers``, see ``oe``)
     needs_outliers: ClassVar[bool] = False
 
     @classmethod
-    def fit(cls, bank: np.ndarray, params: StrictModel, outliers: np.ndarray | None = None) -> Scorer:
+    def fit(cls, bank: np.ndarray, params: StrictModel, labels: np.ndarray | None = None,
+            outliers: np.ndarray | None = None) -> Scorer:
         bank = _as_embeddings(bank, f"scorer '{cls.name}' background bank")
         if bank.shape[0] == 0:
             raise JbotEdgeError(f"scorer '{cls.name}': the background bank is empty")
@@ -165,15 +178,23 @@ class Scorer(abc.ABC):
                 raise JbotEdgeError(f"scorer '{cls.name}' needs embeddings of pseudo-anomalous jets (outliers)")
             return cls._fit_with_outliers(bank, _as_embeddings(outliers, f"scorer '{cls.name}' outliers",
                                                                bank.shape[1]), params)
-        return cls._fit(bank, params)
+        if not cls.needs_labels:
+            return cls._fit(bank, params)
+        if labels is None or len(labels) != len(bank):
+            raise JbotEdgeError(f"scorer '{cls.name}' needs the class label of every bank jet")
+        return cls._fit_labelled(bank, params, np.asarray(labels))
+
+    @classmethod
+    def _fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer:
+        raise NotImplementedError
+
+    @classmethod
+    def _fit_labelled(cls, bank: np.ndarray, params: StrictModel, labels: np.ndarray) -> Scorer:
+        raise NotImplementedError
 
     @classmethod
     def _fit_with_outliers(cls, bank: np.ndarray, outliers: np.ndarray, params: StrictModel) -> Scorer:
         raise NotImplementedError
-
-    @classmethod
-    @abc.abstractmethod
-    def _fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer: ...
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         """float64 [N] anomaly scores, higher = more anomalous; always finite."""
@@ -194,12 +215,17 @@ class KnnScorer(Scorer):
 
     @classmethod
     def _fit(cls, bank, params):
-        _require_bank(bank, params.k, cls.name, "k")
+        k = resolve_k(params.k, len(bank))
+        _require_bank(bank, k, cls.name, "k")
         bank = l2_normalize(bank) if params.normalize else bank
-        return cls(params, {"bank": bank})
+        return cls(params, {"bank": bank}, {"k": k})
+
+    @property
+    def k(self) -> int:
+        return resolve_k(self.params.k, len(self.arrays["bank"]))
 
     def _score(self, x):
-        p = self.params
+        p = self.params.model_copy(update={"k": self.k})
         x = l2_normalize(x) if p.normalize else x
         bank = self.arrays["bank"]
         bank_sq = np.einsum("ij,ij->i", bank, bank)
@@ -254,22 +280,100 @@ class MahalanobisScorer(Scorer):
         _require_bank(bank, 2, cls.name, "bank size")
         bank = l2_normalize(bank) if params.normalize else bank
         mean = bank.mean(axis=0)
-        covariance, shrinkage = _shrunk_covariance(bank, params.shrinkage)
-        eigval, eigvec = np.linalg.eigh(covariance)
-        largest = float(eigval.max())
-        floor = max(params.min_eigenvalue_ratio * largest, 1e-12) if largest > 0 else 1.0
-        n_floored = int((eigval < floor).sum())
-        eigval = np.maximum(eigval, floor)
-        precision = (eigvec / eigval) @ eigvec.T
-        precision = 0.5 * (precision + precision.T)  # exactly symmetric, so x^T P x has no antisymmetric noise
-        info = {"shrinkage": shrinkage, "eigenvalue_floor": floor, "n_eigenvalues_floored": n_floored,
-                "condition_number": float(eigval.max() / eigval.min())}
+        precision, info = _regularised_precision(bank, params)
         return cls(params, {"mean": mean, "precision": precision}, info)
 
     def _score(self, x):
         x = l2_normalize(x) if self.params.normalize else x
-        centred = x - self.arrays["mean"]
-        return np.einsum("ij,jk,ik->i", centred, self.arrays["precision"], centred, optimize=True)
+        return _quadratic_form(x, self.arrays["mean"], self.arrays["precision"])
+
+
+def resolve_k(k: int | str, n_bank: int) -> int:
+    """kNN neighbours: an integer ≥ 1, or ``auto`` = round(√n_bank) (at least 1)."""
+    if k == "auto":
+        return max(1, int(round(np.sqrt(n_bank))))
+    if int(k) < 1:
+        raise JbotEdgeError(f"scorers.knn.k must be ≥ 1 or auto, got {k}")
+    return int(k)
+
+
+def _quadratic_form(x: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    centred = x - mean
+    return np.einsum("ij,jk,ik->i", centred, precision, centred, optimize=True)
+
+
+def _regularised_precision(data: np.ndarray, params: MahalanobisParams) -> tuple[np.ndarray, dict]:
+    """Inverse of the shrunk covariance of ``data`` with eigenvalues floored (see the module docstring)."""
+    covariance, shrinkage = _shrunk_covariance(data, params.shrinkage)
+    eigval, eigvec = np.linalg.eigh(covariance)
+    largest = float(eigval.max())
+    floor = max(params.min_eigenvalue_ratio * largest, 1e-12) if largest > 0 else 1.0
+    n_floored = int((eigval < floor).sum())
+    eigval = np.maximum(eigval, floor)
+    precision = (eigvec / eigval) @ eigvec.T
+    precision = 0.5 * (precision + precision.T)  # exactly symmetric, so x^T P x has no antisymmetric noise
+    info = {"shrinkage": shrinkage, "eigenvalue_floor": floor, "n_eigenvalues_floored": n_floored,
+            "condition_number": float(eigval.max() / eigval.min())}
+    return precision, info
+
+
+def _class_means_and_shared_precision(bank: np.ndarray, labels: np.ndarray, params: MahalanobisParams,
+                                      scorer: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per-class means [C, D] and the precision of the pooled within-class covariance (every class centred on
+    its own mean, then one shrunk covariance of all of them)."""
+    classes = np.unique(labels)
+    means = np.stack([bank[labels == c].mean(axis=0) for c in classes])
+    centred = bank - means[np.searchsorted(classes, labels)]
+    _require_bank(bank, len(classes) + 1, scorer, "bank size")
+    precision, info = _regularised_precision(centred, params)
+    return means, precision, {**info, "classes": classes.tolist(),
+                              "class_counts": [int((labels == c).sum()) for c in classes]}
+
+
+def _min_class_distance(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    return np.min([_quadratic_form(x, mean, precision) for mean in means], axis=0)
+
+
+class ClassMahalanobisScorer(Scorer):
+    name = "mahalanobis_cc"
+    Params = ClassMahalanobisParams
+    needs_labels = True
+    fpga_friendly = True
+    fpga_note = ("C quadratic forms (one per background class, shared precision) and a min; with normalize=true "
+                 "also 1/||x|| (a LUT)")
+    formula = ("min over background classes c of (x - mean_c)^T precision (x - mean_c), precision = inverse of the "
+               "pooled within-class covariance (x L2-normalised if normalize)")
+    _dim_array = "means"
+
+    @classmethod
+    def _fit_labelled(cls, bank, params, labels):
+        bank = l2_normalize(bank) if params.normalize else bank
+        means, precision, info = _class_means_and_shared_precision(bank, labels, params, cls.name)
+        return cls(params, {"means": means, "precision": precision}, info)
+
+    def _score(self, x):
+        x = l2_normalize(x) if self.params.normalize else x
+        return _min_class_distance(x, self.arrays["means"], self.arrays["precision"])
+
+
+class RelativeMahalanobisScorer(ClassMahalanobisScorer):
+    name = "relative_mahalanobis"
+    fpga_note = "C + 1 quadratic forms, a min and a subtraction; with normalize=true also 1/||x|| (a LUT)"
+    formula = ("mahalanobis_cc(x) - (x - mean_0)^T precision_0 (x - mean_0), with mean_0, precision_0 of one "
+               "Gaussian fitted to the whole bank (x L2-normalised if normalize)")
+
+    @classmethod
+    def _fit_labelled(cls, bank, params, labels):
+        conditional = super()._fit_labelled(bank, params, labels)
+        bank = l2_normalize(bank) if params.normalize else bank
+        precision_0, info_0 = _regularised_precision(bank, params)
+        arrays = {**conditional.arrays, "mean_0": bank.mean(axis=0), "precision_0": precision_0}
+        return cls(params, arrays, {**conditional.info, "background_fit": info_0})
+
+    def _score(self, x):
+        background = _quadratic_form(l2_normalize(x) if self.params.normalize else x, self.arrays["mean_0"],
+                                     self.arrays["precision_0"])
+        return super()._score(x) - background
 
 
 def _shrunk_covariance(bank: np.ndarray, shrinkage: str | float) -> tuple[np.ndarray, float]:
@@ -402,8 +506,9 @@ class OutlierExposureScorer(Scorer):
         return h[:, 0]
 
 
-SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in (KnnScorer, CosineScorer, MahalanobisScorer,
-                                                              GmmScorer, KmeansScorer, OutlierExposureScorer)}
+SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in
+                                    (KnnScorer, CosineScorer, MahalanobisScorer, ClassMahalanobisScorer,
+                                     RelativeMahalanobisScorer, GmmScorer, KmeansScorer, OutlierExposureScorer)}
 
 
 def scorer_class(name: str) -> type[Scorer]:
@@ -431,6 +536,7 @@ def make_params(name: str, params: dict | StrictModel | None = None) -> StrictMo
 
 
 def fit_scorer(name: str, bank: np.ndarray, params: dict | StrictModel | None = None,
-               outliers: np.ndarray | None = None) -> Scorer:
-    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D] (and pseudo-anomalies, for ``oe``)."""
-    return scorer_class(name).fit(bank, make_params(name, params), outliers)
+               labels: np.ndarray | None = None, outliers: np.ndarray | None = None) -> Scorer:
+    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D] (``labels``: their classes, needed by the
+    class-conditional scorers; ``outliers``: embeddings of pseudo-anomalies, needed by ``oe``)."""
+    return scorer_class(name).fit(bank, make_params(name, params), labels, outliers)

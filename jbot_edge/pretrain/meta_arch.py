@@ -145,8 +145,11 @@ class JBOTMetaArch(nn.Module):
         return tuple(torch.cat(parts) for parts in zip(*views))
 
     def forward_backward(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
-                         autocast: contextlib.AbstractContextManager | None = None) -> dict[str, torch.Tensor]:
-        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors."""
+                         autocast: contextlib.AbstractContextManager | None = None,
+                         update: bool = True) -> dict[str, torch.Tensor]:
+        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors.
+
+        ``update=False`` (validation, under ``torch.no_grad``): no backward and no centre update."""
         cfg = self.loss_config
         autocast = autocast or contextlib.nullcontext()
         n = x.shape[0]
@@ -172,9 +175,10 @@ class JBOTMetaArch(nn.Module):
             oe, oe_accuracy = self.oe_loss(s_raw[:n], anomaly_raw)
             total = total + self.outlier_exposure.weight * oe
             extra = {"oe_loss": oe.detach(), "oe_accuracy": oe_accuracy}
-        total.backward()
-        self.dino_loss.update_center(t_cls)
-        self.ibot_loss.update_center(t_tok, token_masks)
+        if update:
+            total.backward()
+            self.dino_loss.update_center(t_cls)
+            self.ibot_loss.update_center(t_tok, token_masks)
         with torch.no_grad():
             s_probs = torch.softmax(s_cls.float() / cfg.student_temp, dim=-1)
             metrics = {
