@@ -7,11 +7,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from jbot_edge.config import StrictModel
+from jbot_edge.data.pseudo_anomalies import PseudoAnomalyConfig
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
-from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnParams,
+from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnParams, OutlierExposureParams,
                                        MahalanobisParams)
 
-ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans"]
+ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans", "oe"]
 SplitChoice = Literal["auto", "train", "val", "test", "all"]
 ObservableName = Literal["mass", "m_over_pt", "multiplicity", "tau21", "tau32"]
 
@@ -58,6 +59,7 @@ class ScorerSettings(StrictModel):
     relative_mahalanobis: ClassMahalanobisParams = Field(default_factory=ClassMahalanobisParams)
     gmm: GmmParams = Field(default_factory=GmmParams)
     kmeans: KmeansParams = Field(default_factory=KmeansParams)
+    oe: OutlierExposureParams = Field(default_factory=OutlierExposureParams)
 
 
 class MetricSettings(StrictModel):
@@ -131,9 +133,10 @@ class FinetuneSettings(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    scorer: ScorerName = Field(default="mahalanobis", description="scorer saved as RUN_DIR's score head")
-    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "cosine", "mahalanobis", "mahalanobis_cc",
-                                                               "relative_mahalanobis", "gmm", "kmeans"],
+    scorer: ScorerName = Field(default="oe", description="scorer saved as RUN_DIR's score head")
+    compare: list[ScorerName] = Field(default_factory=lambda: ["oe", "knn", "cosine", "mahalanobis",
+                                                               "mahalanobis_cc", "relative_mahalanobis", "gmm",
+                                                               "kmeans"],
                                       description="scorers evaluated (the score-head scorer is always added)")
     allow_preset_mismatch: bool = Field(default=False, description="evaluate a teacher on another data preset")
     write_score_head: bool = True
@@ -149,6 +152,8 @@ class EvaluateConfig(StrictModel):
     observables: ObservableSettings = Field(default_factory=ObservableSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    pseudo_anomalies: PseudoAnomalyConfig = Field(default_factory=PseudoAnomalyConfig, description=(
+        "how the oe scorer's pseudo-anomalous jets are made from the bank jets (jbot_edge.data.pseudo_anomalies)"))
 
     @model_validator(mode="after")
     def _score_head_is_compared(self) -> EvaluateConfig:

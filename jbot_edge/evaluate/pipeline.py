@@ -114,6 +114,35 @@ def _log_split(split, labels: np.ndarray, bank_labels: np.ndarray, data_path: Pa
                     "are not held out", data_path)
 
 
+def _read_jets(jet_file, index: np.ndarray, features: list[str]):
+    """The jets at sorted file ``index`` as one JetBatch (read block by block, only the named particle features)."""
+    from jbot_edge.data.format import JetBatch
+
+    parts = []
+    block = 16384
+    for lo in range(0, len(jet_file), block):
+        a, b = np.searchsorted(index, [lo, lo + block])
+        if a < b:
+            parts.append(jet_file.read(slice(lo, min(lo + block, len(jet_file))), particle_features=features,
+                                       jet_features=[]).select(index[a:b] - lo))
+    return JetBatch.concatenate(parts)
+
+
+def pseudo_anomaly_embeddings(cfg: EvaluateConfig, teachers: list, bank_file, bank_index: np.ndarray) -> list:
+    """Embeddings, one array per teacher, of pseudo-anomalies made of the bank jets (for the ``oe`` scorer)."""
+    from jbot_edge.data.provenance import jet_radius
+    from jbot_edge.data.pseudo_anomalies import REBUILDABLE_FEATURES, check_rebuildable, make_pseudo_anomalies
+
+    check_rebuildable(teachers[0].input_spec.features, "scorer oe")
+    features = [f for f in REBUILDABLE_FEATURES if f in bank_file.particle_features]
+    bank_jets = _read_jets(bank_file, bank_index, features)
+    n = cfg.scorers.oe.n_outliers or len(bank_index)
+    radius, origin = jet_radius(bank_file.provenance)
+    anomalies = make_pseudo_anomalies(bank_jets, n, cfg.pseudo_anomalies, radius, np.random.default_rng(cfg.seed))
+    log.info("oe: %d pseudo-anomalies made of bank jets (jet radius %g from %s)", n, radius, origin)
+    return [t.embed(anomalies, batch_size=cfg.data.batch_size) for t in teachers]
+
+
 def _subsample(n: int, max_n: int, seed: int) -> np.ndarray:
     if n <= max_n:
         return np.arange(n)
@@ -224,6 +253,12 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
             untrained_emb = (embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
                              embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
             lap("embed untrained")
+        outliers = untrained_outliers = None
+        if "oe" in cfg.compare:
+            teachers = [teacher] + ([untrained] if cfg.reference.untrained and cfg.scorer == "oe" else [])
+            outliers, *rest = pseudo_anomaly_embeddings(cfg, teachers, bank_file, split.bank_index)
+            untrained_outliers = rest[0] if rest else None
+            lap("pseudo-anomalies")
         eval_labels = labels[split.eval_index]
         eval_mass = read_jet_feature(jet_file, split.eval_index, "jet_mass")
         log.info("embedded %d bank + %d evaluation jets (D=%d)", len(bank), len(eval_emb), eval_emb.shape[1])
@@ -253,7 +288,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     eval_scores = {}
     for name in cfg.compare:
         t0 = time.perf_counter()
-        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels)
+        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels, outliers)
         t1 = time.perf_counter()
         scores = scorer.score(eval_emb)
         t2 = time.perf_counter()
@@ -292,7 +327,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     untrained_report = None
     if untrained_emb is not None:
         name = f"untrained {cfg.scorer}"
-        scorer = fit_scorer(cfg.scorer, untrained_emb[0], getattr(cfg.scorers, cfg.scorer), bank_labels)
+        scorer = fit_scorer(cfg.scorer, untrained_emb[0], getattr(cfg.scorers, cfg.scorer), bank_labels,
+                            untrained_outliers)
         reference_by_class[name] = _by_class(scorer.score(untrained_emb[1]), eval_labels, is_background, signal_ids)
         untrained_report = untrained_reference(cfg.scorer, _metrics_per_signal(*reference_by_class[name], cfg.metrics),
                                                scorer_reports[cfg.scorer]["signals"])
