@@ -80,7 +80,7 @@ def run_config(config: Path, name: str, args: argparse.Namespace, train: Path, t
                                    log=runs / f"{name}.pretrain.log")
     timing["evaluate_s"] = cli("evaluate", "--run", str(run_dir), "--data", str(test), "--bank-data", str(train),
                                "--background", "q,g", "--signals", ",".join(SIGNALS), "--out", str(eval_dir),
-                               "--force", f"compare=[{','.join(args.scorers)}]", f"scorer={args.scorers[0]}",
+                               f"compare=[{','.join(args.scorers)}]", f"scorer={args.scorers[0]}",
                                "finetune.enabled=false", "probes.enabled=false", "clustering.enabled=false",
                                f"threads={args.threads}", log=runs / f"{name}.evaluate.log")
     report = json.loads((eval_dir / "evaluate.json").read_text())
