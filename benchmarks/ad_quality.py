@@ -138,8 +138,8 @@ def main() -> None:
                     help="comma-separated pretrain configs")
     ap.add_argument("--scorers", default="oe,knn,mahalanobis_cc", help="first one is the headline scorer")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "ad_quality")
-    ap.add_argument("--n-train", type=int, default=6250, help="q and g jets each in the training file (the train "
-                    "split, 80%%, gives the issue's 10k training jets)")
+    ap.add_argument("--n-train", type=int, default=8334, help="q and g jets each in the training file (its train "
+                    "split, 60%% by default, gives 10k training jets)")
     ap.add_argument("--n-test", type=int, default=2000, help="jets per class in the test file")
     ap.add_argument("--train-seed", type=int, default=101)
     ap.add_argument("--test-seed", type=int, default=202)
