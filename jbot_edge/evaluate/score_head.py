@@ -110,10 +110,12 @@ class ScoreHead:
 
     @classmethod
     def fit(cls, name: str, background_embeddings: np.ndarray, *, background_labels: list[str] | None = None,
-            teacher_sha256: str | None = None, bank_labels: np.ndarray | None = None, **params: Any) -> ScoreHead:
+            teacher_sha256: str | None = None, bank_labels: np.ndarray | None = None,
+            outliers: np.ndarray | None = None, **params: Any) -> ScoreHead:
         """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py);
-        ``bank_labels`` (class of each embedding) for the class-conditional scorers."""
-        scorer = fit_scorer(name, background_embeddings, params, bank_labels)
+        ``bank_labels`` (class of each embedding) for the class-conditional scorers; ``outliers`` (embeddings of
+        pseudo-anomalies) for ``oe``."""
+        scorer = fit_scorer(name, background_embeddings, params, bank_labels, outliers)
         return cls(scorer, bank_size=len(background_embeddings), background_labels=background_labels,
                    teacher_sha256=teacher_sha256)
 
