@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
                                    help="Score head saved for qat: knn, cosine, mahalanobis (default), gmm, kmeans."),
         out: Path = typer.Option(None, "--out", help="Evaluation directory (default RUN_DIR/evaluate)."),
         config: Path = typer.Option(None, "--config", help="YAML config (see configs/evaluate/default.yaml)."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
     ) -> None:
         """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, fine-tuning vs scratch.
 
@@ -41,6 +43,7 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.config import packaged_config, resolve_config
         from jbot_edge.evaluate.config import EvaluateConfig
         from jbot_edge.evaluate.pipeline import run_evaluate
+        from jbot_edge.outputs import check_output_dir
 
         cfg = resolve_config(
             EvaluateConfig, config_file=config, overrides=list(ctx.args),
@@ -48,6 +51,8 @@ def register(app: typer.Typer) -> None:
                         "data.signals": _label_list(signals, "--signals"), "scorer": scorer},
             default_file=packaged_config("evaluate/default.yaml"),
         )
+        check_output_dir(out if out is not None else run / "evaluate", "evaluate", inputs=[run, data, config],
+                         force=force)
         report = run_evaluate(cfg, run, data, out)
         head = report["score_head"]["name"]
         for name, metrics in report["signals"].items():

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, validate_artifact
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
@@ -135,21 +136,18 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
         raise JbotEdgeError(f"teacher artifact {path} cannot be read ({type(exc).__name__}); "
                             "expected a jbot-edge teacher.pt") from exc
-    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise JbotEdgeError(f"{path}: format is {got!r}, expected {TEACHER_FORMAT!r}")
-    if int(payload.get("version", -1)) != TEACHER_VERSION:
-        raise JbotEdgeError(f"{path}: teacher version {payload.get('version')} unsupported (expected {TEACHER_VERSION})")
-    spec = InputSpec.model_validate(payload["input_spec"])
+    validate_artifact(TeacherFile, payload, path)
+    spec = validate_artifact(InputSpec, payload["input_spec"], f"{path} (input_spec)")
     model_config = dict(payload["model_config"])
     method = str(payload.get("method", "jbot"))
-    if method == "jbot":
-        encoder = build_encoder(model_config)
-    else:  # baseline methods (JetCLR, VAE, ...) bring their own encoders; see jbot_edge.baselines.registry
-        from jbot_edge.baselines.registry import encoder_builder
+    with artifact_errors(path, "model_config/state_dict"):
+        if method == "jbot":
+            encoder = build_encoder(model_config)
+        else:  # baseline methods (JetCLR, VAE, ...) bring their own encoders; see jbot_edge.baselines.registry
+            from jbot_edge.baselines.registry import encoder_builder
 
-        encoder = encoder_builder(method)(model_config)
-    missing, unexpected = encoder.load_state_dict(payload["state_dict"], strict=False)
+            encoder = encoder_builder(method)(model_config)
+        missing, unexpected = encoder.load_state_dict(payload["state_dict"], strict=False)
     if missing or unexpected:
         raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")

@@ -27,6 +27,7 @@ import torch
 from pydantic import Field
 
 from jbot_edge.atomic import write_json, write_text
+from jbot_edge.outputs import mark_output
 from jbot_edge.config import StrictModel, config_to_dict, save_config
 from jbot_edge.data.preprocessing import JBOT_FEATURES, InputSpec
 from jbot_edge.data.reader import JetFile
@@ -289,7 +290,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         position = StreamPosition(int(ckpt["position"]["epoch"]), int(ckpt["position"]["batch"]))
         elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        mark_output(out_dir, "pretrain")
         save_config(config, out_dir / "config.yaml")
         prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
         log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "

@@ -55,7 +55,9 @@ class RtlSimulator:
 
     @property
     def sim_dir(self) -> Path:
-        return self.design.directory / "sim"
+        # Absolute: the build steps run in different working directories (src/, the make directory, sim/), so a
+        # relative `--firmware fwrtl` would point each of them somewhere else.
+        return self.design.directory.resolve() / "sim"
 
     def _cache_key(self, verilator: Tool) -> str:
         digest = hashlib.sha256()
