@@ -205,7 +205,7 @@ def build_cases(sources: dict[str, Path]) -> list[Case]:
              r"hls\.project_name.*pattern", copy("student")),
         Case("config-project-name-subst", synth + [f"hls.project_name=$(touch {MARKER_NAME})"],
              r"hls\.project_name.*pattern", copy("student")),
-        Case("config-part-tcl", synth + [f"hls.part=[exec touch {MARKER_NAME}]"], r"hls\.part.*pattern",
+        Case("config-part-tcl", synth + [f"hls.part='[exec touch {MARKER_NAME}]'"], r"hls\.part.*pattern",
              copy("student")),
         # teacher.pt (through evaluate)
         Case("teacher-missing", evaluate, r"teacher\.pt does not exist", then(copy("run"), remove("run/teacher.pt"))),
@@ -346,8 +346,9 @@ def build_cases(sources: dict[str, Path]) -> list[Case]:
         Case("litter-removed", emulate, r"no firmware\.json",
              then(copy("fw"), remove("fw/firmware.json"),
                   lambda d: write(f"emu/.emulate.json.{dead_pid()}-abcd1234.tmp", "{")(d),
-                  write(".emu.999999999-zz.tmp", "not ours: pid cannot exist but name is not emu's")),
-             may_remove=["emu/.emulate.json.*.tmp"]),
+                  write(f"emu/.emulate.json.{os.getpid()}-live1234.tmp", "a live run's temporary"),
+                  write("emu/.emulate.json.notes.tmp", "not a temporary name of ours")),
+             may_remove=["emu/.emulate.json.*-abcd1234.tmp"]),
     ]
     return cases
 
@@ -424,9 +425,10 @@ def test_bad_input_is_one_line_error_with_no_side_effect(outcomes, case_id):
 
 def test_crash_litter_of_a_dead_run_is_removed_and_reported(outcomes):
     case, directory, before, after, result = outcomes["litter-removed"]
-    assert any(k.startswith("emu/.emulate.json.") for k in before)
-    assert not any(k.startswith("emu/.emulate.json.") for k in after)
-    assert ".emu.999999999-zz.tmp" in after  # a sibling whose name is not emu's own temporary pattern stays
+    assert [k for k in before if re.match(r"emu/\.emulate\.json\.\d+-abcd1234\.tmp", k)]
+    assert not [k for k in after if re.match(r"emu/\.emulate\.json\.\d+-abcd1234\.tmp", k)]
+    # A live process' temporary (this pytest process) and a name without a pid are not litter: they stay.
+    assert f"emu/.emulate.json.{os.getpid()}-live1234.tmp" in after and "emu/.emulate.json.notes.tmp" in after
     assert "removed 1 temporary file(s) left by an interrupted run" in result["stderr"]
 
 

@@ -323,10 +323,12 @@ Input: {n_particles} particles × {n_features} features ({features}) as `{input_
 def _point_project_at(project_dir: Path, final_dir: Path) -> None:
     """hls4ml records its absolute OutputDir in hls4ml_config.yml; we build in a temporary directory that is renamed
     into place, so point it at the final location (``hls4ml.converters.link_existing_project`` reads it)."""
+    import json
     import re
 
     config = project_dir / "hls4ml_config.yml"
-    text, count = re.subn(r"^OutputDir: .*$", lambda _: f"OutputDir: {final_dir}", config.read_text(),
+    # A JSON string is a valid double-quoted YAML scalar: colons, '#' or quotes in the path stay part of it.
+    text, count = re.subn(r"^OutputDir: .*$", lambda _: f"OutputDir: {json.dumps(str(final_dir))}", config.read_text(),
                           flags=re.MULTILINE)
     if count == 1:
         config.write_text(text)
