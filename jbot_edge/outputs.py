@@ -49,7 +49,13 @@ _LITTER = re.compile(r"^\..+\.(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
 
 # -- helpers -------------------------------------------------------------------------------------------------------
 def _refuse(option: str, path: Path, why: str) -> JbotEdgeError:
-    return JbotEdgeError(f"{option} {shorten(str(path))}: {why}")
+    return JbotEdgeError(f"{option} {_show(path)}: {why}")
+
+
+def _show(path: str | os.PathLike[str]) -> str:
+    """A path for an error line: plain, cut short; quoted (escapes visible) when it holds control characters."""
+    text = str(path)
+    return shorten(text, quote=any(ord(ch) < 32 or ord(ch) == 127 for ch in text))
 
 
 def _check_text(path: Path, option: str) -> None:
@@ -72,10 +78,10 @@ def _check_inputs(resolved: Path, path: Path, inputs: Sequence[str | os.PathLike
             continue
         source = Path(item).resolve()
         if source == resolved:
-            raise _refuse(option, path, f"is also an input of this command ({shorten(str(item))}); write the "
+            raise _refuse(option, path, f"is also an input of this command ({_show(item)}); write the "
                                         "output somewhere else")
         if source.is_relative_to(resolved):
-            raise _refuse(option, path, f"contains an input of this command ({shorten(str(item))}); replacing it "
+            raise _refuse(option, path, f"contains an input of this command ({_show(item)}); replacing it "
                                         "would delete that input")
 
 
@@ -172,7 +178,7 @@ def check_output_dir(path: str | os.PathLike[str], command: str, *,
     _check_inputs(resolved, path, inputs, option)
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
-            raise _refuse(option, path, f"{'it' if parent == path else shorten(str(parent))} is an existing file; "
+            raise _refuse(option, path, f"{'it' if parent == path else _show(parent)} is an existing file; "
                                         "expected a directory")
         if parent.exists():
             break
@@ -220,12 +226,12 @@ def claim_output_file(path: str | os.PathLike[str], command: str, *, owned: Call
     _check_inputs(resolved, path, inputs, option)
     for target in (path, *sidecars):
         if target.is_dir():
-            raise _refuse(option, path, f"{shorten(str(target))} is an existing directory; expected a file name "
+            raise _refuse(option, path, f"{_show(target)} is an existing directory; expected a file name "
                                         "such as jets.h5")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise _refuse(option, path, f"{shorten(str(parent))} is an existing file, not a directory")
+                raise _refuse(option, path, f"{_show(parent)} is an existing file, not a directory")
             break
     remove_litter(path, command)
     if force:
@@ -237,7 +243,7 @@ def claim_output_file(path: str | os.PathLike[str], command: str, *, owned: Call
         return path
     taken = [p for p in sidecars if p.exists()]
     if taken:
-        raise _refuse(option, path, f"{shorten(str(taken[0]))} exists but {path.name} does not; choose a new name "
+        raise _refuse(option, path, f"{_show(taken[0])} exists but {path.name} does not; choose a new name "
                                     "or pass --force to replace it")
     return path
 

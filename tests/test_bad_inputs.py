@@ -178,11 +178,14 @@ def build_cases(sources: dict[str, Path]) -> list[Case]:
         Case("jets-wrong-dtype", jet_pretrain, r"dataset 'labels' has dtype float",
              jet(lambda p: edit_h5(p, lambda h: (h.__delitem__("labels"), h.create_dataset(
                  "labels", data=np.zeros(2000, np.float32)))))),
+        Case("jets-path-too-long", pretrain + ["--data", "j" * 5000 + ".h5", "--out", "o"], r"path is too long"),
         Case("jets-hostile-schema", jet_pretrain, r"attribute 'schema' is 'xxxx.*more characters",
              jet(lambda p: edit_h5(p, lambda h: h.attrs.__setitem__("schema", "x" * 100_000)))),
         # config and overrides
         Case("config-epochs-inf", pretrain + ["--data", str(jets), "--out", "o", "--epochs", "inf"],
              r"optim\.epochs.*finite"),
+        Case("config-epochs-huge", pretrain + ["--data", str(jets), "--out", "o", "--epochs", "1e300"],
+             r"optim\.epochs.*less than or equal"),
         Case("config-lr-inf", pretrain + ["--data", str(jets), "--out", "o", "optim.base_lr=.inf"],
              r"optim\.base_lr.*finite"),
         Case("config-lr-nan", pretrain + ["--data", str(jets), "--out", "o", "optim.base_lr=.nan"],
@@ -249,7 +252,7 @@ def build_cases(sources: dict[str, Path]) -> list[Case]:
         Case("score-head-npz-tampered", qat, r"score_head\.npz does not match",
              then(copy("run"), on("run/score_head.npz", truncate))),
         Case("score-head-nan", qat, r"array '\w+' is not finite", then(copy("run"), nan_score_head)),
-        Case("score-head-hostile-name", qat, r"score_head\.json.*more characters",
+        Case("score-head-hostile-name", qat, r"unknown scorer .*more characters",
              then(copy("run"), on("run/score_head.json", lambda p: edit_json(p, lambda m: m.__setitem__(
                  "name", "$(touch PWNED)" * 5000))))),
         # student.pt (through synth)
@@ -355,7 +358,7 @@ def build_cases(sources: dict[str, Path]) -> list[Case]:
 
 def board_yaml(part: str = "xcvu13p-flga2577-2-e", clock: str = "4.0") -> str:
     return (f"name: custom\npart: {part}\nclock_ns: {clock}\n"
-            "resources: {lut: 1728000, ff: 3456000, dsp: 12288, bram_18k: 5376}\n")
+            "resources: {LUT: 1728000, FF: 3456000, DSP: 12288, BRAM: 2688}\n")
 
 
 def nan_score_head(d: Path) -> None:

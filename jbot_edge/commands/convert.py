@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         if cfg.compression not in (None, "gzip", "lzf"):
             raise JbotEdgeError(f"config key 'compression': {cfg.compression!r}, expected gzip, lzf or null")
         out_path = Path(cfg.out)
-        summary_path, config_path = sidecar_paths(out_path)
+        summary_path, config_path = sidecar_paths(out_path.resolve() if not out_path.name else out_path)
         claim_output_file(out_path, "convert", owned=is_jet_file, sidecars=[summary_path, config_path],
                           inputs=[*cfg.sources, config], force=force)
 

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             "n_jets": n_jets, "seed": seed, "workers": workers, "shards": shards, "mpi": mpi,
         }
         settings = resolve_config(GeneratorConfig, config, overrides or [], cli_values, default_file=default_file)
-        paths = output_paths(out)
+        paths = output_paths(out.resolve())  # resolved: `--out .` must reach the check, not crash naming sidecars
         claim_output_file(out, "generate", owned=is_jet_file, sidecars=[paths["summary"], paths["config"]],
                           inputs=[config], force=force)
         summary = run(settings, out, show_progress=progress)

@@ -25,6 +25,7 @@ e.g. a tighter budget or a faster clock.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -115,7 +116,7 @@ def load_board(name_or_path: str | Path) -> Board:
             raise JbotEdgeError(f"board file {path} does not exist (shipped boards: {', '.join(list_boards())})")
     else:
         path = BOARDS_DIR / f"{text.lower()}.yaml"
-        if not path.is_file():
+        if not re.fullmatch(r"[\w.-]{1,64}", text) or not path.is_file():
             raise JbotEdgeError(
                 f"unknown board {shorten(text)}: available boards are {', '.join(list_boards())} "
                 f"(or give the path to a board YAML file)"

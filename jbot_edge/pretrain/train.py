@@ -62,12 +62,12 @@ class DataConfig(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    batch_size: int = Field(default=1024, ge=2, description="global batch (summed over processes)")
-    base_lr: float = Field(default=5e-4, gt=0.0, description="lr = base_lr · batch_size / 256")
+    batch_size: int = Field(default=1024, ge=2, le=1 << 20, description="global batch (summed over processes)")
+    base_lr: float = Field(default=5e-4, gt=0.0, le=10.0, description="lr = base_lr · batch_size / 256")
     weight_decay: float = Field(default=1e-4, ge=0.0)
-    epochs: float = Field(default=80, gt=0.0)
+    epochs: float = Field(default=80, gt=0.0, le=1e5)
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many steps (caps epochs)")
-    warmup_epochs: float = Field(default=10, ge=0.0)
+    warmup_epochs: float = Field(default=10, ge=0.0, le=1e5)
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0, description="cosine floor as a fraction of lr")
     clip_grad: float = Field(default=3.0, ge=0.0, description="max gradient norm; 0 disables clipping")

@@ -69,9 +69,9 @@ class QatDataConfig(StrictModel):
 
 
 class QatOptimConfig(StrictModel):
-    epochs: int = Field(default=30, ge=1)
+    epochs: int = Field(default=30, ge=1, le=100_000)
     batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0, le=10.0)
     weight_decay: float = Field(default=0.0, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     loss: Literal["huber", "mae"] = "huber"
