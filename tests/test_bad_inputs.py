@@ -450,9 +450,31 @@ def test_hostile_synth_out_name_runs_no_command(tmp_path, tiny_sweep, run_cli):
     assert (out / "synth_report.json").is_file() and (out / ".jbot-edge-output.json").is_file()
     assert not [p for p in tmp_path.rglob("M[123]")]
     assert not any(Path.cwd().glob("M[123]"))
-    # A second synth into its own output replaces it (marker), without --force.
-    again = run_cli("synth", "--student", tiny_sweep.run / "student", "--out", out, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_output_claims_follow_the_owner_marker(tmp_path):
+    """A command may replace its own earlier output (marker, or a pre-marker signature file), never another's; an
+    unmarked user directory only with --force; resume accepts an unmarked run but not another command's."""
+    from jbot_edge.errors import JbotEdgeError
+    from jbot_edge.outputs import check_output_dir, mark_output, owner_of
+
+    mark_output(tmp_path / "fw", "synth")
+    assert check_output_dir(tmp_path / "fw", "synth") == tmp_path / "fw"
+    with pytest.raises(JbotEdgeError, match="holds the output of `jbot-edge synth`"):
+        check_output_dir(tmp_path / "fw", "evaluate", force=True)
+    legacy = tmp_path / "old-demo"
+    legacy.mkdir()
+    (legacy / "demo_summary.json").write_text("{}")
+    assert owner_of(legacy) == "demo" and check_output_dir(legacy, "demo") == legacy
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(JbotEdgeError, match="not written by `jbot-edge report`"):
+        check_output_dir(user, "report")
+    assert check_output_dir(user, "report", force=True) == user
+    assert check_output_dir(user, "qat", resume=True) == user
+    with pytest.raises(JbotEdgeError, match="holds the output of `jbot-edge synth`"):
+        check_output_dir(tmp_path / "fw", "qat", resume=True)
 
 
 def test_no_shell_strings_in_the_package():
