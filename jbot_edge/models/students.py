@@ -417,6 +417,8 @@ def load_student(path: str | os.PathLike[str]) -> tuple[nn.Module, StudentConfig
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise JbotEdgeError(f"{path}: not a readable student checkpoint ({type(exc).__name__})") from exc
+    if isinstance(payload, dict) and not payload.get("input_spec"):  # students from before the L1 quantizer
+        raise JbotEdgeError(f"{path}: student checkpoint has no quantizer spec (key 'input_spec')")
     validate_artifact(StudentFile, payload, path)
     cfg = validate_artifact(StudentConfig, payload["student_config"], f"{path} (student_config)")
     spec = validate_artifact(L1InputSpec, payload["input_spec"], f"{path} (input_spec)")
