@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         compare_untrained: bool = typer.Option(
             None, "--compare-untrained/--no-compare-untrained",
             help="Also score with the same encoder untrained (default on: reference.untrained)."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
     ) -> None:
         """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, fine-tuning vs scratch.
 
@@ -48,6 +50,7 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.config import packaged_config, resolve_config
         from jbot_edge.evaluate.config import EvaluateConfig
         from jbot_edge.evaluate.pipeline import run_evaluate
+        from jbot_edge.outputs import check_output_dir
 
         cfg = resolve_config(
             EvaluateConfig, config_file=config, overrides=list(ctx.args),
@@ -56,6 +59,8 @@ def register(app: typer.Typer) -> None:
                         "reference.untrained": compare_untrained},
             default_file=packaged_config("evaluate/default.yaml"),
         )
+        check_output_dir(out if out is not None else run / "evaluate", "evaluate",
+                         inputs=[run, data, config, bank_data], force=force)
         report = run_evaluate(cfg, run, data, out, bank_path=bank_data)
         head = report["score_head"]["name"]
         for name, metrics in report["signals"].items():

@@ -631,7 +631,9 @@ def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
 def _shard_workdir(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.shards.", dir=out.parent))
+        from jbot_edge.atomic import temp_prefix  # named so the next run recognises it as litter if this one dies
+
+        return Path(tempfile.mkdtemp(prefix=temp_prefix(out, "shards"), suffix=".tmp", dir=out.parent))
     except OSError as exc:
         raise JbotEdgeError(f"--out: cannot write to output directory {out.parent}: {exc.strerror}") from exc
 

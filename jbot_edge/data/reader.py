@@ -15,8 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from jbot_edge.data.format import (DEFAULT_SPLIT, SCHEMA_NAME, SCHEMA_VERSION, SPLIT_NAMES, JetBatch, SplitSpec,
-                                   split_names_to_ids)
+from jbot_edge.data.format import DEFAULT_SPLIT, SPLIT_NAMES, JetBatch, SplitSpec, split_names_to_ids
+from jbot_edge.data.validate import check_block, check_structure
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger
 
@@ -42,23 +42,8 @@ class JetFile:
             raise
 
     def _check_schema(self) -> None:
-        h5 = self._h5
-        schema = h5.attrs.get("schema")
-        if schema != SCHEMA_NAME:
-            raise JbotEdgeError(
-                f"{self.path}: attribute 'schema' is {schema!r}, expected {SCHEMA_NAME!r} "
-                "(convert foreign files with `jbot-edge convert`)"
-            )
-        version = int(h5.attrs.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
-            raise JbotEdgeError(f"{self.path}: schema_version {version} is not supported (expected {SCHEMA_VERSION})")
-        for key in ("particles", "particles/mask", "labels"):
-            if key not in h5:
-                raise JbotEdgeError(f"{self.path}: key '{key}' is missing")
-        n = h5["labels"].shape[0]
-        for name, ds in self._datasets("particles").items():
-            if ds.shape[0] != n:
-                raise JbotEdgeError(f"{self.path}: particles/{name} has {ds.shape[0]} jets, labels have {n}")
+        # Attributes, label names and dataset shapes now; values block by block as they are read (validate.py).
+        self._label_names = check_structure(self._h5, self.path)
 
     def _datasets(self, group: str) -> dict[str, h5py.Dataset]:
         if group not in self._h5:
@@ -87,14 +72,18 @@ class JetFile:
 
     @property
     def label_names(self) -> list[str]:
-        return list(json.loads(self._h5.attrs["label_names"]))
+        return list(self._label_names)
 
     @property
     def attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self._h5.attrs.items():
-            if key in ("provenance", "label_names", "split_fractions"):
-                value = json.loads(value)
+            if key == "label_names":
+                value = self.label_names
+            elif key == "provenance":
+                value = self.provenance
+            elif key == "split_fractions":
+                value = list(self.split_spec.fractions)
             elif isinstance(value, np.generic):
                 value = value.item()
             out[key] = value
@@ -102,7 +91,13 @@ class JetFile:
 
     @property
     def provenance(self) -> dict[str, Any]:
-        return dict(json.loads(self._h5.attrs.get("provenance", "{}")))
+        try:
+            value = json.loads(self._h5.attrs.get("provenance", "{}"))
+        except (ValueError, TypeError):
+            value = None
+        if not isinstance(value, dict):
+            raise JbotEdgeError(f"{self.path}: attribute 'provenance' is not a JSON object")
+        return value
 
     # -- held-out split (see jbot_edge.data.format.SplitSpec) ----------------------------------------------------
     @property
@@ -157,7 +152,10 @@ class JetFile:
 
     def labels(self) -> np.ndarray:
         """All labels (int32, 4 bytes a jet: fine even for 10^7 jets)."""
-        return self._h5["labels"][:]
+        labels = self._h5["labels"][:]
+        check_block(JetBatch(particles={}, mask=np.zeros((len(labels), 0), bool), labels=labels), self.path, 0,
+                    len(self._label_names))
+        return labels
 
     def label_indices(self, names: Sequence[str], option: str = "labels") -> list[int]:
         """Map label names to indices; unknown names raise an error naming ``option``."""
@@ -208,13 +206,15 @@ class JetFile:
             block = self.read(slice(lo, hi), pnames, jnames)
             return block.select(index - lo)
         h5 = self._h5
-        return JetBatch(
+        batch = JetBatch(
             particles={n: h5[f"particles/{n}"][index] for n in pnames},
             mask=h5["particles/mask"][index].astype(bool),
             jets={n: h5[f"jets/{n}"][index] for n in jnames},
             labels=h5["labels"][index].astype(np.int64),
             split=h5["split"][index].astype(np.int8) if self.has_split else None,
         )
+        check_block(batch, self.path, index.start or 0, len(self._label_names))
+        return batch
 
     def _positions(self, index: np.ndarray) -> np.ndarray:
         """Integer positions from an index array; a boolean array is a mask over all jets."""

@@ -403,7 +403,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         lap("finetune")
 
     # -- write -------------------------------------------------------------------------------------------------------
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, owner="evaluate") as tmp:
         written = []
         for name, (background, signals) in eval_scores.items():
             written.append(plots.plot_rejection(tmp / f"roc_{name}.png", name, background, signals).name)

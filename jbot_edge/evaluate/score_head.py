@@ -156,11 +156,11 @@ class ScoreHead:
                                 f"evaluate --run {run_dir} --data FILE.h5` first")
         try:
             meta = json.loads(json_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise JbotEdgeError(f"{json_path} is not valid JSON ({exc.msg}); re-run jbot-edge evaluate") from exc
-        if meta.get("schema") != SCHEMA_NAME or meta.get("schema_version") != SCHEMA_VERSION:
-            raise JbotEdgeError(f"{json_path}: schema {meta.get('schema')!r} v{meta.get('schema_version')} is not "
-                                f"{SCHEMA_NAME!r} v{SCHEMA_VERSION}")
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise JbotEdgeError(f"{json_path} is not valid JSON; re-run jbot-edge evaluate") from exc
+        from jbot_edge.artifact_schemas import ScoreHeadFile, artifact_errors, validate_artifact
+
+        validate_artifact(ScoreHeadFile, meta, json_path)
         if meta.get("npz_sha256") != file_sha256(npz_path):
             raise JbotEdgeError(f"{npz_path} does not match {json_path} (interrupted or mixed writes); "
                                 "re-run jbot-edge evaluate")
@@ -170,12 +170,17 @@ class ScoreHead:
             raise JbotEdgeError(f"{json_path} was fitted on a different {TEACHER_FILE} than the one in {run_dir} "
                                 "(teacher retrained?); re-run jbot-edge evaluate")
         cls_ = scorer_class(meta.get("name", "?"))
-        with np.load(npz_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        expected = set(meta.get("arrays", {}))
-        if set(arrays) != expected:
-            raise JbotEdgeError(f"{npz_path}: arrays {sorted(arrays)} differ from {sorted(expected)} in {json_path}")
-        scorer = cls_(make_params(cls_.name, meta.get("params")), arrays, meta.get("fit_info"))
+        with artifact_errors(npz_path, "the array file"):
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        shapes = {k: list(v.shape) for k, v in arrays.items()}
+        if shapes != meta["arrays"]:
+            raise JbotEdgeError(f"{npz_path}: arrays {shapes} differ from key 'arrays' {meta['arrays']} in {json_path}")
+        for name, values in arrays.items():
+            if values.dtype.kind not in "fiub" or not np.isfinite(values).all():
+                raise JbotEdgeError(f"{npz_path}: array '{name}' is not finite numbers; re-run jbot-edge evaluate")
+        with artifact_errors(json_path, "key 'params'"):
+            scorer = cls_(make_params(cls_.name, meta.get("params")), arrays, meta.get("fit_info"))
         return cls(scorer, bank_size=meta.get("bank_size", 0), background_labels=meta.get("background_labels"),
                    teacher_sha256=meta.get("teacher_sha256"), score_stats=meta.get("score_stats"),
                    embedding=meta.get("embedding"))

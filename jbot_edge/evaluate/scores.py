@@ -47,7 +47,7 @@ import numpy as np
 from pydantic import Field
 
 from jbot_edge.config import StrictModel
-from jbot_edge.errors import JbotEdgeError
+from jbot_edge.errors import JbotEdgeError, shorten
 
 #: Work on at most this many query×bank similarities at once (float64: 64 MB), so 10^5 queries × 2·10^4 bank fit.
 _BLOCK_ELEMENTS = 8_000_000
@@ -515,7 +515,7 @@ def scorer_class(name: str) -> type[Scorer]:
     try:
         return SCORERS[name]
     except KeyError:
-        raise JbotEdgeError(f"unknown scorer {name!r}; expected one of {', '.join(SCORERS)}") from None
+        raise JbotEdgeError(f"unknown scorer {shorten(name)}; expected one of {', '.join(SCORERS)}") from None
 
 
 def make_params(name: str, params: dict | StrictModel | None = None) -> StrictModel:

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, validate_artifact
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
@@ -166,16 +167,12 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
         raise JbotEdgeError(f"teacher artifact {path} cannot be read ({type(exc).__name__}); "
                             "expected a jbot-edge teacher.pt") from exc
-    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise JbotEdgeError(f"{path}: format is {got!r}, expected {TEACHER_FORMAT!r}")
-    if int(payload.get("version", -1)) != TEACHER_VERSION:
-        raise JbotEdgeError(f"{path}: teacher version {payload.get('version')} unsupported (expected {TEACHER_VERSION})")
-    spec = InputSpec.model_validate(payload["input_spec"])
+    validate_artifact(TeacherFile, payload, path)
+    spec = validate_artifact(InputSpec, payload["input_spec"], f"{path} (input_spec)")
     model_config = dict(payload["model_config"])
     method = str(payload.get("method", "jbot"))
     seed = int((payload.get("training") or {}).get("seed", 0))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), artifact_errors(path, "model_config/state_dict"):
         # The pretrain loop seeds torch with train.seed right before building the student (whose copy is the
         # teacher), so the same seed here gives the untrained network both started from.
         torch.manual_seed(seed)
@@ -195,7 +192,8 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
         # Only the fitted input normalisation (statistics, not learnt) is taken from the artifact.
         state = {k: v for k, v in state.items() if k.startswith("input_norm.")}
         state = {**encoder.state_dict(), **state}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    with artifact_errors(path, "state_dict"):
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")

@@ -28,6 +28,7 @@ import torch
 from pydantic import Field
 
 from jbot_edge.atomic import write_json, write_text
+from jbot_edge.outputs import mark_output
 from jbot_edge.config import StrictModel, config_to_dict, save_config
 from jbot_edge.data.preprocessing import JBOT_FEATURES, InputSpec
 from jbot_edge.data.provenance import jet_radius
@@ -69,12 +70,12 @@ class DataConfig(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    batch_size: int = Field(default=1024, ge=2, description="global batch (summed over processes)")
-    base_lr: float = Field(default=5e-4, gt=0.0, description="lr = base_lr · batch_size / 256")
+    batch_size: int = Field(default=1024, ge=2, le=1 << 20, description="global batch (summed over processes)")
+    base_lr: float = Field(default=5e-4, gt=0.0, le=10.0, description="lr = base_lr · batch_size / 256")
     weight_decay: float = Field(default=1e-4, ge=0.0)
-    epochs: float = Field(default=80, gt=0.0)
+    epochs: float = Field(default=80, gt=0.0, le=1e5)
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many steps (caps epochs)")
-    warmup_epochs: float = Field(default=10, ge=0.0)
+    warmup_epochs: float = Field(default=10, ge=0.0, le=1e5)
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0, description="cosine floor as a fraction of lr")
     clip_grad: float = Field(default=3.0, ge=0.0, description="max gradient norm; 0 disables clipping")
@@ -334,7 +335,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         position = StreamPosition(int(ckpt["position"]["epoch"]), int(ckpt["position"]["batch"]))
         elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        mark_output(out_dir, "pretrain")
         save_config(config, out_dir / "config.yaml")
         prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
         log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "

@@ -36,6 +36,7 @@ import torch
 from pydantic import Field, model_validator
 
 from jbot_edge.atomic import atomic_path, write_json
+from jbot_edge.outputs import mark_output
 from jbot_edge.config import StrictModel, save_config
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.data.reader import JetFile
@@ -73,9 +74,9 @@ class QatDataConfig(StrictModel):
 
 
 class QatOptimConfig(StrictModel):
-    epochs: int = Field(default=30, ge=1)
+    epochs: int = Field(default=30, ge=1, le=100_000)
     batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0, le=10.0)
     weight_decay: float = Field(default=0.0, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     loss: Literal["huber", "mae"] = "huber"
@@ -259,7 +260,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     from jbot_edge.qat.report import build_report
 
     run_dir, data_path, out_dir = Path(run_dir), Path(data_path), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir, "qat")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     save_config(cfg, out_dir / "config.yaml")
@@ -387,8 +388,9 @@ def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig, matcher=None)
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means the file is unusable
         raise JbotEdgeError(f"--resume: checkpoint {path} cannot be read ({type(exc).__name__})") from exc
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise JbotEdgeError(f"--resume: {path} is not a jbot-edge qat checkpoint")
+    from jbot_edge.artifact_schemas import QatCheckpoint, validate_artifact
+
+    validate_artifact(QatCheckpoint, payload, path)
     saved = dict(payload["config"])
     current = cfg.model_dump(mode="json")
     for key in ("optim", "threads"):
