@@ -72,8 +72,8 @@ def _emulate_rows(emulate: dict[str, Any]) -> list[tuple[str, str]]:
     counts = emulate.get("counts", {})
     return [
         ("emulation legs", f"{', '.join(emulate.get('legs_run', emulate['legs']))}; skipped: {skipped}"),
-        ("bit exact", f"{emulate['exact']}: {counts.get('data', '?')} jets, {counts.get('fuzz', '?')} fuzz jets equal "
-                      "on every leg"),
+        ("bit exact", f"{emulate['exact']}: " + ", ".join(f"{count} {name}" for name, count in counts.items())
+                      + " equal on every leg (data jets, fuzz codes, raw fuzz inputs)"),
         ("throughput (jets/s, one thread)", ", ".join(f"{leg} {rate:g}" for leg, rate in
                                                       emulate.get("throughput_jets_per_s", {}).items() if rate)),
     ]
@@ -89,24 +89,25 @@ def _scale_rows(bench: dict[str, Any]) -> list[tuple[str, str]]:
              f"({', '.join(bench['legs'])}); jets/s {bench.get('jets_per_s')}")]
 
 
-def build_table(run: Path, rtl: Path | None, scale: Path | None) -> dict[str, Any]:
+def build_table(run: Path, rtl: Path | None, scale: Path | None, label: str = "") -> dict[str, Any]:
     synth = _read(run / "firmware" / "synth_report.json")
     if synth is None:
         raise SystemExit(f"error: {run / 'firmware' / 'synth_report.json'} does not exist (run the demo first)")
     emulate = _read(run / "firmware" / "emulate.json")
-    sections = {"hls4ml backend (demo firmware)": _design_rows(synth)}
+    main = f"{synth['backend']} backend (RUN/firmware)"
+    sections = {main: _design_rows(synth)}
     if emulate is not None:
-        sections["hls4ml backend (demo firmware)"] += _emulate_rows(emulate)
+        sections[main] += _emulate_rows(emulate)
     rtl_report = _read(rtl / "synth_report.json") if rtl else None
     if rtl_report is not None:
-        sections["RTL backend (same student)"] = _design_rows(rtl_report)
+        sections["RTL backend (--rtl)"] = _design_rows(rtl_report)
         if (rtl_emulate := _read(rtl / "emulate.json")) is not None:
-            sections["RTL backend (same student)"] += _emulate_rows(rtl_emulate)
+            sections["RTL backend (--rtl)"] += _emulate_rows(rtl_emulate)
     if (bench := _read(scale)) is not None:
         sections["scale"] = _scale_rows(bench)
     return {"benchmark": "firmware_table", "commit": _commit(),
             "measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "run": str(run), "rtl": str(rtl) if rtl else None,
+            "run": str(run), "rtl": str(rtl) if rtl else None, "label": label,
             "sections": {name: dict(rows) for name, rows in sections.items()}}
 
 
@@ -115,6 +116,8 @@ def to_markdown(table: dict[str, Any]) -> str:
              f"Measured at commit `{table['commit']}` on {table['measured_at']} from `{table['run']}`"
              + (f" and `{table['rtl']}`" if table["rtl"] else "") + ". Every figure names its basis "
              "(`vendor:*`, `estimate:<tool>`, or unknown with the reason).", ""]
+    if table.get("label"):
+        lines += [f"What was measured: {table['label']}", ""]
     for name, rows in table["sections"].items():
         lines += [f"## {name}", "", "| figure | value |", "|---|---|"]
         lines += [f"| {key} | {str(value).replace('|', '/')} |" for key, value in rows.items()]
@@ -128,8 +131,9 @@ def main() -> None:
     parser.add_argument("--rtl", type=Path, help="FW_DIR of `synth --backend rtl` of the same student")
     parser.add_argument("--emulate", type=Path, help="JSON printed by benchmarks/emulate.py (exactness at scale)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where firmware.json / firmware.md go")
+    parser.add_argument("--label", default="", help="one line saying what the run is (e.g. which student)")
     args = parser.parse_args()
-    table = build_table(args.run, args.rtl, args.emulate)
+    table = build_table(args.run, args.rtl, args.emulate, args.label)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "firmware.json").write_text(json.dumps(table, indent=2) + "\n")
     (args.out / "firmware.md").write_text(to_markdown(table))
