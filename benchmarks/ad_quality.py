@@ -86,11 +86,13 @@ def run_config(config: Path, name: str, args: argparse.Namespace, train: Path, t
     report = json.loads((eval_dir / "evaluate.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     untrained = (report.get("reference") or {}).get("untrained") or {}
+    untrained_rows = {untrained["scorer"]: rows_of(untrained["signals"])} if untrained else {}
     return {
         "config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
         "steps": summary.get("steps"), "jets_seen": summary.get("jets_seen"),
+        "train_seconds": summary.get("train_seconds"),
         "scorers": {s: rows_of(r["signals"]) for s, r in report["scorers"].items()},
-        "untrained": {s: rows_of(r["signals"]) for s, r in (untrained.get("scorers") or {}).items()},
+        "untrained": untrained_rows,
         "split": report.get("split", {}).get("eval_counts"),
         "timing": timing,
     }
