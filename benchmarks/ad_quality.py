@@ -117,10 +117,13 @@ def markdown(result: dict) -> str:
     for obs, rows in result["observables"].items():
         lines.append(f"| observable: {obs} | {cells(rows)} |")
     meta = result["meta"]
+    trained = ", ".join(f"{Path(c['config']).stem} {c['steps']} steps in {c['train_seconds'] or 0:.0f} s"
+                        for c in result["configs"])
     note = (f"\nMeasured at commit `{meta['commit']}` by `python benchmarks/ad_quality.py` "
-            f"({meta['n_train_jets_per_class']} q + g training jets per class, {meta['epochs']} epochs; test file "
-            f"{meta['n_test_jets_per_class']} jets per class, seed {meta['test_seed']}); ± = bootstrap std; "
-            f"wall time {meta['wall_s']:.0f} s.\n")
+            f"({meta['n_train_jets_per_class']} q + g jets per class generated for training, of which the train "
+            f"split is used; {meta['epochs']} epochs: {trained}; test file {meta['n_test_jets_per_class']} jets per "
+            f"class, seed {meta['test_seed']}, MPI {'on' if meta['mpi'] else 'off'}); ± = bootstrap std; TPR at "
+            f"FPR 1e-3 and all errors in benchmarks/results/ad_quality.json.\n")
     return head + "\n".join(lines) + "\n" + note
 
 
@@ -152,7 +155,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--markdown", type=Path, default=None, help="write the README table here")
     ap.add_argument("--update-readme", action="store_true", help="replace the table between the README markers")
+    ap.add_argument("--from-json", type=Path, default=None, help="render a previous run's JSON instead of running")
     args = ap.parse_args()
+    if args.from_json:
+        table = markdown(json.loads(args.from_json.read_text()))
+        if args.markdown:
+            args.markdown.write_text(table)
+        if args.update_readme:
+            update_readme(table)
+        print(table)
+        return
     args.scorers = [s for s in args.scorers.split(",") if s]
     t0 = time.perf_counter()
     mpi = not args.no_mpi
