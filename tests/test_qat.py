@@ -56,7 +56,7 @@ def test_distillation_reduces_loss_and_reports(tmp_path, teacher_run, l1_file):
 
     # The checkpoint reproduces the reported student scores exactly (fixed-point codes).
     model, cfg, spec, extra = load_student(tmp_path / "student")
-    assert extra["target_transform"]["kind"] == "log_standardize"
+    assert extra["target_transform"]["kind"] == "survival"
     with JetFile(l1_file) as jets:
         batch = jets.read(slice(0, 200))
     codes = score_codes(model, torch.from_numpy(spec.model_input(batch)))

@@ -1,0 +1,115 @@
+"""The README's distillation fidelity table and Pareto plot, generated from ``benchmarks/qat.py``'s JSON.
+
+Usage::
+
+    python benchmarks/qat_table.py benchmarks/results/qat.json [--plot docs/qat_pareto.png] [--readme README.md]
+
+Prints the Markdown table; ``--readme`` replaces the text between ``<!-- qat-table:start -->`` and
+``<!-- qat-table:end -->`` with it (nothing is typed by hand), ``--plot`` draws fidelity (the lowest student/teacher
+TPR ratio at FPR 1e-3 and the lowest AUC ratio over the signals) against the da4ml LUT estimate, with the Pareto front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+START, END = "<!-- qat-table:start -->", "<!-- qat-table:end -->"
+
+
+def _per_signal(values: dict[str, float]) -> str:
+    return " / ".join(f"{values[s]:.3f}" for s in sorted(values))
+
+
+def _lowest(values: dict[str, float]) -> float:
+    return min(values.values()) if values else 0.0
+
+
+def _budget_ratios(point: dict) -> str:
+    budgets = [k for k in point["tpr_ratio"] if k.endswith("kHz")]
+    return " / ".join(f"{_lowest(point['tpr_ratio'][b]):.2f}" for b in budgets)
+
+
+def table(result: dict) -> str:
+    points = result["points"]
+    signals = sorted(points[0]["auc_ratio"]) if points else []
+    budgets = [k for k in points[0]["tpr_ratio"] if k.endswith("kHz")] if points else []
+    sig = "/".join(signals)
+    head = ["student", "bits", "recipe", "params", "LUT (da4ml)", "latency ns", "bit-exact",
+            f"AUC ratio {sig}", f"TPR ratio @1e-2 {sig}", f"TPR ratio @1e-3 {sig}",
+            f"min TPR ratio {' / '.join(budgets)}", f"overlap @10 kHz {sig}", "goals"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in points:
+        rtl = p.get("rtl", {})
+        lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %)" if rtl else "–"
+        rows.append("| " + " | ".join([
+            p["kind"], str(p["bits"]), p["recipe"], str(p["parameters"]), lut,
+            f"{rtl['latency_ns']:.1f}" if rtl else "–",
+            ("yes" if rtl["bit_exact"] else f"no ({rtl['exact']}/{rtl['n_exact_checked']})") if rtl else "–",
+            _per_signal(p["auc_ratio"]), _per_signal(p["tpr_ratio"]["fpr 1e-2"]),
+            _per_signal(p["tpr_ratio"]["fpr 1e-3"]), _budget_ratios(p), _per_signal(p["overlap"]["10 kHz"]),
+            "met" if p["goals_all_met"] else f"{len(p['goals_missed'])} missed",
+        ]) + " |")
+    n_test = points[0]["n_test"] if points else {}
+    note = (f"\nHeld-out test jets per label: {', '.join(f'{k} {v}' for k, v in n_test.items())}; "
+            f"{result['epochs']} epochs, {result['threads']} threads, run took {result['wall_s'] / 60:.1f} min. "
+            "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
+            "signal jets the student also triggers. Bootstrap errors are in the JSON.\n")
+    return "\n".join(rows) + "\n" + note
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [p for p in result["points"] if p.get("rtl")]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for metric, marker in (("tpr_1e-3", "o"), ("auc", "s")):
+        xs, ys = [], []
+        for p in points:
+            y = _lowest(p["tpr_ratio"]["fpr 1e-3"]) if metric == "tpr_1e-3" else _lowest(p["auc_ratio"])
+            xs.append(p["rtl"]["lut_da4ml"])
+            ys.append(y)
+            ax.annotate(f"{p['kind'][:2]}{p['bits']} {p['recipe']}", (xs[-1], y), fontsize=6, alpha=0.7)
+        ax.scatter(xs, ys, marker=marker, label="lowest TPR ratio @1e-3" if metric == "tpr_1e-3" else
+                   "lowest AUC ratio")
+        order = sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i]))
+        front, best = [], -1.0
+        for i in order:
+            if ys[i] > best:
+                front.append(i)
+                best = ys[i]
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], lw=1, alpha=0.6)
+    ax.set_xlabel("da4ml LUT estimate")
+    ax.set_ylabel("student / teacher")
+    ax.set_title("Distillation fidelity vs firmware cost (Pareto fronts)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--readme", type=Path)
+    args = parser.parse_args()
+    result = json.loads(args.json.read_text())
+    text = table(result)
+    print(text)
+    if args.plot:
+        plot(result, args.plot)
+    if args.readme:
+        readme = args.readme.read_text()
+        if START not in readme or END not in readme:
+            raise SystemExit(f"error: {args.readme} has no {START} ... {END} markers")
+        head, rest = readme.split(START, 1)
+        args.readme.write_text(head + START + "\n" + text + END + rest.split(END, 1)[1])
+
+
+if __name__ == "__main__":
+    main()
