@@ -198,6 +198,11 @@ class L1InputSpec(StrictModel):
     def input_fixed_type(self) -> str:
         return f"fixed<{self.input_width},{self.input_integer_bits}>"
 
+    def code_bits(self) -> list[int]:
+        """Bits of each feature's model-visible code (sign included): the normalised pT has its own width."""
+        norm = self.pt_normalisation
+        return [norm.bits if norm is not None and f.name == norm.feature else f.bits for f in self.features]
+
     def code_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature ``(min_code, max_code)`` arrays of the model-visible codes, int64 [F]."""
         norm = self.pt_normalisation
