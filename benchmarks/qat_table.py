@@ -2,7 +2,10 @@
 
 Usage::
 
-    python benchmarks/qat_table.py benchmarks/results/qat.json [--plot docs/qat_pareto.png] [--readme README.md]
+    python benchmarks/qat_table.py benchmarks/results/qat.json [MORE.json ...] [--plot docs/qat_pareto.png]
+        [--readme README.md]
+
+Several JSON files (e.g. the recipe sweep and the student grid run as separate processes) are joined point by point.
 
 Prints the Markdown table; ``--readme`` replaces the text between ``<!-- qat-table:start -->`` and
 ``<!-- qat-table:end -->`` with it (nothing is typed by hand), ``--plot`` draws fidelity (the lowest student/teacher
@@ -53,7 +56,8 @@ def table(result: dict) -> str:
         ]) + " |")
     n_test = points[0]["n_test"] if points else {}
     note = (f"\nHeld-out test jets per label: {', '.join(f'{k} {v}' for k, v in n_test.items())}; "
-            f"{result['epochs']} epochs, {result['threads']} threads, run took {result['wall_s'] / 60:.1f} min. "
+            f"{result['epochs']} epochs, {result['threads']} threads, overrides {result.get('overrides') or 'none'}, "
+            f"run took {result['wall_s'] / 60:.1f} min in all. "
             "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
             "signal jets the student also triggers. Bootstrap errors are in the JSON.\n")
     return "\n".join(rows) + "\n" + note
@@ -94,11 +98,13 @@ def plot(result: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", type=Path)
+    parser.add_argument("json", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--readme", type=Path)
     args = parser.parse_args()
-    result = json.loads(args.json.read_text())
+    parts = [json.loads(p.read_text()) for p in args.json]
+    result = {**parts[0], "points": [pt for part in parts for pt in part["points"]],
+              "wall_s": sum(part["wall_s"] for part in parts)}
     text = table(result)
     print(text)
     if args.plot:

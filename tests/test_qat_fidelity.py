@@ -152,3 +152,27 @@ def test_student_distils_a_known_toy_teacher(tmp_path):
     print(f"toy fidelity: spearman {rho:.3f}, AUC ratio {auc_s / auc_t:.4f}, "
           f"TPR ratio @1e-2 {point['signals']['hard']['tpr_ratio']:.3f}")
     assert rho >= 0.9 and auc_s / auc_t >= 0.98 and point["signals"]["hard"]["tpr_ratio"] >= 0.8
+
+
+def test_demo_summary_says_which_goal_is_missed_and_by_how_much():
+    from jbot_edge.commands.demo import _qat_headline
+    from jbot_edge.qat.report import judge_goals
+
+    point = {"name": "fpr 1e-3", "signals": {"t": {"tpr_teacher": 0.2, "tpr_student": 0.17, "tpr_ratio": 0.85,
+                                                   "overlap": 0.7, "error": {"tpr_ratio": 0.05, "overlap": 0.04}},
+                                             "w": {"tpr_teacher": 0.01, "tpr_student": 0.0, "tpr_ratio": 0.0,
+                                                   "overlap": 0.0, "error": {"tpr_ratio": 0.0, "overlap": 0.0}}}}
+    rc = _config("report.fpr=[0.001]", "report.goal_tpr_fpr=[0.001]", "report.trigger.rate_budget_khz=[10]").report
+    ten = {**point, "name": "10 kHz"}
+    goals = judge_goals(rc, {"t": 0.99, "w": 0.97}, {"t": {"ratio": 0.01}, "w": {"ratio": 0.01}}, [ten, point])
+    assert not goals["all_met"] and goals["met"] == {"t": False, "w": False}
+    assert any("auc_ratio of w at auc is 0.970" in m and "by 0.010" in m for m in goals["missed"])
+    assert any("tpr_ratio of t at fpr 1e-3 is 0.850 ± 0.050, below the required 0.9 by 0.050" == m
+               for m in goals["missed"])
+    assert any(m.startswith("overlap of t at 10 kHz is 0.700") for m in goals["missed"])
+    assert len(goals["not_judged"]) == 2  # w's teacher TPR 0.01 < 0.02: reported, not judged
+    headline = _qat_headline({"goals": goals, "auc_teacher": {}, "auc_student": {}, "auc_ratio": {}, "spearman": {},
+                              "operating_points": [point], "warnings": [],
+                              "student": {"kind": "deepsets", "parameters": 1, "bops": 1}})
+    assert headline["goals"]["verdict"].startswith("goals missed: auc_ratio of w")
+    assert headline["operating_points"]["fpr 1e-3"]["t"]["tpr_ratio"] == 0.85
