@@ -65,7 +65,8 @@ def ensure_inputs(work: Path, n_jets: int, teacher_steps: int) -> tuple[Path, Pa
              str(run), "--train-labels", "q,g", "--max-steps", str(teacher_steps), "optim.batch_size=512")
     if not (run / "score_head.json").is_file():
         _cli("evaluate", "--run", str(run), "--data", str(data), "--background", "q,g", "--signals", "w,z,t",
-             "--scorer", "mahalanobis", "--out", str(work / "evaluate"), "finetune.enabled=false")
+             "--scorer", "mahalanobis", "--out", str(work / "evaluate"), "finetune.enabled=false",
+             "clustering.enabled=false", "probes.enabled=false", "compare=[mahalanobis]")
     return data, run
 
 

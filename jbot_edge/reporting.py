@@ -407,6 +407,9 @@ def fidelity_table(qat_report: Mapping[str, Any]):
 
     rows = []
     for point in qat_report.get("operating_points", []):
+        rows.append({"point": point["name"], "per_jet_fpr": point["per_jet_fpr"], "resolved": point["resolved"],
+                     "signal": f"background ({point['n_background_triggered']} triggered by the teacher)",
+                     "overlap": f"{point['background_overlap']:.3f}"})
         for signal, r in point["signals"].items():
             e = r["error"]
             rows.append({"point": point["name"], "per_jet_fpr": point["per_jet_fpr"], "resolved": point["resolved"],

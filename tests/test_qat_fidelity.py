@@ -70,6 +70,7 @@ def test_operating_points_known_answers():
     assert kHz["per_jet_fpr"] == pytest.approx(10 / 28_610, rel=1e-3) and kHz["resolved"]
     same, other = fpr["signals"]["same"], fpr["signals"]["shuffled"]
     assert fpr["threshold"] == {"teacher": 9899.0, "student": 9899.0}
+    assert fpr["background_overlap"] == 1 and fpr["n_background_triggered"] == 100  # the same 100 jets make the rate
     assert same["tpr_teacher"] == pytest.approx(0.51) and same["tpr_ratio"] == 1 and same["overlap"] == 1
     assert same["error"]["overlap"] == 0 and same["error"]["tpr_teacher"] > 0
     # A student selecting as many but unrelated jets: ratio 1, overlap = its own efficiency.

@@ -14,6 +14,8 @@ Schema of one operating point (``qat_report.json`` → ``operating_points``)::
     {"name": "10 kHz" | "fpr 1e-3", "rate_budget_khz": 10.0 | null, "per_jet_fpr": f,
      "resolved": f·N_bkg >= 1, "n_background": N_bkg,
      "threshold": {"teacher": t, "student": s},        # teacher: raw score; student: fixed-point score
+     "background_overlap": share of the teacher's triggered background jets the student also triggers,
+     "n_background_triggered": how many background jets the teacher triggers (the rate's statistics),
      "signals": {name: {"tpr_teacher", "tpr_student", "tpr_ratio", "overlap", "n_teacher_triggered",
                         "error": {"tpr_teacher", "tpr_student", "tpr_ratio", "overlap"}}}}
 """
@@ -28,23 +30,33 @@ import numpy as np
 from jbot_edge.evaluate.metrics import fpr_key, per_jet_fpr, resample_indices, trigger_threshold
 
 
+BACKGROUND = "__background__"
+
+
 def ratio(student: float, teacher: float) -> float:
     """student / teacher, 0 when the teacher value is 0 (never NaN/inf in a report)."""
     return float(student / teacher) if teacher > 0 else 0.0
+
+
+def _selection(t_scores: np.ndarray, s_scores: np.ndarray, t_thr: float, s_thr: float) -> dict[str, float]:
+    t_pass, s_pass = t_scores > t_thr, s_scores > s_thr
+    n_t = int(t_pass.sum())
+    tpr_t, tpr_s = float(t_pass.mean()), float(s_pass.mean())
+    return {"tpr_teacher": tpr_t, "tpr_student": tpr_s, "tpr_ratio": ratio(tpr_s, tpr_t),
+            "overlap": float((t_pass & s_pass).sum() / n_t) if n_t else 0.0, "n_teacher_triggered": n_t}
 
 
 def _point(teacher_bkg: np.ndarray, student_bkg: np.ndarray, signals: Mapping[str, tuple[np.ndarray, np.ndarray]],
            fpr: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     t_thr, _ = trigger_threshold(teacher_bkg, fpr)
     s_thr, _ = trigger_threshold(student_bkg, fpr)
-    out = {}
+    # The background jets that make the rate: does the student fire on the same ones? (Not a goal; it needs no
+    # signal model and stays measurable where a weak teacher triggers almost no signal.)
+    out = {BACKGROUND: _selection(teacher_bkg, student_bkg, t_thr, s_thr)}
     for name, (t_sig, s_sig) in signals.items():
-        t_pass, s_pass = t_sig > t_thr, s_sig > s_thr
-        n_t = int(t_pass.sum())
-        tpr_t, tpr_s = float(t_pass.mean()), float(s_pass.mean())
-        out[name] = {"tpr_teacher": tpr_t, "tpr_student": tpr_s, "tpr_ratio": ratio(tpr_s, tpr_t),
-                     "overlap": float((t_pass & s_pass).sum() / n_t) if n_t else 0.0, "n_teacher_triggered": n_t}
-    return {"teacher": t_thr, "student": s_thr}, out
+        out[name] = _selection(t_sig, s_sig, t_thr, s_thr)
+    background = out.pop(BACKGROUND)
+    return {"teacher": t_thr, "student": s_thr, "background": background}, out
 
 
 def operating_points(teacher_bkg: np.ndarray, student_bkg: np.ndarray,
@@ -69,7 +81,9 @@ def operating_points(teacher_bkg: np.ndarray, student_bkg: np.ndarray,
         for sig, row in values.items():
             row["error"] = {key: float(np.std([m[sig][key] for m in samples], ddof=1))
                             for key in ("tpr_teacher", "tpr_student", "tpr_ratio", "overlap")}
+        background = threshold.pop("background")
         rows.append({"name": name, "rate_budget_khz": budget, "per_jet_fpr": fpr,
                      "resolved": bool(fpr * len(teacher_bkg) >= 1.0), "n_background": int(len(teacher_bkg)),
-                     "threshold": threshold, "signals": values})
+                     "threshold": threshold, "background_overlap": background["overlap"],
+                     "n_background_triggered": background["n_teacher_triggered"], "signals": values})
     return rows
