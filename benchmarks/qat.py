@@ -37,10 +37,12 @@ RECIPES: dict[str, list[str]] = {
     "survival-tail1": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation=null"],
     "survival-ptnorm": ["target.kind=survival", "target.tail_weight.power=0", "input.pt_normalisation={}"],
     "survival-tail1-ptnorm": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation={}"],
-    "survival-oe": ["target.kind=survival", "outlier_exposure.enabled=true"],
-    "survival-embed": ["target.kind=survival", "embedding_matching.enabled=true"],
+    "survival-tail2": ["target.kind=survival", "target.tail_weight.power=2", "input.pt_normalisation=null"],
+    "survival-tail1-oe": ["target.kind=survival", "target.tail_weight.power=1", "outlier_exposure.enabled=true"],
+    "survival-tail1-embed": ["target.kind=survival", "target.tail_weight.power=1", "embedding_matching.enabled=true"],
 }
-DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-ptnorm", "survival-tail1-ptnorm"]
+DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
+                   "survival-tail1-ptnorm"]
 
 
 def log(message: str) -> None:
