@@ -417,7 +417,7 @@ def fidelity_table(qat_report: Mapping[str, Any]):
                          "tpr_student": f"{r['tpr_student']:.4f} ± {e['tpr_student']:.4f}",
                          "tpr_ratio": f"{r['tpr_ratio']:.3f} ± {e['tpr_ratio']:.3f}",
                          "overlap": f"{r['overlap']:.3f} ± {e['overlap']:.3f}"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("")
 
 
 def goals_lines(qat_report: Mapping[str, Any]) -> list[str]:
