@@ -1,14 +1,23 @@
-"""Distillation fidelity of both students at 4, 6 and 8 bits (issue 5), printed as one JSON object.
+"""Distillation fidelity table (issue 13): students × bits × distillation recipe, judged at trigger operating points.
 
-Usage::
+Usage (prints one JSON object on stdout, also written to ``--json``; progress on stderr)::
 
-    python benchmarks/qat.py --run RUN_DIR --data JETS.h5 [--bits 4 6 8] [--kinds deepsets mlp] [--epochs 30]
+    python benchmarks/qat.py                       # default: data + teacher cached under runs/bench-qat
+    python benchmarks/qat.py --run RUN_DIR --data JETS.h5 [--recipes survival log-huber] [--kinds deepsets mlp]
+    python benchmarks/qat_table.py benchmarks/results/qat.json   # README table + Pareto plot from the JSON
 
-RUN_DIR is a pre-training run with a score head (``jbot-edge pretrain`` + ``jbot-edge evaluate``), e.g. the demo's
-``runs/demo/teacher`` with ``runs/demo/jets.h5``. Each point trains through :func:`jbot_edge.qat.distill.train_student`
-(the code behind ``jbot-edge qat``) into a scratch directory; the teacher pass is shared through the prepared-data
-cache of the first point. Reported per point: Spearman/Pearson (all test jets and background), AUC and TPR@1e-3 of
-teacher and student per signal with their ratios, the goal verdict, parameters, weight bits, BOPs and training time.
+Without ``--data``/``--run`` it builds, once, what the issue asks for and caches it under ``--work``: the ``l1``
+preset above 200 GeV (``jet_pt_min=200 pthat_min=180``, MPI off, 2 workers) with ``--n-jets`` per process for
+q, g (background) and w, z, t (signals), a ``small`` teacher briefly pre-trained on q+g (``--teacher-steps``) and
+its Mahalanobis score head.
+
+Grid (target: ≤ 20 min on an otherwise idle 2-core machine; measured so far only on a shared, overloaded one, see
+the README): every recipe on the default student (6-bit Deep Sets), then every
+(kind, bits) of ``--kinds`` × ``--bits`` with the **default recipe** (``configs/qat/default.yaml`` as it stands).
+Every point trains through :func:`jbot_edge.qat.distill.train_student` (the code behind ``jbot-edge qat``) and is
+judged on its held-out test split; then its da4ml RTL is built (LUT estimate, pipeline latency at the board clock)
+and checked bit for bit against the Brevitas student on the test jets (da4ml's interpreter). A grid point whose
+resolved configuration equals an earlier point's (the default recipe is one of the recipes) reuses its result.
 """
 
 from __future__ import annotations
@@ -16,57 +25,181 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Distillation recipes: qat overrides on top of configs/qat/default.yaml. "default" is the file as it stands.
+RECIPES: dict[str, list[str]] = {
+    "default": [],
+    "log-huber": ["target.kind=log_standardize", "target.tail_weight.power=0", "input.pt_normalisation=null"],
+    "survival": ["target.kind=survival", "target.tail_weight.power=0", "input.pt_normalisation=null"],
+    "survival-tail1": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation=null"],
+    "survival-ptnorm": ["target.kind=survival", "target.tail_weight.power=0", "input.pt_normalisation={}"],
+    "survival-tail1-ptnorm": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation={}"],
+    "survival-tail2": ["target.kind=survival", "target.tail_weight.power=2", "input.pt_normalisation=null"],
+    "survival-tail1-oe": ["target.kind=survival", "target.tail_weight.power=1", "outlier_exposure.enabled=true"],
+    "survival-tail1-embed": ["target.kind=survival", "target.tail_weight.power=1",
+                             "embedding_matching.enabled=true"],
+}
+DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
+                   "survival-tail1-ptnorm", "survival-tail1-oe"]
+
+
+def log(message: str) -> None:
+    print(f"[bench-qat {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _cli(*argv: str) -> None:
+    """One jbot-edge command in a subprocess (argument list, no shell), failing loudly."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    log("jbot-edge " + " ".join(argv))
+    subprocess.run([sys.executable, "-m", "jbot_edge", *argv], check=True, env=env)
+
+
+def ensure_inputs(work: Path, n_jets: int, teacher_steps: int) -> tuple[Path, Path]:
+    """The cached l1 jet file and teacher run (made once; reused while they exist)."""
+    data, run = work / "jets.h5", work / "teacher"
+    if not data.is_file():
+        _cli("generate", "--preset", "l1", "--processes", "q,g,w,z,t", "--n-jets", str(n_jets), "--seed", "1",
+             "--workers", "2", "--no-mpi", "--no-progress", "jet_pt_min=200", "pthat_min=180", "--out", str(data))
+    if not (run / "teacher.pt").is_file():
+        _cli("pretrain", "--config", str(REPO / "configs/pretrain/small.yaml"), "--data", str(data), "--out",
+             str(run), "--train-labels", "q,g", "--max-steps", str(teacher_steps), "optim.batch_size=512")
+    if not (run / "score_head.json").is_file():
+        _cli("evaluate", "--run", str(run), "--data", str(data), "--background", "q,g", "--signals", "w,z,t",
+             "--scorer", "mahalanobis", "--out", str(work / "evaluate"), "finetune.enabled=false",
+             "clustering.enabled=false", "probes.enabled=false", "compare=[mahalanobis]")
+    return data, run
+
+
+def _rtl(student_dir: Path, codes, board: str) -> dict:
+    """da4ml LUT estimate, latency at the board clock and bit-exactness of the RTL (da4ml interpreter)."""
+    import numpy as np
+    import torch
+
+    from jbot_edge.firmware.boards import load_board
+    from jbot_edge.firmware.rtl import build_rtl
+    from jbot_edge.models.students import load_student, score_codes
+
+    model, _, spec, _ = load_student(student_dir)
+    design = build_rtl(student_dir, student_dir / "rtl", board=board)
+    expected = score_codes(model, torch.from_numpy(spec.to_model_input(codes)))
+    exact = int((np.asarray(design.interpret_codes(codes)) == expected).sum())
+    lut = float(design.description["da4ml"]["lut_estimate"])
+    budget = load_board(board)
+    lut_total = budget.resources.total("LUT")
+    return {"lut_da4ml": lut, "lut_percent": round(100.0 * lut / lut_total, 3), "latency_ns": design.latency_ns(),
+            "ii": 1, "bram": 0, "exact": exact, "n_exact_checked": len(codes), "bit_exact": exact == len(codes),
+            "in_budget": bool(design.latency_ns() <= budget.budget.latency_ns_max * 1.001
+                              and lut <= budget.budget.resource_fraction_max.get("LUT", 1.0) * lut_total)}
+
+
+def _summary(report: dict) -> dict:
+    """The table's columns from one qat_report.json."""
+    points = {p["name"]: p for p in report["operating_points"]}
+    tpr_ratio = {name: {s: round(r["tpr_ratio"], 4) for s, r in p["signals"].items()} for name, p in points.items()}
+    tpr_ratio_err = {name: {s: round(r["error"]["tpr_ratio"], 4) for s, r in p["signals"].items()}
+                     for name, p in points.items()}
+    overlap = {name: {s: round(r["overlap"], 4) for s, r in p["signals"].items()} for name, p in points.items()}
+    tpr_teacher = {name: {s: round(r["tpr_teacher"], 4) for s, r in p["signals"].items()} for name, p in points.items()}
+    return {"auc_teacher": report["auc_teacher"], "auc_ratio": report["auc_ratio"],
+            "auc_ratio_err": {s: e["ratio"] for s, e in report["auc_error"].items()},
+            "tpr_teacher": tpr_teacher, "tpr_ratio": tpr_ratio, "tpr_ratio_err": tpr_ratio_err, "overlap": overlap,
+            "spearman_all": report["spearman"]["all"], "top_tie_fraction": report["student_top_tie_fraction"],
+            "goals_all_met": report["goals"]["all_met"], "goals_missed": report["goals"]["missed"],
+            "parameters": report["student"]["parameters"], "warnings": report["warnings"],
+            "n_test": report["n_test"]}
+
+
+def run_point(name: str, kind: str, bits: int, recipe: str, args, scratch: Path, codes_cache: dict,
+              done: dict) -> dict:
+    from jbot_edge.config import packaged_config, resolve_config
+    from jbot_edge.qat.distill import SPLIT_TEST, QatConfig, train_student
+
+    import numpy as np
+
+    cfg = resolve_config(QatConfig, None, [f"optim.epochs={args.epochs}", f"optim.batch_size={args.batch_size}",
+                                           f"threads={args.threads}", *RECIPES[recipe], *args.overrides],
+                         cli_values={"student.kind": kind, "student.weight_bits": bits, "student.act_bits": bits},
+                         default_file=packaged_config("qat/default.yaml"))
+    if (same := done.get(cfg.model_dump_json())) is not None:  # e.g. the default recipe is one of the recipes
+        log(f"{name}: same configuration as {same['name']}, result reused")
+        return {**same, "name": name, "kind": kind, "bits": bits, "recipe": recipe, "same_as": same["name"]}
+    out = scratch / name
+    out.mkdir(parents=True, exist_ok=True)
+    # Points with the same teacher pass share it (prepare() verifies the cached file's provenance itself).
+    key = json.dumps([cfg.input.model_dump(mode="json"), cfg.outlier_exposure.enabled,
+                      cfg.embedding_matching.enabled])
+    if key in codes_cache and not (out / "prepared.npz").exists():
+        for suffix in ("npz", "json"):
+            (out / f"prepared.{suffix}").write_bytes((codes_cache[key] / f"prepared.{suffix}").read_bytes())
+    log(f"{name}: training ({recipe})")
+    t0 = time.perf_counter()
+    report = train_student(cfg, args.run, args.data, out)
+    seconds = round(time.perf_counter() - t0, 1)
+    codes_cache.setdefault(key, out)
+    row = {"name": name, "kind": kind, "bits": bits, "recipe": recipe, "overrides": RECIPES[recipe],
+           "seconds": seconds, **_summary(report)}
+    if not args.no_rtl:
+        with np.load(out / "prepared.npz") as prepared:
+            codes = prepared["codes"][prepared["split"] == SPLIT_TEST][:args.exact_jets]
+        t0 = time.perf_counter()
+        row["rtl"] = _rtl(out, codes, args.board)
+        row["rtl"]["seconds"] = round(time.perf_counter() - t0, 1)
+    done[cfg.model_dump_json()] = row
+    log(f"{name}: AUC ratio {row['auc_ratio']}, overlap@10kHz {row['overlap'].get('10 kHz')}, "
+        f"LUT {row.get('rtl', {}).get('lut_da4ml')}")
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="pre-training run with teacher.pt + score head")
-    parser.add_argument("--data", type=Path, required=True, help="canonical jet file of the teacher's preset")
-    parser.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8])
-    parser.add_argument("--kinds", nargs="+", default=["deepsets", "mlp"])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("overrides", nargs="*", help="extra key=value qat overrides")
+    parser.add_argument("--run", type=Path, help="pre-training run with teacher.pt + score head (default: cached)")
+    parser.add_argument("--data", type=Path, help="canonical l1 jet file (default: cached)")
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-qat", help="cache and student dirs")
+    parser.add_argument("--n-jets", type=int, default=10000, help="jets per process for the cached file")
+    parser.add_argument("--teacher-steps", type=int, default=50, help="pre-training steps (batch 512) of the "
+                        "cached teacher: fidelity needs a teacher, not a converged one")
+    parser.add_argument("--recipes", nargs="*", default=DEFAULT_RECIPES, choices=sorted(RECIPES),
+                        help="recipes tried on the 6-bit Deep Sets student (none: skip)")
+    parser.add_argument("--kinds", nargs="*", default=["deepsets", "mlp"], help="students of the default-recipe grid")
+    parser.add_argument("--bits", type=int, nargs="*", default=[4, 6, 8])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=512, help="fewer, larger steps keep the grid within "
+                        "20 min on 2 cores")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--board", default="vu13p")
+    parser.add_argument("--exact-jets", type=int, default=2000, help="test jets checked bit for bit per point")
+    parser.add_argument("--no-rtl", action="store_true", help="skip the da4ml RTL (LUT, latency, exactness)")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "qat.json")
+    parser.add_argument("overrides", nargs="*", help="extra key=value qat overrides for every point")
     args = parser.parse_args()
 
-    from jbot_edge.config import packaged_config, resolve_config
     from jbot_edge.logs import setup_logging
-    from jbot_edge.qat.distill import QatConfig, train_student
 
     setup_logging()
-    points = []
-    with tempfile.TemporaryDirectory(prefix="jbot-qat-bench-") as scratch:
-        shared: Path | None = None
-        for kind in args.kinds:
-            for bits in args.bits:
-                cfg = resolve_config(QatConfig, None, [f"optim.epochs={args.epochs}", f"threads={args.threads}",
-                                                       *args.overrides],
-                                     cli_values={"student.kind": kind, "student.weight_bits": bits,
-                                                 "student.act_bits": bits},
-                                     default_file=packaged_config("qat/default.yaml"))
-                out = Path(scratch) / f"{kind}-{bits}"
-                out.mkdir()
-                if shared is not None:  # same teacher, data and spec: reuse the teacher scores
-                    for name in ("prepared.npz", "prepared.json"):
-                        shutil.copy(shared / name, out / name)
-                t0 = time.perf_counter()
-                report = train_student(cfg, args.run, args.data, out)
-                shared = shared or out
-                points.append({
-                    "kind": kind, "bits": bits, "seconds": round(time.perf_counter() - t0, 1),
-                    "spearman": report["spearman"], "pearson": report["pearson"],
-                    "auc_teacher": report["auc_teacher"], "auc_student": report["auc_student"],
-                    "auc_ratio": report["auc_ratio"], "tpr_teacher": report["tpr_teacher"],
-                    "tpr_student": report["tpr_student"], "tpr_ratio": report["tpr_ratio"], "goals": report["goals"],
-                    **{k: report["student"][k] for k in ("parameters", "total_weight_bits", "bops")},
-                })
-    json.dump({"benchmark": "qat", "run": str(args.run), "data": str(args.data), "epochs": args.epochs,
-               "threads": args.threads, "cpu_count": os.cpu_count(), "points": points}, sys.stdout, indent=2)
+    start = time.perf_counter()
+    if args.data is None or args.run is None:
+        data, run = ensure_inputs(args.work, args.n_jets, args.teacher_steps)
+        args.data, args.run = args.data or data, args.run or run
+    scratch = args.work / "points"
+    codes_cache: dict = {}
+    done: dict = {}
+    points = [run_point(f"deepsets-6-{recipe}", "deepsets", 6, recipe, args, scratch, codes_cache, done)
+              for recipe in args.recipes]
+    points += [run_point(f"{kind}-{bits}-default", kind, bits, "default", args, scratch, codes_cache, done)
+               for kind in args.kinds for bits in args.bits]
+    result = {"benchmark": "qat", "run": str(args.run), "data": str(args.data), "epochs": args.epochs,
+              "threads": args.threads, "cpu_count": os.cpu_count(), "board": args.board, "overrides": args.overrides,
+              "default_recipe": "default (configs/qat/default.yaml)", "wall_s": round(time.perf_counter() - start, 1),
+              "points": points}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 

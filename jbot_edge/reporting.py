@@ -418,3 +418,33 @@ def embedding_projection(run: RunArtifacts, max_jets: int = 2000, method: str = 
         names = list(jets.label_names)
     embeddings = teacher.embed(batch)
     return project_2d(embeddings, batch.labels, method, max_points=max_jets, seed=seed), names
+
+
+def fidelity_table(qat_report: Mapping[str, Any]):
+    """Student vs teacher at the trigger's operating points (``qat_report.json`` → ``operating_points``): one row
+    per (operating point, signal) with both TPRs, their ratio and the selected-set overlap, ± bootstrap errors."""
+    import pandas as pd
+
+    rows = []
+    for point in qat_report.get("operating_points", []):
+        rows.append({"point": point["name"], "per_jet_fpr": point["per_jet_fpr"], "resolved": point["resolved"],
+                     "signal": f"background ({point['n_background_triggered']} triggered by the teacher)",
+                     "overlap": f"{point['background_overlap']:.3f}"})
+        for signal, r in point["signals"].items():
+            e = r["error"]
+            rows.append({"point": point["name"], "per_jet_fpr": point["per_jet_fpr"], "resolved": point["resolved"],
+                         "signal": signal, "tpr_teacher": f"{r['tpr_teacher']:.4f} ± {e['tpr_teacher']:.4f}",
+                         "tpr_student": f"{r['tpr_student']:.4f} ± {e['tpr_student']:.4f}",
+                         "tpr_ratio": f"{r['tpr_ratio']:.3f} ± {e['tpr_ratio']:.3f}",
+                         "overlap": f"{r['overlap']:.3f} ± {e['overlap']:.3f}"})
+    return pd.DataFrame(rows).fillna("")
+
+
+def goals_lines(qat_report: Mapping[str, Any]) -> list[str]:
+    """The qat goal verdict in plain words: all met, or each missed goal with its shortfall."""
+    goals = qat_report.get("goals", {})
+    lines = ["all fidelity goals met" if goals.get("all_met") else "fidelity goals missed:"]
+    lines += [f"  {m}" for m in goals.get("missed", [])]
+    lines += [f"  not judged: {n}" for n in goals.get("not_judged", [])]
+    lines += [f"  warning: {w}" for w in qat_report.get("warnings", [])]
+    return lines

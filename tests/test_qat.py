@@ -56,7 +56,7 @@ def test_distillation_reduces_loss_and_reports(tmp_path, teacher_run, l1_file):
 
     # The checkpoint reproduces the reported student scores exactly (fixed-point codes).
     model, cfg, spec, extra = load_student(tmp_path / "student")
-    assert extra["target_transform"]["kind"] == "log_standardize"
+    assert extra["target_transform"]["kind"] == "survival"
     with JetFile(l1_file) as jets:
         batch = jets.read(slice(0, 200))
     codes = score_codes(model, torch.from_numpy(spec.model_input(batch)))
@@ -99,6 +99,18 @@ def test_cli_and_bad_inputs(tmp_path, teacher_run, l1_file, jetnet_file, run_cli
     assert report["student"]["kind"] == "mlp" and report["student"]["config"]["weight_bits"] == 4
     for key in ("spearman", "auc_teacher", "auc_student"):
         assert set(report[key]) >= {"w", "z", "t"}
+    # 2 short epochs: fewer steps than the statistics floor, said in the report, never silently longer than training
+    stats = report["quantizer_stats"]
+    assert stats["collect_stats_steps"] == stats["total_steps"] < 50
+    assert any("too short" in w for w in report["warnings"])
+    assert "too short" in ok.stderr
+    # Fidelity at the trigger's operating points: every budget and FPR point, each signal, with bootstrap errors.
+    names = [p["name"] for p in report["operating_points"]]
+    assert names == ["1 kHz", "5 kHz", "10 kHz", "50 kHz", "fpr 1e-2", "fpr 1e-3"]
+    row = report["operating_points"][4]["signals"]["t"]
+    assert 0 <= row["overlap"] <= 1 and row["error"]["tpr_ratio"] >= 0
+    goals = report["goals"]
+    assert goals["all_met"] == (not goals["missed"]) and len(goals["checks"]) >= 3
 
     def fails(*args: object, match: str) -> None:
         result = run_cli("qat", *args)
@@ -116,6 +128,8 @@ def test_cli_and_bad_inputs(tmp_path, teacher_run, l1_file, jetnet_file, run_cli
     fails("--run", teacher_run, "--data", jetnet_file, "--out", tmp_path / "x", match="preset")
     fails("--run", teacher_run, "--data", l1_file, "--out", tmp_path / "x", "student.scaling=float",
           match="power")
+    fails("--run", teacher_run, "--data", l1_file, "--out", tmp_path / "x",
+          "report.trigger.rate_budget_khz=[10, 30000]", match="rate budgets")
     fails("--run", teacher_run, "--data", l1_file, "--out", tmp_path / "x",
           "input.features=[{name: part_energy_x, lsb: 1, bits: 8}]", match="part_energy_x")
     assert not (tmp_path / "x" / "student.pt").exists()

@@ -17,6 +17,22 @@ from typing import Any, Optional
 import typer
 
 
+def _qat_headline(qat: dict[str, Any]) -> dict[str, Any]:
+    """Student/teacher fidelity at the trigger's operating points and the goal verdict, in plain words."""
+    goals = qat["goals"]
+    points = {p["name"]: p for p in qat.get("operating_points", [])}
+    ratios = {name: {sig: {"tpr_ratio": round(r["tpr_ratio"], 3), "overlap": round(r["overlap"], 3),
+                           "tpr_teacher": round(r["tpr_teacher"], 4)} for sig, r in p["signals"].items()}
+              for name, p in points.items()}
+    verdict = ("all goals met" if goals["all_met"] else
+               "goals missed: " + "; ".join(goals.get("missed") or ["no goal could be judged"]))
+    return {"auc_teacher": qat["auc_teacher"], "auc_student": qat["auc_student"], "auc_ratio": qat["auc_ratio"],
+            "operating_points": ratios, "spearman": qat["spearman"],
+            "goals": {"all_met": goals["all_met"], "verdict": verdict, "not_judged": goals.get("not_judged", [])},
+            "warnings": qat.get("warnings", []),
+            "student": {k: qat["student"][k] for k in ("kind", "parameters", "bops")}}
+
+
 def _headline(out: Path) -> dict[str, Any]:
     """Key figures from the stage summaries (whatever exists)."""
     figures: dict[str, Any] = {}
@@ -26,8 +42,7 @@ def _headline(out: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.is_file() else None
 
     if (qat := read("student/qat_report.json")) is not None:
-        figures["qat"] = {k: qat[k] for k in ("auc_teacher", "auc_student", "spearman", "goals")}
-        figures["qat"]["student"] = {k: qat["student"][k] for k in ("kind", "parameters", "bops")}
+        figures["qat"] = _qat_headline(qat)
     if (synth := read("firmware/synth_report.json")) is not None:
         figures["synth"] = {k: synth.get(k) for k in ("board", "latency_ns", "latency_cycles", "ii", "budget")}
     if (emu := read("firmware/emulate.json")) is not None:

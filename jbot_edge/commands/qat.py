@@ -48,4 +48,9 @@ def register(app: typer.Typer) -> None:
             log.info("%s: AUC teacher %.4f student %.4f (ratio %.3f), spearman %.3f", sig,
                      report["auc_teacher"][sig], report["auc_student"][sig], report["auc_ratio"][sig],
                      report["spearman"].get(sig, 0.0))
+        goals = report["goals"]
+        if goals["all_met"]:
+            log.info("fidelity goals met (%d checks; %d not judged)", len(goals["checks"]), len(goals["not_judged"]))
+        for missed in goals["missed"]:
+            log.warning("fidelity goal missed: %s", missed)
         typer.echo(str(out_dir / "student.pt"))

@@ -13,6 +13,19 @@ Quantization, per particle feature ``f`` with LSB ``lsb_f`` (a physical unit: 0.
 3. padded particle slots are code 0 for every feature (so an empty slot is a zero vector, as in the CMS Phase-2
    L1 Deep Sets tagger; the student processes it like any particle and learns its constant contribution).
 
+Optional **per-jet pT normalisation** (``pt_normalisation``, off by default), integer arithmetic on the pT codes of
+the ``n_particles`` slots so that a fixed-point block ahead of the network computes it bit for bit (what the
+teacher's ``part_pt_rel`` is, without a divider)::
+
+    S    = Σ pT codes                      (≤ 16 × 4095 < 2^16: an adder tree)
+    k    = position of the leading one of S (a priority encoder), S = 2^k (1 + φ), φ ∈ [0, 1)
+    a    = floor(S · 2^m / 2^k) - 2^m      (the m bits after the leading one: a ROM address)
+    r    = ROM[a] = round(2^L / (1 + (a + 1/2) / 2^m))              (2^m entries of L + 1 bits)
+    code = min(floor(pT · r / 2^(k + L - bits)), 2^bits - 1)       (one multiply and a shift per particle)
+
+so ``code ≈ 2^bits · pT / S`` (relative error ≤ 2^-(m+1) from the ROM address). With normalisation the pT feature's
+model-visible code range is ``[0, 2^bits - 1]`` (its own ``bits`` still saturates the raw code first).
+
 The model never sees physical units. All features share one power-of-two scale (one per-tensor quantizer)::
 
     model_input = code * 2**-input_frac_bits          (exact in float32: every code has < 24 bits)
@@ -87,6 +100,34 @@ def default_features() -> list[FeatureQuantizer]:
     ]
 
 
+class PtNormalisation(StrictModel):
+    """Per-jet pT normalisation in integer arithmetic (see the module docstring)."""
+
+    feature: str = Field(default="part_pt", description="the pT feature whose codes are normalised")
+    bits: int = Field(default=8, ge=2, le=16, description="output code bits: code = 2^bits · pT / ΣpT")
+    mantissa_bits: int = Field(default=5, ge=1, le=10, description="ROM address bits (2^m reciprocal entries)")
+    reciprocal_bits: int = Field(default=10, ge=2, le=20, description="L: the ROM holds round(2^L / mantissa)")
+
+    def reciprocal_rom(self) -> np.ndarray:
+        """``ROM[a] = round(2^L / (1 + (a + 1/2) / 2^m))`` for the 2^m addresses (int64)."""
+        m = self.mantissa_bits
+        return np.rint(2.0 ** self.reciprocal_bits / (1.0 + (np.arange(1 << m) + 0.5) / (1 << m))).astype(np.int64)
+
+    def apply(self, pt_codes: np.ndarray) -> np.ndarray:
+        """Integer pT codes ``[..., P]`` (padding 0) → normalised codes ``[..., P]`` in ``[0, 2^bits - 1]``."""
+        pt = np.asarray(pt_codes, dtype=np.int64)
+        total = pt.sum(axis=-1, keepdims=True)
+        _, exponent = np.frexp(np.maximum(total, 1).astype(np.float64))  # exact: total < 2^53
+        k = exponent.astype(np.int64) - 1
+        m = self.mantissa_bits
+        address = np.right_shift(np.left_shift(np.maximum(total, 1), m), k) - (1 << m)
+        product = pt * self.reciprocal_rom()[address]
+        shift = k + self.reciprocal_bits - self.bits
+        scaled = np.where(shift >= 0, np.right_shift(product, np.maximum(shift, 0)),
+                          np.left_shift(product, np.maximum(-shift, 0)))
+        return np.where(total > 0, np.minimum(scaled, (1 << self.bits) - 1), 0)
+
+
 class L1InputSpec(StrictModel):
     """Leading constituents at trigger precision: feature quantizers + the model's input scale."""
 
@@ -95,6 +136,8 @@ class L1InputSpec(StrictModel):
     input_frac_bits: int = Field(default=6, ge=0, le=16,
                                  description="model input = code * 2**-input_frac_bits (one per-tensor scale)")
     overflow: Literal["saturate", "wrap"] = "saturate"
+    pt_normalisation: PtNormalisation | None = Field(default=None, description="per-jet pT / ΣpT in integer "
+                                                     "arithmetic (null: absolute pT codes)")
 
     @field_validator("features")
     @classmethod
@@ -105,6 +148,16 @@ class L1InputSpec(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"quantized features must be unique, got {names}")
         return value
+
+    @model_validator(mode="after")
+    def _normalised_feature_exists(self) -> L1InputSpec:
+        norm = self.pt_normalisation
+        if norm is not None:
+            feature = next((f for f in self.features if f.name == norm.feature), None)
+            if feature is None or feature.signed:
+                raise ValueError(f"pt_normalisation.feature {norm.feature!r} must be one of the unsigned features "
+                                 f"{[f.name for f in self.features if not f.signed]}")
+        return self
 
     @model_validator(mode="after")
     def _fits_float32(self) -> L1InputSpec:
@@ -145,10 +198,17 @@ class L1InputSpec(StrictModel):
     def input_fixed_type(self) -> str:
         return f"fixed<{self.input_width},{self.input_integer_bits}>"
 
+    def code_bits(self) -> list[int]:
+        """Bits of each feature's model-visible code (sign included): the normalised pT has its own width."""
+        norm = self.pt_normalisation
+        return [norm.bits if norm is not None and f.name == norm.feature else f.bits for f in self.features]
+
     def code_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature ``(min_code, max_code)`` arrays, int64 [F]."""
-        return (np.array([f.min_code for f in self.features], dtype=np.int64),
-                np.array([f.max_code for f in self.features], dtype=np.int64))
+        """Per-feature ``(min_code, max_code)`` arrays of the model-visible codes, int64 [F]."""
+        norm = self.pt_normalisation
+        high = [(1 << norm.bits) - 1 if norm is not None and f.name == norm.feature else f.max_code
+                for f in self.features]
+        return (np.array([f.min_code for f in self.features], dtype=np.int64), np.array(high, dtype=np.int64))
 
     # -- quantization --------------------------------------------------------------------------------------------
     def check_file(self, jet_file) -> None:  # jbot_edge.data.reader.JetFile (avoids an import cycle)
@@ -190,6 +250,9 @@ class L1InputSpec(StrictModel):
         values = np.stack([batch.particles[n][:, :p] for n in self.feature_names], axis=-1)
         codes = self.quantize_values(values)
         codes[~batch.mask[:, :p]] = 0
+        if self.pt_normalisation is not None:
+            column = self.feature_names.index(self.pt_normalisation.feature)
+            codes[..., column] = self.pt_normalisation.apply(codes[..., column])
         return codes
 
     def check_codes(self, codes: np.ndarray) -> np.ndarray:

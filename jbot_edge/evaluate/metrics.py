@@ -106,7 +106,8 @@ def point_metrics(background: np.ndarray, signal: np.ndarray,
     }
 
 
-def _resample_indices(n: int, method: str, n_resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+def resample_indices(n: int, method: str, n_resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Index sets of ``n`` items: ``bootstrap`` resamples with replacement, ``kfold`` disjoint folds."""
     if method == "bootstrap":
         return [rng.integers(0, n, size=n) for _ in range(n_resamples)]
     folds = np.array_split(rng.permutation(n), n_resamples)
@@ -129,8 +130,8 @@ def metrics_with_uncertainty(background: np.ndarray, signal: np.ndarray,
                             f"signal jets, got {len(background)} and {len(signal)}")
     rng = np.random.default_rng(seed)
     samples = [point_metrics(background[b], signal[s], fpr_targets, sig_eff_targets)
-               for b, s in zip(_resample_indices(len(background), method, n_resamples, rng),
-                               _resample_indices(len(signal), method, n_resamples, rng))]
+               for b, s in zip(resample_indices(len(background), method, n_resamples, rng),
+                               resample_indices(len(signal), method, n_resamples, rng))]
     scale = 1.0 / math.sqrt(n_resamples) if method == "kfold" else 1.0
 
     def spread(get) -> float:

@@ -58,6 +58,7 @@ from jbot_edge.errors import JbotEdgeError
 
 CHECKPOINT_FORMAT = "jbot-edge.student"
 CHECKPOINT_VERSION = 1
+DEFAULT_COLLECT_STATS_STEPS = 30
 
 
 class StudentConfig(StrictModel):
@@ -78,7 +79,8 @@ class StudentConfig(StrictModel):
                                 "next power of two ≥ output_range; train on a target scaled to fit (e.g. a log)")
     rounding: Literal["floor", "round_half_even"] = "floor"
     scaling: str = Field(default="power_of_two", description="only power_of_two is firmware-exact")
-    collect_stats_steps: int = Field(default=30, ge=1, description="training steps that initialise activation scales")
+    collect_stats_steps: int | None = Field(default=None, ge=1, description="training steps that initialise "
+                                            "activation scales (null: 30 here; qat sizes it to the run)")
 
     @property
     def output_threshold(self) -> float:
@@ -139,7 +141,7 @@ def _quantizers(cfg: StudentConfig, spec: L1InputSpec) -> dict[str, Any]:
     class ActQuant(Uint8ActPerTensorFixedPoint):
         bit_width = cfg.act_bits
         float_to_int_impl_type = float_to_int
-        collect_stats_steps = cfg.collect_stats_steps
+        collect_stats_steps = cfg.collect_stats_steps or DEFAULT_COLLECT_STATS_STEPS
 
     class OutputQuant(Int8ActPerTensorFixedPoint):
         # Constant range, not learned: statistics of an untrained network's near-zero output would pin the scale

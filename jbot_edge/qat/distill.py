@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,15 +42,17 @@ from jbot_edge.config import StrictModel, save_config
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
+from jbot_edge.evaluate.config import TriggerSettings
 from jbot_edge.logs import get_logger, progress_bar
 from jbot_edge.models.students import StudentConfig, build_student, check_power_of_two_scales, save_student
 from jbot_edge.qat.embedding_match import EmbeddingMatcher, EmbeddingMatchingConfig
 from jbot_edge.qat.outliers import OutlierExposureConfig, check_overlay_features, overlay_jets
-from jbot_edge.qat.targets import TargetTransform
+from jbot_edge.qat.targets import TailWeightConfig, TargetTransform, tail_weights
 
 log = get_logger(__name__)
 
 CHECKPOINT_FORMAT = "jbot-edge.qat-checkpoint"
+CHECKPOINT_PATH = Path("checkpoints") / "last.pt"
 SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST = 0, 1, 2
 
 
@@ -84,6 +87,51 @@ class QatOptimConfig(StrictModel):
     grad_clip: float = Field(default=1.0, gt=0)
 
 
+class QatTargetConfig(StrictModel):
+    kind: Literal["survival", "log_standardize"] = Field(
+        default="survival", description="what the student regresses (jbot_edge.qat.targets)")
+    tail_weight: TailWeightConfig = Field(default_factory=TailWeightConfig)
+
+
+class QuantizerStatsConfig(StrictModel):
+    """How many training steps initialise the activation ranges when ``student.collect_stats_steps`` is null."""
+
+    fraction: float = Field(default=0.2, gt=0, le=1, description="share of the run's total training steps")
+    min_steps: int = Field(default=50, ge=1, description="floor; a run shorter than this gets a warning")
+
+
+def _trigger_defaults() -> TriggerSettings:
+    return TriggerSettings(rate_budget_khz=[1.0, 5.0, 10.0, 50.0])
+
+
+class QatReportConfig(StrictModel):
+    """Operating points and goals of ``qat_report.json`` (jbot_edge.qat.report)."""
+
+    fpr: list[float] = Field(default_factory=lambda: [1e-2, 1e-3], description="per-jet FPR points")
+    trigger: TriggerSettings = Field(default_factory=_trigger_defaults)
+    n_bootstrap: int = Field(default=50, ge=2, description="paired bootstrap resamples for the errors")
+    goal_auc_ratio: float = Field(default=0.98, gt=0)
+    goal_tpr_ratio: float = Field(default=0.90, gt=0)
+    goal_tpr_fpr: list[float] = Field(default_factory=lambda: [1e-2, 1e-3],
+                                      description="FPR points at which the TPR-ratio goal applies")
+    goal_min_teacher_tpr: float = Field(default=0.02, ge=0, description="TPR goals apply where the teacher's "
+                                        "TPR reaches this (others are reported, not judged)")
+    goal_overlap: float = Field(default=0.8, ge=0, le=1)
+    goal_overlap_budget_khz: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_points(self) -> QatReportConfig:
+        if any(not 0 < f < 1 for f in self.fpr):
+            raise ValueError(f"report.fpr {self.fpr}: every FPR point must lie in (0, 1)")
+        missing = [f for f in self.goal_tpr_fpr if f not in self.fpr]
+        if missing:
+            raise ValueError(f"report.goal_tpr_fpr {missing} must be among report.fpr {self.fpr}")
+        if self.goal_overlap_budget_khz not in self.trigger.rate_budget_khz:
+            raise ValueError(f"report.goal_overlap_budget_khz {self.goal_overlap_budget_khz} must be among "
+                             f"report.trigger.rate_budget_khz {self.trigger.rate_budget_khz}")
+        return self
+
+
 class QatConfig(StrictModel):
     student: StudentConfig = Field(default_factory=StudentConfig)
     input: L1InputSpec = Field(default_factory=L1InputSpec)
@@ -95,7 +143,9 @@ class QatConfig(StrictModel):
                                         "than the teacher was trained on")
     outlier_exposure: OutlierExposureConfig = Field(default_factory=OutlierExposureConfig)
     embedding_matching: EmbeddingMatchingConfig = Field(default_factory=EmbeddingMatchingConfig)
-    report_fpr: list[float] = Field(default_factory=lambda: [1e-3, 1e-4])
+    target: QatTargetConfig = Field(default_factory=QatTargetConfig)
+    quantizer_stats: QuantizerStatsConfig = Field(default_factory=QuantizerStatsConfig)
+    report: QatReportConfig = Field(default_factory=QatReportConfig)
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads (default: torch's choice)")
 
 
@@ -232,9 +282,29 @@ def background_mask(prepared: dict[str, np.ndarray]) -> np.ndarray:
 
 # -- training -----------------------------------------------------------------------------------------------------
 def _loss_fn(cfg: QatOptimConfig):
+    """Per-jet loss (no reduction): the caller applies the tail weights."""
     if cfg.loss == "mae":
-        return torch.nn.L1Loss()
-    return torch.nn.HuberLoss(delta=cfg.huber_delta)
+        return torch.nn.L1Loss(reduction="none")
+    return torch.nn.HuberLoss(delta=cfg.huber_delta, reduction="none")
+
+
+def quantizer_stats_steps(cfg: QatConfig, total_steps: int) -> tuple[int, list[str]]:
+    """Training steps that initialise the activation ranges, sized to the run, and any warning about it.
+
+    Explicit ``student.collect_stats_steps`` is kept unless it exceeds the run (then it is cut to the run, with a
+    warning); null means ``quantizer_stats.fraction`` of the run with a floor of ``quantizer_stats.min_steps``.
+    """
+    stats = cfg.quantizer_stats
+    explicit = cfg.student.collect_stats_steps
+    wanted = explicit if explicit is not None else max(stats.min_steps, int(round(stats.fraction * total_steps)))
+    warnings = []
+    if wanted > total_steps:
+        source = f"student.collect_stats_steps={explicit}" if explicit is not None else \
+            f"the floor quantizer_stats.min_steps={stats.min_steps}"
+        warnings.append(f"run too short for the quantizer statistics: {source} exceeds the run's {total_steps} "
+                        f"training steps, so activation ranges are initialised over all {total_steps} steps and "
+                        "never trained afterwards; raise optim.epochs or use more jets")
+    return max(1, min(wanted, total_steps)), warnings
 
 
 def _lr_at(epoch: int, cfg: QatOptimConfig) -> float:
@@ -243,64 +313,68 @@ def _lr_at(epoch: int, cfg: QatOptimConfig) -> float:
     return float(cfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / cfg.epochs)))  # a numpy scalar would break weights_only loading
 
 
-def _evaluate_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, batch: int = 4096) -> float:
+def _evaluate_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, loss_fn,
+                   batch: int = 4096) -> float:
+    """Weighted mean loss (weights ``w``, the training's tail weights) without gradients."""
     model.eval()
     total = 0.0
     with torch.no_grad():
         for lo in range(0, len(x), batch):
             pred = model(x[lo:lo + batch]).reshape(-1)
-            total += float(loss_fn(pred, y[lo:lo + batch])) * len(pred)
+            total += float((loss_fn(pred, y[lo:lo + batch]) * w[lo:lo + batch]).sum())
     model.train()
-    return total / max(len(x), 1)
+    return total / max(float(w.sum()), 1e-12)
 
 
-def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, out_dir: str | Path,
-                  resume: bool = False) -> dict[str, Any]:
-    """Run the whole distillation; returns the qat report (also written to ``qat_report.json``)."""
-    from jbot_edge.qat.report import build_report
+def _targets_and_weights(cfg: QatConfig, scores: np.ndarray, train_background: np.ndarray
+                         ) -> tuple[TargetTransform, np.ndarray, np.ndarray]:
+    """Target transform fitted on the training background, targets and tail weights of ``scores`` (weights
+    normalised to mean 1 over the training background)."""
+    transform = TargetTransform.fit(scores[train_background], kind=cfg.target.kind)
+    surprise = transform if transform.kind == "survival" else TargetTransform.fit(scores[train_background],
+                                                                                  kind="survival")
+    weights = tail_weights(surprise(scores), cfg.target.tail_weight)
+    return transform, transform(scores).astype(np.float32), (weights / weights[train_background].mean()
+                                                             ).astype(np.float32)
 
-    run_dir, data_path, out_dir = Path(run_dir), Path(data_path), Path(out_dir)
-    mark_output(out_dir, "qat")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    save_config(cfg, out_dir / "config.yaml")
-    ckpt_path = out_dir / "checkpoints" / "last.pt"
-    if resume and not ckpt_path.is_file():
-        raise JbotEdgeError(f"--resume: no checkpoint at {ckpt_path}")
 
-    prepared = prepare(cfg, run_dir, data_path, out_dir)
+@dataclass
+class DistillData:
+    """What the student learns from: model inputs, targets and loss weights of every jet (real jets first, then
+    any pseudo-anomalies), the training and validation rows, and teacher embeddings for embedding matching."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    w: torch.Tensor
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    embeddings: torch.Tensor | None = None
+
+
+def fit_student(cfg: QatConfig, data: DistillData, out_dir: Path, resume: bool = False
+                ) -> tuple[torch.nn.Module, StudentConfig, dict[str, Any], dict[str, Any]]:
+    """Train a student on ``data`` (metrics.jsonl and checkpoints in ``out_dir``); returns the best-epoch student
+    in eval mode, the student configuration it was built with, the best-epoch record and the quantizer statistics
+    sizing (``collect_stats_steps``, ``total_steps``, ``warnings``)."""
     spec = cfg.input
-    bkg = background_mask(prepared)
-    transform = TargetTransform.fit(prepared["scores"][bkg & (prepared["split"] == SPLIT_TRAIN)])
-    targets = transform(prepared["scores"]).astype(np.float32)
-    x_all = torch.from_numpy(spec.to_model_input(prepared["codes"]))
-    y_all = torch.from_numpy(targets)
-    train_idx = np.flatnonzero(bkg & (prepared["split"] == SPLIT_TRAIN))
-    val_idx = np.flatnonzero(bkg & (prepared["split"] == SPLIT_VAL))
-    if len(train_idx) < cfg.optim.batch_size or len(val_idx) == 0:
-        raise JbotEdgeError(f"qat: only {len(train_idx)} training / {len(val_idx)} validation background jets in "
-                            f"{data_path}; need at least optim.batch_size={cfg.optim.batch_size} for training")
-    x_val, y_val = x_all[val_idx], y_all[val_idx]
-    if "oe_codes" in prepared:
-        # Pseudo-anomalies join the training set only: validation and the report stay on real jets.
-        n_real = len(x_all)
-        x_all = torch.cat([x_all, torch.from_numpy(spec.to_model_input(prepared["oe_codes"]))])
-        y_all = torch.cat([y_all, torch.from_numpy(transform(prepared["oe_scores"]).astype(np.float32))])
-        train_idx = np.concatenate([train_idx, n_real + np.arange(len(prepared["oe_codes"]))])
-    emb_all = None
-    if cfg.embedding_matching.enabled:
-        emb_all = torch.from_numpy(np.concatenate([prepared["embeddings"], prepared.get(
-            "oe_embeddings", np.zeros((0, prepared["embeddings"].shape[1]), np.float32))]).astype(np.float32))
-
+    total_steps = cfg.optim.epochs * (len(data.train_idx) // cfg.optim.batch_size)
+    stats_steps, warnings = quantizer_stats_steps(cfg, total_steps)
+    for warning in warnings:
+        log.warning("%s", warning)
+    # The student records the step count it was built with: --resume and the checkpoint rebuild the same quantizers.
+    student_cfg = cfg.student.model_copy(update={"collect_stats_steps": stats_steps})
     torch.manual_seed(cfg.seed)
-    model = build_student(cfg.student, spec)
+    model = build_student(student_cfg, spec)
     matcher = None
-    if emb_all is not None:
-        reference = emb_all[torch.from_numpy(train_idx)]
+    if data.embeddings is not None:
+        reference = data.embeddings[torch.from_numpy(data.train_idx)]
         matcher = EmbeddingMatcher(model, reference.mean(0), reference.std(0))
     trainable = list(model.parameters()) + ([] if matcher is None else list(matcher.parameters()))
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     loss_fn = _loss_fn(cfg.optim)
+    x_all, y_all, w_all, emb_all, train_idx = data.x, data.y, data.w, data.embeddings, data.train_idx
+    x_val, y_val, w_val = x_all[data.val_idx], y_all[data.val_idx], w_all[data.val_idx]
+    ckpt_path = out_dir / CHECKPOINT_PATH
     start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1, "state": None, "initial_val_loss": None}
     if resume:
         start_epoch, best = _load_checkpoint(ckpt_path, model, optimizer, cfg, matcher)
@@ -310,7 +384,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     if not resume:
         metrics_path.unlink(missing_ok=True)
         # The untrained student's validation loss: the reference the distillation must improve on.
-        best["initial_val_loss"] = _evaluate_loss(model, x_val, y_val, loss_fn)
+        best["initial_val_loss"] = _evaluate_loss(model, x_val, y_val, w_val, loss_fn)
     model.train()
     from rich.progress import TextColumn
 
@@ -326,7 +400,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
             for lo in range(0, len(order) - cfg.optim.batch_size + 1, cfg.optim.batch_size):
                 idx = torch.from_numpy(order[lo:lo + cfg.optim.batch_size])
                 pred = model(x_all[idx]).reshape(-1)
-                loss = loss_fn(pred, y_all[idx])
+                loss = (loss_fn(pred, y_all[idx]) * w_all[idx]).mean()
                 if matcher is not None:
                     loss = loss + cfg.embedding_matching.weight * matcher.loss(emb_all[idx])
                 optimizer.zero_grad(set_to_none=True)
@@ -338,7 +412,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
             train_loss = running / max(seen, 1)
             if not np.isfinite(train_loss):
                 raise JbotEdgeError(f"qat: training loss became {train_loss} at epoch {epoch}; lower optim.lr")
-            val_loss = _evaluate_loss(model, x_val, y_val, loss_fn)
+            val_loss = _evaluate_loss(model, x_val, y_val, w_val, loss_fn)
             jets_per_s = seen / max(time.perf_counter() - t0, 1e-9)
             if val_loss < best["val_loss"]:
                 best.update(val_loss=val_loss, epoch=epoch,
@@ -354,11 +428,59 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
         model.load_state_dict(best["state"])
     model.eval()
     check_power_of_two_scales(model, where="trained student")
+    return model, student_cfg, best, {"collect_stats_steps": stats_steps, "total_steps": total_steps,
+                                      "warnings": warnings}
+
+
+def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, out_dir: str | Path,
+                  resume: bool = False) -> dict[str, Any]:
+    """Run the whole distillation; returns the qat report (also written to ``qat_report.json``)."""
+    from jbot_edge.qat.report import build_report
+
+    run_dir, data_path, out_dir = Path(run_dir), Path(data_path), Path(out_dir)
+    mark_output(out_dir, "qat")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    save_config(cfg, out_dir / "config.yaml")
+    if resume and not (out_dir / CHECKPOINT_PATH).is_file():
+        raise JbotEdgeError(f"--resume: no checkpoint at {out_dir / CHECKPOINT_PATH}")
+
+    prepared = prepare(cfg, run_dir, data_path, out_dir)
+    spec = cfg.input
+    bkg = background_mask(prepared)
+    scores = np.concatenate([prepared["scores"], prepared.get("oe_scores", np.zeros(0))])
+    train_background = np.zeros(len(scores), dtype=bool)
+    train_background[:len(bkg)] = bkg & (prepared["split"] == SPLIT_TRAIN)
+    transform, targets, weights = _targets_and_weights(cfg, scores, train_background)
+    n_real = len(prepared["scores"])
+    x_all = torch.from_numpy(spec.to_model_input(prepared["codes"]))
+    y_all = torch.from_numpy(targets[:n_real])
+    w_all = torch.from_numpy(weights)
+    train_idx = np.flatnonzero(bkg & (prepared["split"] == SPLIT_TRAIN))
+    val_idx = np.flatnonzero(bkg & (prepared["split"] == SPLIT_VAL))
+    if len(train_idx) < cfg.optim.batch_size or len(val_idx) == 0:
+        raise JbotEdgeError(f"qat: only {len(train_idx)} training / {len(val_idx)} validation background jets in "
+                            f"{data_path}; need at least optim.batch_size={cfg.optim.batch_size} for training")
+    if "oe_codes" in prepared:
+        # Pseudo-anomalies join the training set only: validation and the report stay on real jets.
+        x_all = torch.cat([x_all, torch.from_numpy(spec.to_model_input(prepared["oe_codes"]))])
+        y_all = torch.from_numpy(targets)
+        train_idx = np.concatenate([train_idx, n_real + np.arange(len(prepared["oe_codes"]))])
+    emb_all = None
+    if cfg.embedding_matching.enabled:
+        emb_all = torch.from_numpy(np.concatenate([prepared["embeddings"], prepared.get(
+            "oe_embeddings", np.zeros((0, prepared["embeddings"].shape[1]), np.float32))]).astype(np.float32))
+
+    data = DistillData(x=x_all, y=y_all, w=w_all, train_idx=train_idx, val_idx=val_idx, embeddings=emb_all)
+    model, student_cfg, best, stats = fit_student(cfg, data, out_dir, resume=resume)
+    stats_steps, total_steps, warnings = stats["collect_stats_steps"], stats["total_steps"], stats["warnings"]
 
     report = build_report(model, cfg, prepared, transform, out_dir, run_dir=run_dir, data_path=data_path,
                           best_epoch=best["epoch"], best_val_loss=best["val_loss"],
-                          initial_val_loss=best["initial_val_loss"])
-    save_student(out_dir / "student.pt", model, cfg.student, spec, extra={
+                          initial_val_loss=best["initial_val_loss"],
+                          quantizer_stats={"collect_stats_steps": stats_steps, "total_steps": total_steps},
+                          warnings=warnings)
+    save_student(out_dir / "student.pt", model, student_cfg, spec, extra={
         "target_transform": transform.describe(),
         "teacher": {"run_dir": str(run_dir.resolve()), "sha256": _sha256(run_dir / "teacher.pt"),
                     "score_head": report["score_head"]},

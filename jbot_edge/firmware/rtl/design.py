@@ -233,9 +233,9 @@ def _io_layout(comb, spec, output_scale: float, output_bits: int, output_signed:
                             f"moves at most {_BINDER_BITS} bits per element")
     out_frac_student = -int(math.log2(output_scale))
     features = []
-    for j, q in enumerate(spec.features):
+    for j, (q, code_bits) in enumerate(zip(spec.features, spec.code_bits())):
         port_bits = int(k_in[j] + i_in[j] + f_in[j])  # first particle: all particles share the feature's type
-        features.append({"name": q.name, "code_bits": q.bits, "signed": q.signed, "lsb": q.lsb,
+        features.append({"name": q.name, "code_bits": code_bits, "signed": q.signed, "lsb": q.lsb,
                          "port_bits": port_bits})
     inputs = {
         "n": spec.n_particles * spec.n_features,

@@ -124,7 +124,8 @@ def input_kif(spec: L1InputSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per input element (shape ``[P, F]``) da4ml's ``(k, i, f)``: sign bit, integer bits without sign, fraction
     bits of each feature's code type scaled by ``2**-input_frac_bits``."""
     signed = np.array([int(q.signed) for q in spec.features])
-    integer = np.array([q.bits - int(q.signed) for q in spec.features]) - spec.input_frac_bits
+    code_bits = np.array(spec.code_bits())  # model-visible codes (a normalised pT is narrower than its raw code)
+    integer = code_bits - np.array([int(q.signed) for q in spec.features]) - spec.input_frac_bits
     frac = np.full(spec.n_features, spec.input_frac_bits)
     shape = (spec.n_particles, spec.n_features)
     return tuple(np.broadcast_to(v, shape).copy() for v in (signed, integer, frac))  # type: ignore[return-value]

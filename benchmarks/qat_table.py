@@ -1,0 +1,130 @@
+"""The README's distillation fidelity table and Pareto plot, generated from ``benchmarks/qat.py``'s JSON.
+
+Usage::
+
+    python benchmarks/qat_table.py benchmarks/results/qat.json [MORE.json ...] [--plot docs/qat_pareto.png]
+        [--readme README.md]
+
+Several JSON files (e.g. the recipe sweep and the student grid run as separate processes) are joined point by point.
+
+Prints the Markdown table; ``--readme`` replaces the text between ``<!-- qat-table:start -->`` and
+``<!-- qat-table:end -->`` with it (nothing is typed by hand), ``--plot`` draws fidelity (the lowest student/teacher
+AUC ratio over the signals) against the da4ml LUT estimate, with the Pareto front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+START, END = "<!-- qat-table:start -->", "<!-- qat-table:end -->"
+
+
+def _per_signal(values: dict[str, float]) -> str:
+    return " / ".join(f"{values[s]:.3f}" for s in sorted(values))
+
+
+def _lowest(values: dict[str, float]) -> float:
+    return min(values.values()) if values else 0.0
+
+
+def _budget_ratios(point: dict) -> str:
+    budgets = [k for k in point["tpr_ratio"] if k.endswith("kHz")]
+    return " / ".join(f"{_lowest(point['tpr_ratio'][b]):.2f}" for b in budgets)
+
+
+def table(result: dict) -> str:
+    points = result["points"]
+    signals = sorted(points[0]["auc_ratio"]) if points else []
+    budgets = [k for k in points[0]["tpr_ratio"] if k.endswith("kHz")] if points else []
+    sig = "/".join(signals)
+    head = ["student", "bits", "recipe", "params", "LUT (da4ml)", "latency ns", "bit-exact",
+            f"AUC ratio {sig}", f"teacher TPR @1e-2 {sig}", f"TPR ratio @1e-2 {sig}", f"TPR ratio @1e-3 {sig}",
+            f"min TPR ratio {' / '.join(budgets)}", f"overlap @10 kHz {sig}", "goals"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in points:
+        rtl = p.get("rtl", {})
+        lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %)" if rtl else "–"
+        rows.append("| " + " | ".join([
+            p["kind"], str(p["bits"]), p["recipe"], str(p["parameters"]), lut,
+            f"{rtl['latency_ns']:.1f}" if rtl else "–",
+            ("yes" if rtl["bit_exact"] else f"no ({rtl['exact']}/{rtl['n_exact_checked']})") if rtl else "–",
+            _per_signal(p["auc_ratio"]), _per_signal(p["tpr_teacher"]["fpr 1e-2"]),
+            _per_signal(p["tpr_ratio"]["fpr 1e-2"]),
+            _per_signal(p["tpr_ratio"]["fpr 1e-3"]), _budget_ratios(p), _per_signal(p["overlap"]["10 kHz"]),
+            "met" if p["goals_all_met"] else f"{len(p['goals_missed'])} missed",
+        ]) + " |")
+    n_test = points[0]["n_test"] if points else {}
+    note = (f"\nHeld-out test jets per label: {', '.join(f'{k} {v}' for k, v in n_test.items())}; "
+            f"{result['epochs']} epochs, {result['threads']} threads, overrides {result.get('overrides') or 'none'}, "
+            f"run took {result['wall_s'] / 60:.1f} min in all. "
+            "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
+            "signal jets the student also triggers. Bootstrap errors are in the JSON; goals count only TPR ratios and "
+            "overlaps where the teacher's TPR is ≥ 0.02 (the rest are listed as not judged).\n")
+    return "\n".join(rows) + "\n" + note
+
+
+def plot(result: dict, path: Path) -> None:
+    """Lowest AUC ratio over the signals (± its bootstrap error) against the da4ml LUT estimate, with the Pareto
+    front. The TPR ratios are left to the table: with a teacher whose low-FPR efficiency is a few jets they are
+    dominated by counting noise, and a plot would over-read them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [p for p in result["points"] if p.get("rtl")]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    xs, ys = [], []
+    for p in points:
+        worst = min(p["auc_ratio"], key=p["auc_ratio"].get)
+        xs.append(p["rtl"]["lut_da4ml"])
+        ys.append(p["auc_ratio"][worst])
+        ax.errorbar(xs[-1], ys[-1], yerr=p["auc_ratio_err"][worst], fmt="o" if p["kind"] == "deepsets" else "s",
+                    color="tab:blue" if p["kind"] == "deepsets" else "tab:orange", ms=4, capsize=2)
+        ax.annotate(f"{p['kind'][:2]}{p['bits']} {p['recipe']}", (xs[-1], ys[-1]), fontsize=6, alpha=0.8,
+                    xytext=(3, 2), textcoords="offset points")
+    front, best = [], -1.0
+    for i in sorted(range(len(xs)), key=lambda i: (xs[i], -ys[i])):
+        if ys[i] > best:
+            front.append(i)
+            best = ys[i]
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], lw=1, alpha=0.6, color="tab:green", label="Pareto front")
+    ax.axhline(0.98, ls=":", color="tab:red", label="goal 0.98")
+    ax.set_xlabel("da4ml LUT estimate (VU13P: 2 % = 34.6k)")
+    ax.set_ylabel("lowest student/teacher AUC ratio over signals")
+    ax.set_title("Distillation fidelity vs firmware cost (o Deep Sets, □ MLP)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", type=Path, nargs="+")
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--readme", type=Path)
+    parser.add_argument("--joined", type=Path, help="also write the joined JSON here (several inputs → one file)")
+    args = parser.parse_args()
+    parts = [json.loads(p.read_text()) for p in args.json]
+    result = {**parts[0], "points": [pt for part in parts for pt in part["points"]],
+              "wall_s": sum(part["wall_s"] for part in parts)}
+    if args.joined:
+        args.joined.parent.mkdir(parents=True, exist_ok=True)
+        args.joined.write_text(json.dumps({**result, "parts": [str(p) for p in args.json]}, indent=2) + "\n")
+    text = table(result)
+    print(text)
+    if args.plot:
+        plot(result, args.plot)
+    if args.readme:
+        readme = args.readme.read_text()
+        if START not in readme or END not in readme:
+            raise SystemExit(f"error: {args.readme} has no {START} ... {END} markers")
+        head, rest = readme.split(START, 1)
+        args.readme.write_text(head + START + "\n" + text + END + rest.split(END, 1)[1])
+
+
+if __name__ == "__main__":
+    main()
