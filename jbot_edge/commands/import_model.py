@@ -12,16 +12,10 @@ from typing import Optional
 
 import typer
 
+from jbot_edge.commands import label_list
 
-def _names(value: str | None, option: str) -> list[str] | None:
-    from jbot_edge.errors import JbotEdgeError
-
-    if value is None:
-        return None
-    names = [s.strip() for s in value.split(",") if s.strip()]
-    if not names:
-        raise JbotEdgeError(f"{option} {value!r}: give comma-separated names, e.g. q,g")
-    return names
+#: ``--from`` values (checked before the heavy imports, so a typo answers at once).
+SOURCE_FORMATS = ("jbot-keras",)
 
 
 def register(app: typer.Typer) -> None:
@@ -41,15 +35,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import a published jBOT model (the authors' Keras weights) as a jbot-edge teacher run directory."""
         from jbot_edge.errors import JbotEdgeError
-        from jbot_edge.pretrain.keras_import import SOURCE_FORMATS, ImportConfig, import_keras_run
 
         if from_format not in SOURCE_FORMATS:
             raise JbotEdgeError(f"--from {from_format!r}: expected one of {', '.join(SOURCE_FORMATS)}")
         if not 1 <= n_particles <= 512:
             raise JbotEdgeError(f"--n-particles {n_particles}: expected 1 to 512")
+        from jbot_edge.pretrain.keras_import import ImportConfig, import_keras_run
+
         cfg = ImportConfig(source_format=from_format, weights=str(weights),
                            classifier=None if classifier is None else str(classifier),
-                           classes=_names(classes, "--classes"), train_labels=_names(train_labels, "--train-labels"),
+                           classes=label_list(classes, "--classes"),
+                           train_labels=label_list(train_labels, "--train-labels"),
                            n_particles=n_particles)
         summary = import_keras_run(cfg, out)
         arch = summary["architecture"]

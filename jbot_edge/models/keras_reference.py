@@ -1,4 +1,4 @@
-"""The authors' jBOT Keras model, rebuilt in Keras for cross-checks (optional extra: ``pip install 'jbot-edge[keras]'``).
+"""The authors' jBOT Keras model, rebuilt in Keras for cross-checks (optional: ``pip install 'jbot-edge[keras]'``).
 
 A transcription of ``build_backbone`` / ``build_mlp`` in github.com/hftsoi/jbot ``utils_model.py`` (commit f2e3b54):
 same layer classes and attribute names, so Keras' ``load_weights`` reads the published ``*.weights.h5`` files and
@@ -59,7 +59,7 @@ def keras_backbone(d_model: int, n_heads: int, n_layers: int, n_particles: int =
 
 
 def keras_classifier_head(dim_in: int, n_classes: int):
-    """``[CLS] [N, d]`` → class probabilities ``[N, C]`` (Dense(2d, GELU) → Dense(d, GELU) → Dense(C, softmax))."""
+    """``[CLS] [N, d]`` → class probabilities ``[N, C]``: Dense(2d, GELU) → Dense(d, GELU) → Dense(C, softmax)."""
     keras = _keras()[0]
     x_in = keras.Input((dim_in,))
     x = keras.layers.Dense(dim_in * 2, activation="gelu")(x_in)

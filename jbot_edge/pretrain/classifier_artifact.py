@@ -4,7 +4,7 @@ fine-tuned models; see :mod:`jbot_edge.pretrain.keras_import`).
 Schema (``torch.load(weights_only=True)``; plain types and tensors)::
 
     {"format": "jbot-edge.classifier", "version": 1,
-     "head": "jbot-mlp",                  # JetClassifier.head: d → 2d → d → classes, GELU; logits (softmax outside)
+     "head": "jbot-mlp",                  # JetClassifier.head: d → 2d → d → classes, GELU; logits
      "classes": ["q", "g", ...],          # one name per output, in output order
      "state_dict": {...},                 # JetClassifier.head weights, float32
      "source": {...}}                     # where the weights came from (informational)
@@ -57,7 +57,8 @@ def load_classifier(run_dir: str | os.PathLike[str]) -> tuple[JetClassifier, lis
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
-        raise JbotEdgeError(f"{path} cannot be read ({type(exc).__name__}); expected a jbot-edge classifier.pt") from exc
+        raise JbotEdgeError(f"{path} cannot be read ({type(exc).__name__}); "
+                            "expected a jbot-edge classifier.pt") from exc
     if not isinstance(payload, dict) or payload.get("format") != CLASSIFIER_FORMAT:
         raise JbotEdgeError(f"{path}: not a {CLASSIFIER_FORMAT!r} file")
     if payload.get("version") != CLASSIFIER_VERSION:

@@ -31,7 +31,6 @@ from jbot_edge.models.transformer import ModelConfig, model_config_dict
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.classifier_artifact import CLASSIFIER_FILE, classifier_payload, save_classifier
 
-SOURCE_FORMATS = ("jbot-keras",)
 #: Training classes encoded in the published file names (``qg_backbone_pretrain_32_4_2.weights.h5``, ...).
 PUBLISHED_TRAIN_LABELS = {"qg": ["q", "g"], "tqg": ["t", "q", "g"], "all": ["q", "g", "w", "z", "t"]}
 #: Output order of the published classifier heads (``load_jetnet`` in the authors' utils_data.py: one-hot over
