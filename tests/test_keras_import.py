@@ -112,8 +112,8 @@ def test_evaluate_then_qat_take_the_imported_run(imported_run, jetnet_file, run_
                      "--out", run / "student", "--epochs", "2", "optim.batch_size=64")
     assert result.returncode == 0, result.stderr
     qat = json.loads((run / "student" / "qat_report.json").read_text())
-    assert set(qat["auc_teacher"]) == {"w", "z", "t"}
-    assert qat["auc_teacher"]["t"] == pytest.approx(report["signals"]["t"]["auc"], abs=0.1)
+    assert set(qat["auc_teacher"]) == {"w", "z", "t"} and qat["score_head"] == report["score_head"]["name"]
+    assert all(0.0 <= a <= 1.0 for a in qat["auc_student"].values())
 
 
 def test_general_sizes_and_classifier_match_the_keras_forward(tmp_path):
