@@ -95,6 +95,7 @@ def test_reference_jets_converted_from_jetnet_schema_give_the_same_cls(imported_
 
 
 @needs_reference
+@pytest.mark.slow
 def test_evaluate_then_qat_take_the_imported_run(imported_run, jetnet_file, run_cli, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
