@@ -15,13 +15,18 @@ Schema (one file, loadable with ``torch.load(weights_only=True)``; plain Python 
       "input_spec": {"features": [...], "n_particles": P},   # jbot_edge.data.preprocessing.InputSpec
       "data": {"preset": "jetnet" | "l1" | None,   # the training file's provenance["preset"]
                "file": "/path/train.h5", "train_labels": ["q", "g"] | None},
-      "training": {...}             # optional: steps, epochs, seed, final losses (informational)
+      "training": {...},            # optional: steps, epochs, seed, final losses (informational)
+      "student_state_dict": {...}   # optional: the student backbone at the end of training (same architecture),
+                                    # loaded only with load_teacher(..., source="student")
     }
 
 Usage::
 
     teacher = load_teacher(run_dir)        # RUN_DIR or RUN_DIR/teacher.pt
     emb = teacher.embed(batch)             # [N, D] raw [CLS], float32 numpy
+    student = load_teacher(run_dir, source="student")          # the student backbone instead of the EMA teacher
+    untrained = load_teacher(run_dir, source="untrained")      # same architecture, same seeded initialisation
+    both = load_teacher(run_dir, features="cls+mean")          # [N, 2D]: [CLS] ‖ mean of the particle tokens
     cls, tokens = teacher.encoder(x, mask) # the nn.Module itself (eval mode)
 """
 
@@ -37,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, validate_artifact
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
@@ -46,6 +52,8 @@ from jbot_edge.models.transformer import JetEncoder, build_encoder
 TEACHER_FORMAT = "jbot-edge.teacher"
 TEACHER_VERSION = 1
 TEACHER_FILE = "teacher.pt"
+SOURCES = ("teacher", "student", "untrained")
+FEATURES = ("cls", "cls+mean")
 
 
 @dataclass
@@ -60,10 +68,13 @@ class Teacher:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: which weights (teacher, student, untrained) and which embedding (cls, cls+mean) :meth:`embed` returns
+    source: str = "teacher"
+    features: str = "cls"
 
     @property
     def embed_dim(self) -> int:
-        return self.encoder.embed_dim
+        return self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1)
 
     @property
     def device(self) -> torch.device:
@@ -82,7 +93,11 @@ class Teacher:
         for lo in range(0, x.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(device, torch.float32)
             mb = torch.from_numpy(np.ascontiguousarray(mask[lo:lo + batch_size])).to(device)
-            cls, _ = self.encoder(xb, mb)
+            cls, tokens = self.encoder(xb, mb)
+            if self.features == "cls+mean":
+                weights = mb.unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+                cls = torch.cat([cls, mean], dim=-1)
             out[lo:lo + len(xb)] = cls.float().cpu().numpy()
         return out
 
@@ -99,9 +114,15 @@ def teacher_payload(
     data: Mapping[str, Any],
     training: Mapping[str, Any] | None = None,
     method: str = "jbot",
+    student: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """The dictionary written to ``teacher.pt`` (weights copied to CPU float32)."""
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in encoder.state_dict().items()}
+    """The dictionary written to ``teacher.pt`` (weights copied to CPU float32); ``student``: also store the
+    student backbone (under ``student_state_dict``)."""
+    def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in module.state_dict().items()}
+
+    state = cpu_state(encoder)
+    extra = {} if student is None else {"student_state_dict": cpu_state(student)}
     return {
         "format": TEACHER_FORMAT,
         "version": TEACHER_VERSION,
@@ -112,6 +133,7 @@ def teacher_payload(
         "data": {"preset": data.get("preset"), "file": None if data.get("file") is None else str(data["file"]),
                  "train_labels": None if data.get("train_labels") is None else list(data["train_labels"])},
         "training": dict(training or {}),
+        **extra,
     }
 
 
@@ -123,8 +145,18 @@ def save_teacher(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Pa
     return path
 
 
-def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Teacher:
-    """Load ``RUN_DIR/teacher.pt`` (or the file itself) with ``torch.load(weights_only=True)``."""
+def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu", source: str = "teacher",
+                 features: str = "cls") -> Teacher:
+    """Load ``RUN_DIR/teacher.pt`` (or the file itself) with ``torch.load(weights_only=True)``.
+
+    ``source``: ``teacher`` (the EMA teacher, default), ``student`` (the student backbone, when the run stored it)
+    or ``untrained`` (the same architecture with the initial weights of a run with the recorded seed, and the same
+    fitted input normalisation: the reference that shows what pre-training bought). ``features``: ``cls`` or
+    ``cls+mean`` (the [CLS] concatenated with the mean particle token)."""
+    if source not in SOURCES:
+        raise JbotEdgeError(f"embedding.source: {source!r} is not one of {', '.join(SOURCES)}")
+    if features not in FEATURES:
+        raise JbotEdgeError(f"embedding.features: {features!r} is not one of {', '.join(FEATURES)}")
     path = Path(path)
     if path.is_dir():
         path = path / TEACHER_FILE
@@ -135,21 +167,33 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
         raise JbotEdgeError(f"teacher artifact {path} cannot be read ({type(exc).__name__}); "
                             "expected a jbot-edge teacher.pt") from exc
-    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise JbotEdgeError(f"{path}: format is {got!r}, expected {TEACHER_FORMAT!r}")
-    if int(payload.get("version", -1)) != TEACHER_VERSION:
-        raise JbotEdgeError(f"{path}: teacher version {payload.get('version')} unsupported (expected {TEACHER_VERSION})")
-    spec = InputSpec.model_validate(payload["input_spec"])
+    validate_artifact(TeacherFile, payload, path)
+    spec = validate_artifact(InputSpec, payload["input_spec"], f"{path} (input_spec)")
     model_config = dict(payload["model_config"])
     method = str(payload.get("method", "jbot"))
-    if method == "jbot":
-        encoder = build_encoder(model_config)
-    else:  # baseline methods (JetCLR, VAE, ...) bring their own encoders; see jbot_edge.baselines.registry
-        from jbot_edge.baselines.registry import encoder_builder
+    seed = int((payload.get("training") or {}).get("seed", 0))
+    with torch.random.fork_rng(devices=[]), artifact_errors(path, "model_config/state_dict"):
+        # The pretrain loop seeds torch with train.seed right before building the student (whose copy is the
+        # teacher), so the same seed here gives the untrained network both started from.
+        torch.manual_seed(seed)
+        if method == "jbot":
+            encoder = build_encoder(model_config)
+        else:  # baseline methods (JetCLR, VAE, ...) bring their own encoders; see jbot_edge.baselines.registry
+            from jbot_edge.baselines.registry import encoder_builder
 
-        encoder = encoder_builder(method)(model_config)
-    missing, unexpected = encoder.load_state_dict(payload["state_dict"], strict=False)
+            encoder = encoder_builder(method)(model_config)
+    state = payload["state_dict"]
+    if source == "student":
+        if "student_state_dict" not in payload:
+            raise JbotEdgeError(f"{path} stores no student backbone (written before it was saved); re-run "
+                                "`jbot-edge pretrain` or use embedding.source=teacher")
+        state = payload["student_state_dict"]
+    elif source == "untrained":
+        # Only the fitted input normalisation (statistics, not learnt) is taken from the artifact.
+        state = {k: v for k, v in state.items() if k.startswith("input_norm.")}
+        state = {**encoder.state_dict(), **state}
+    with artifact_errors(path, "state_dict"):
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")
@@ -157,4 +201,4 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     data = dict(payload.get("data") or {})
     return Teacher(encoder=encoder, input_spec=spec, model_config=model_config, data_preset=data.get("preset"),
                    method=method, data=data,
-                   training=dict(payload.get("training") or {}), path=path)
+                   training=dict(payload.get("training") or {}), path=path, source=source, features=features)
