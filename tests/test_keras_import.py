@@ -238,9 +238,13 @@ def test_mismatched_head_and_used_run_directory_are_refused(tmp_path):
     assert not (tmp_path / "run").exists()
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "teacher.pt").write_bytes(b"")
-    with pytest.raises(JbotEdgeError, match="already exists and is not an empty directory"):
+    with pytest.raises(JbotEdgeError, match="holds the output of `jbot-edge pretrain`"):
         import_keras_run(ImportConfig(weights=str(REFERENCE_WEIGHTS)), tmp_path / "used")
     assert (tmp_path / "used" / "teacher.pt").read_bytes() == b""
+    import_keras_run(ImportConfig(weights=str(REFERENCE_WEIGHTS)), tmp_path / "imported")
+    with pytest.raises(JbotEdgeError, match="not an empty directory; choose a new run directory or pass --force"):
+        import_keras_run(ImportConfig(weights=str(REFERENCE_WEIGHTS)), tmp_path / "imported")
+    import_keras_run(ImportConfig(weights=str(REFERENCE_WEIGHTS)), tmp_path / "imported", force=True)
 
 
 @needs_reference

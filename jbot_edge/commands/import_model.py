@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
             None, "--train-labels", help="Labels the model was trained on (default: from the published file name: "
                                          "qg_ → q,g; tqg_ → t,q,g; all_ → q,g,w,z,t)."),
         n_particles: int = typer.Option(30, "--n-particles", help="Particle slots fed to the model (JetNet: 30)."),
+        force: bool = typer.Option(False, "--force", help="Replace a non-empty OUT as a whole."),
     ) -> None:
         """Import a published jBOT model (the authors' Keras weights) as a jbot-edge teacher run directory."""
         from jbot_edge.errors import JbotEdgeError
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
                            classes=label_list(classes, "--classes"),
                            train_labels=label_list(train_labels, "--train-labels"),
                            n_particles=n_particles)
-        summary = import_keras_run(cfg, out)
+        summary = import_keras_run(cfg, out, force=force)
         arch = summary["architecture"]
         extra = f", classifier over {','.join(summary['classes'])}" if summary["classes"] else ""
         typer.echo(f"{out}: d_model {arch['d_model']}, {arch['heads']} heads × {arch['key_dim']}, "

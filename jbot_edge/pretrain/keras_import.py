@@ -28,6 +28,7 @@ from jbot_edge.data.preprocessing import JBOT_FEATURES, InputSpec
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.keras_weights import keras_classifier, read_keras_backbone, read_keras_classifier_head
 from jbot_edge.models.transformer import ModelConfig, model_config_dict
+from jbot_edge.outputs import check_output_dir, mark_output
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.classifier_artifact import CLASSIFIER_FILE, classifier_payload, save_classifier
 
@@ -76,13 +77,14 @@ def _source(path: Path) -> dict[str, Any]:
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def import_keras_run(cfg: ImportConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Import the weights named in ``cfg`` into ``out_dir`` (which must not exist or be empty); returns the
-    summary (also written to ``out_dir/summary.json``)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+def import_keras_run(cfg: ImportConfig, out_dir: str | Path, force: bool = False) -> dict[str, Any]:
+    """Import the weights named in ``cfg`` into ``out_dir`` (new or empty; ``force`` replaces it as a whole);
+    returns the summary (also written to ``out_dir/summary.json``)."""
+    out_dir = check_output_dir(out_dir, "import", inputs=[cfg.weights, cfg.classifier], force=force)
+    # An earlier import is replaced only with --force too: evaluate and qat write their outputs into the run.
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise JbotEdgeError(f"--out {out_dir}: already exists and is not an empty directory; choose a new run "
-                            "directory")
+                            "directory or pass --force to replace it")
     weights = Path(cfg.weights)
     backbone = read_keras_backbone(weights)
     if backbone.in_features != len(JBOT_FEATURES):
@@ -124,4 +126,5 @@ def import_keras_run(cfg: ImportConfig, out_dir: str | Path) -> dict[str, Any]:
             save_classifier(tmp / CLASSIFIER_FILE, classifier_payload(classifier, classes, source))
         write_json(tmp / "summary.json", summary)
         save_config(cfg, tmp / "config.yaml")
+        mark_output(tmp, "import")
     return summary
