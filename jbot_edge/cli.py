@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "jbot_edge.commands.generate",
     "jbot_edge.commands.convert",
     "jbot_edge.commands.pretrain",
+    "jbot_edge.commands.import_model",
     "jbot_edge.commands.evaluate",
     "jbot_edge.commands.qat",
     "jbot_edge.commands.synth",

@@ -10,16 +10,7 @@ from pathlib import Path
 
 import typer
 
-
-def _label_list(value: str | None, option: str) -> list[str] | None:
-    from jbot_edge.errors import JbotEdgeError
-
-    if value is None:
-        return None
-    labels = [s.strip() for s in value.split(",") if s.strip()]
-    if not labels:
-        raise JbotEdgeError(f"{option} {value!r}: give comma-separated labels, e.g. q,g")
-    return labels
+from jbot_edge.commands import label_list
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +45,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = resolve_config(
             EvaluateConfig, config_file=config, overrides=list(ctx.args),
-            cli_values={"data.background": _label_list(background, "--background"),
-                        "data.signals": _label_list(signals, "--signals"), "scorer": scorer,
+            cli_values={"data.background": label_list(background, "--background"),
+                        "data.signals": label_list(signals, "--signals"), "scorer": scorer,
                         "reference.untrained": compare_untrained},
             default_file=packaged_config("evaluate/default.yaml"),
         )

@@ -30,23 +30,9 @@ from torch import nn
 
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger, progress_bar
+from jbot_edge.models.classifier import JetClassifier
 
 log = get_logger(__name__)
-
-
-class JetClassifier(nn.Module):
-    """Backbone [CLS] → MLP head ``d → 2d → d → classes`` (GELU, dropout)."""
-
-    def __init__(self, encoder: nn.Module, n_classes: int, dropout: float = 0.2):
-        super().__init__()
-        d = encoder.embed_dim
-        self.encoder = encoder
-        self.head = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d),
-                                  nn.GELU(), nn.Dropout(dropout), nn.Linear(d, n_classes))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        cls, _ = self.encoder(x, mask)
-        return self.head(cls)
 
 
 _BLOCK_PARAM = re.compile(r"^encoder\.blocks\.(\d+)\.")

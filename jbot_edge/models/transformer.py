@@ -15,6 +15,10 @@ Deliberate, switchable differences from the reference:
 * ``padding_mask`` (default on): padded particle slots are excluded as attention *keys*. The reference has no
   attention mask and relies on the all-zero padded inputs (with their 0 "mask" feature); set
   ``model.padding_mask=false`` to reproduce it exactly.
+* ``layer_norm_eps`` (default 1e-5, PyTorch's) — the reference uses 1e-6; ``head_dim`` (default ``d / heads``) —
+  Keras' ``MultiHeadAttention(num_heads, key_dim)`` allows ``heads · key_dim ≠ d`` (the published 64/6/4 models
+  use ``key_dim = 64 // 6 = 10``). :mod:`jbot_edge.models.keras_weights` sets both when importing published
+  weights. The FFN's ``nn.GELU()`` is the exact erf form, as Keras' ``"gelu"``.
 * masked-particle modelling (iBOT) replaces the embedded tokens of masked particles by a learnable mask token
   (initialised N(0, 0.02)); the encoder takes the boolean ``token_mask`` for that.
 
@@ -42,6 +46,9 @@ class ModelConfig(StrictModel):
     embed_dim: int = Field(default=32, ge=1, description="token width d")
     num_heads: int = Field(default=4, ge=1)
     num_layers: int = Field(default=2, ge=1)
+    head_dim: int | None = Field(default=None, ge=1, description=(
+        "width of one attention head; null = embed_dim / num_heads (Keras key_dim may differ)"))
+    layer_norm_eps: float = Field(default=1e-5, gt=0.0, description="LayerNorm epsilon (reference: 1e-6)")
     ffn_ratio: int = Field(default=4, ge=1, description="FFN hidden width = ffn_ratio · d")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="after attention and FFN (reference: 0.2)")
     padding_mask: bool = Field(default=True, description="mask padded particles as attention keys "
@@ -56,7 +63,7 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
-        if self.embed_dim % self.num_heads:
+        if self.head_dim is None and self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}")
         return self
 
@@ -75,23 +82,26 @@ def keras_init(module: nn.Module) -> None:
 class PostLNBlock(nn.Module):
     """``x = LN(x + Drop(MHA(x))); x = LN(x + Drop(FFN(x)))`` — the reference's post-LN transformer block."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_ratio: int, dropout: float):
+    def __init__(self, dim: int, num_heads: int, ffn_ratio: int, dropout: float, *,
+                 head_dim: int | None = None, eps: float = 1e-5):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.attn_out = nn.Linear(dim, dim)
-        self.norm1 = nn.LayerNorm(dim)
+        self.head_dim = head_dim or dim // num_heads
+        inner = num_heads * self.head_dim
+        self.qkv = nn.Linear(dim, 3 * inner)
+        self.attn_out = nn.Linear(inner, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_ratio * dim), nn.GELU(), nn.Linear(ffn_ratio * dim, dim))
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        b, n, d = x.shape
-        h = self.num_heads
-        q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        b, n, _ = x.shape
+        h, hd = self.num_heads, self.head_dim
+        q, k, v = self.qkv(x).view(b, n, 3, h, hd).permute(2, 0, 3, 1, 4).unbind(0)
         # scaled_dot_product_attention picks the fused (flash / memory-efficient) kernel where one applies.
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        a = a.transpose(1, 2).reshape(b, n, d)
+        a = a.transpose(1, 2).reshape(b, n, h * hd)
         x = self.norm1(x + self.drop(self.attn_out(a)))
         return self.norm2(x + self.drop(self.ffn(x)))
 
@@ -115,7 +125,9 @@ class JetEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.mask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.blocks = nn.ModuleList(
-            PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout) for _ in range(config.num_layers)
+            PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout, head_dim=config.head_dim,
+                        eps=config.layer_norm_eps)
+            for _ in range(config.num_layers)
         )
         self.apply(keras_init)
 

@@ -104,7 +104,10 @@ class RtlSimulator:
     def _compile(self, verilator: Tool, library: Path) -> None:
         wrapper = self.design.wrapper
         root = verilator_root(verilator)
+        # Absolute paths throughout: the steps run in different working directories (src, work, sim), so a
+        # design directory given relative to the caller's directory (`--firmware runs/x/firmware`) must not leak in.
         src = (self.design.directory / "src").resolve()
+        sim_dir = self.sim_dir.resolve()
         # The Verilated model is compiled in the system temporary directory: GNU make cannot build in a directory
         # whose path holds spaces, and the firmware directory's name is the user's choice.
         work = Path(tempfile.mkdtemp(prefix="jbot-edge-verilator-"))
@@ -122,12 +125,12 @@ class RtlSimulator:
                            "verilated_threads.o", f"OPT_FAST={self.opt}", f"OPT_SLOW={self.opt}",
                            f"OPT_GLOBAL={self.opt}", f"VERILATOR_ROOT={root}"],
                           cwd=work, log_file=log_file, step="compiling the Verilated model")
-                with atomic_path(library) as tmp_lib:
+                with atomic_path(library.resolve()) as tmp_lib:
                     self._run([_CXX, *cflags.split(), f"-I{work}", f"-I{root}/include", f"-I{root}/include/vltstd",
                                "-Wl,--no-undefined", "-pthread", "-shared", "-o", str(tmp_lib),
-                               str(self.sim_dir / f"{wrapper}_binder.cc"), str(work / f"V{wrapper}__ALL.a"),
+                               str(sim_dir / f"{wrapper}_binder.cc"), str(work / f"V{wrapper}__ALL.a"),
                                str(work / "verilated.o"), str(work / "verilated_threads.o")],
-                              cwd=self.sim_dir, log_file=log_file, step="linking the simulation library")
+                              cwd=sim_dir, log_file=log_file, step="linking the simulation library")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
