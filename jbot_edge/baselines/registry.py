@@ -1,39 +1,30 @@
-"""Method name → trainer class and encoder builder (used by ``pretrain --method`` and by ``load_teacher``)."""
+"""Method name → trainer class (used by ``pretrain --method``).
+
+The encoders the methods export are rebuilt from ``teacher.pt`` by :mod:`jbot_edge.models.registry`, which does
+not import this package.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-from torch import nn
 
 from jbot_edge.errors import JbotEdgeError
 
 #: Packaged default config of each baseline method (under configs/pretrain/).
 DEFAULT_CONFIGS = {"jetclr": "pretrain/jetclr.yaml", "simclr": "pretrain/simclr.yaml",
-                   "vicreg": "pretrain/vicreg.yaml", "vae": "pretrain/vae.yaml", "oe-vae": "pretrain/oe-vae.yaml"}
+                   "vicreg": "pretrain/vicreg.yaml", "supcon": "pretrain/supcon.yaml", "vae": "pretrain/vae.yaml", "oe-vae": "pretrain/oe-vae.yaml"}
 BASELINE_METHODS = tuple(DEFAULT_CONFIGS)
 
 
 def method_class(method: str) -> type:
-    if method in ("jetclr", "simclr", "vicreg"):
+    if method in ("jetclr", "simclr", "vicreg", "supcon"):
         from jbot_edge.baselines.contrastive import ContrastiveMethod
         return ContrastiveMethod
     if method in ("vae", "oe-vae"):
         from jbot_edge.baselines.vae import VAEMethod
         return VAEMethod
     raise JbotEdgeError(f"--method {method!r}: expected one of jbot, {', '.join(BASELINE_METHODS)}")
-
-
-def encoder_builder(method: str) -> Callable[[Mapping[str, Any]], nn.Module]:
-    """How ``load_teacher`` rebuilds the encoder of a ``teacher.pt`` written with ``method``."""
-    if method in ("jetclr", "simclr", "vicreg"):
-        from jbot_edge.baselines.set_encoder import build_set_encoder
-        return build_set_encoder
-    if method in ("vae", "oe-vae"):
-        from jbot_edge.baselines.vae_model import build_vae
-        return build_vae
-    raise JbotEdgeError(f"teacher method {method!r} is unknown (expected jbot, {', '.join(BASELINE_METHODS)})")
 
 
 def run_method(method: str, config_file: Any, overrides: list[str], cli_values: Mapping[str, Any],

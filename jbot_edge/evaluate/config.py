@@ -7,10 +7,14 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from jbot_edge.config import StrictModel
+from jbot_edge.evaluate.lct import LctSettings
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
 from jbot_edge.evaluate.scores import CosineParams, GmmParams, KmeansParams, KnnParams, MahalanobisParams
+from jbot_edge.evaluate.two_sample import TwoSampleSettings
 
 ScorerName = Literal["knn", "cosine", "mahalanobis", "gmm", "kmeans"]
+#: Scores a teacher computes itself from the inputs (jbot_edge.models.registry.NATIVE_SCORES: the VAE's).
+NativeScorerName = Literal["recon", "kl"]
 
 
 class DataSettings(StrictModel):
@@ -102,7 +106,9 @@ class FinetuneSettings(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    scorer: ScorerName = Field(default="mahalanobis", description="scorer saved as RUN_DIR's score head")
+    scorer: ScorerName | NativeScorerName = Field(default="mahalanobis", description=(
+        "scorer saved as RUN_DIR's score head; recon|kl (VAE teachers) are reported as the headline score but "
+        "write no score head (they are not functions of the embedding)"))
     compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "cosine", "mahalanobis", "gmm", "kmeans"],
                                       description="scorers evaluated (the score-head scorer is always added)")
     allow_preset_mismatch: bool = Field(default=False, description="evaluate a teacher on another data preset")
@@ -116,10 +122,16 @@ class EvaluateConfig(StrictModel):
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    lct: LctSettings = Field(default_factory=LctSettings)
+    two_sample: TwoSampleSettings = Field(default_factory=TwoSampleSettings)
+
+    @property
+    def native_scorer(self) -> bool:
+        return self.scorer in ("recon", "kl")
 
     @model_validator(mode="after")
     def _score_head_is_compared(self) -> EvaluateConfig:
-        if self.scorer not in self.compare:
+        if not self.native_scorer and self.scorer not in self.compare:
             self.compare = [*self.compare, self.scorer]
         if len(set(self.compare)) != len(self.compare):
             raise ValueError(f"compare lists a scorer twice: {self.compare}")

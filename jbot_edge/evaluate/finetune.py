@@ -8,8 +8,11 @@ after a short warm-up), the same steps and the same data; they differ only in th
 * ``finetune``: the teacher's weights, with layer-wise learning-rate decay: the head gets ``lr``, the last
   transformer block ``lr·decay``, ..., the token embedding / [CLS] / mask token ``lr·decay^(L+1)``
   (reference decay ~0.65-0.8), so the pre-trained early layers move least;
-* ``scratch``: :func:`jbot_edge.models.transformer.build_encoder` freshly initialised, with ``scratch_layer_decay``
-  (default 1: every layer learns at ``lr``, the fair setting for random weights).
+* ``scratch``: the same architecture freshly initialised (:meth:`Teacher.fresh_encoder
+  <jbot_edge.pretrain.artifact.Teacher.fresh_encoder>`, any method of :mod:`jbot_edge.models.registry`), with
+  ``scratch_layer_decay`` (default 1: every layer learns at ``lr``, the fair setting for random weights).
+
+Encoders without ``blocks`` (the VAE) are one layer group below the head.
 
 Each label fraction (1 %, 10 %, 100 % of the training split, stratified) trains for ``epochs`` passes over its
 subset but at least ``min_steps`` optimiser steps, so that the 1 % arm is not starved of updates. Accuracy and
@@ -18,7 +21,6 @@ macro one-vs-rest AUC are measured on the same held-out test split for every run
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Sequence
@@ -64,7 +66,7 @@ def layer_id(param_name: str, n_layers: int) -> int:
 
 def layer_decay_groups(model: JetClassifier, lr: float, decay: float, weight_decay: float) -> list[dict]:
     """AdamW parameter groups with lr · decay^(L+1-layer) (biases, norms and tokens without weight decay)."""
-    n_layers = len(model.encoder.blocks)
+    n_layers = len(getattr(model.encoder, "blocks", ()))
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -175,8 +177,6 @@ def finetune_vs_scratch(teacher, data: FinetuneData, fractions: Sequence[float],
                         scratch_layer_decay: float, weight_decay: float, epochs: int, min_steps: int,
                         batch_size: int, dropout: float, warmup_fraction: float, seed: int) -> dict:
     """For each label fraction: train the fine-tuned and the from-scratch classifier, report test metrics."""
-    from jbot_edge.models.transformer import build_encoder
-
     n_classes = len(data.class_names)
     plans = []
     for fraction in fractions:
@@ -191,11 +191,9 @@ def finetune_vs_scratch(teacher, data: FinetuneData, fractions: Sequence[float],
             for arm in ("finetune", "scratch"):
                 torch.manual_seed(seed)  # same head initialisation and dropout stream in both arms
                 if arm == "finetune":
-                    encoder = copy.deepcopy(teacher.encoder).requires_grad_(True)
-                    decay = layer_decay
+                    encoder, decay = teacher.fine_tunable(), layer_decay
                 else:
-                    encoder = build_encoder(teacher.model_config)
-                    decay = scratch_layer_decay
+                    encoder, decay = teacher.fresh_encoder(), scratch_layer_decay
                 model = JetClassifier(encoder, n_classes, dropout)
                 row[arm] = train_classifier(model, data, subset, lr=lr, layer_decay=decay, weight_decay=weight_decay,
                                             epochs=epochs, min_steps=min_steps, batch_size=batch_size,

@@ -11,6 +11,9 @@ Outputs (EVAL_DIR is written to a temporary sibling and renamed into place whole
         scorers {SCORER: {params, fpga_friendly, fpga_note, fit_info, fit_seconds, score_seconds,
                           signals {SIGNAL: METRICS}, trigger [TRIGGER_ROW, ...],
                           mass_sculpting {...}}}   (when the file stores jet_mass; see sculpting.py)
+                 SCORER also includes the teacher's native scores (VAE: recon, kl; "native": true)
+        lct {...}                            the linear classifier test per signal (see lct.py)
+        two_sample {...}                     signal-agnostic two-sample test + null calibration (two_sample.py)
         clustering {nmi, ari, purity, n_jets, n_clusters, normalize}, projections {pca: {...}, tsne: {...}}
         probes {linear {accuracy, auc_macro_ovr}, knn {...}, majority_class_accuracy, n_train, n_test}
         finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}]}
@@ -41,7 +44,7 @@ from jbot_edge import __version__
 from jbot_edge.atomic import atomic_directory, write_json
 from jbot_edge.config import save_config
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.evaluate.config import EvaluateConfig
+from jbot_edge.evaluate.config import EvaluateConfig, MetricSettings, TriggerSettings
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
@@ -109,6 +112,42 @@ def _score_stats(background_scores: np.ndarray) -> dict[str, float]:
             "q999": float(q[3])}
 
 
+def scorer_signal_report(scores: np.ndarray, is_background: np.ndarray, eval_labels: np.ndarray,
+                         signal_ids: dict[str, int], eval_mass: np.ndarray | None, m: MetricSettings,
+                         t: TriggerSettings) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+    """Metrics per signal, trigger view and mass sculpting of one per-jet score (higher = more anomalous)."""
+    from jbot_edge.evaluate.metrics import metrics_with_uncertainty, trigger_view
+    from jbot_edge.evaluate.sculpting import mass_sculpting
+
+    background = scores[is_background]
+    signals = {s: scores[eval_labels == i] for s, i in signal_ids.items()}
+    report = {
+        "signals": {s: metrics_with_uncertainty(background, sig, m.fpr_targets, m.sig_eff_targets, m.uncertainty,
+                                                m.n_resamples, m.seed) for s, sig in signals.items()},
+        "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz, t.jets_per_crossing),
+    }
+    if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
+        report["mass_sculpting"] = mass_sculpting(background, eval_mass[is_background])
+    return report, background, signals
+
+
+def embedding_tests(cfg: EvaluateConfig, bank: np.ndarray, background: np.ndarray,
+                    signals: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The ``lct`` and ``two_sample`` sections (each when enabled): label-aware and signal-agnostic tests."""
+    from jbot_edge.evaluate.lct import lct_report
+    from jbot_edge.evaluate.two_sample import two_sample_report
+
+    out: dict[str, Any] = {}
+    if cfg.lct.enabled:
+        out["lct"] = lct_report(background, signals, cfg.lct, seed=cfg.seed)
+        log.info("LCT: " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in out["lct"]["signals"].items()))
+    if cfg.two_sample.enabled:
+        out["two_sample"] = two_sample_report(bank, background, signals, cfg.two_sample, seed=cfg.seed)
+        log.info("two-sample test: null KS p %.3f; " % out["two_sample"]["null"]["ks_pvalue"]
+                 + "  ".join(f"{s}: p {r['p_value']:.3g}" for s, r in out["two_sample"]["signals"].items()))
+    return out
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str] | None = None) -> dict:
     """Evaluate the teacher in ``run_dir`` on ``data_path``; write EVAL_DIR and the score head; return the report."""
@@ -118,11 +157,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     from jbot_edge.evaluate import plots
     from jbot_edge.evaluate.clustering import cluster_metrics, project_2d
     from jbot_edge.evaluate.embed import embed_index, split_jets
-    from jbot_edge.evaluate.metrics import metrics_with_uncertainty, trigger_view
     from jbot_edge.evaluate.probes import run_probes, stratified_split
     from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
     from jbot_edge.evaluate.scores import fit_scorer
-    from jbot_edge.evaluate.sculpting import mass_sculpting, read_jet_feature
+    from jbot_edge.evaluate.sculpting import read_jet_feature
     from jbot_edge.pretrain.artifact import load_teacher
 
     if cfg.threads:
@@ -144,6 +182,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         raise JbotEdgeError(f"--out {out_dir}: EVAL_DIR is replaced as a whole, so it must not be the run directory "
                             f"{run_dir} or contain it (default: {run_dir / 'evaluate'})")
     teacher_sha = file_sha256(teacher.path)
+    if cfg.native_scorer and cfg.scorer not in teacher.native_score_names:
+        raise JbotEdgeError(f"--scorer {cfg.scorer}: a {teacher.method} teacher has no such score (native scores: "
+                            f"{', '.join(teacher.native_score_names) or 'none'}; recon and kl need a vae or oe-vae "
+                            "teacher)")
 
     with JetFile(data_path) as jet_file:
         teacher.input_spec.check_file(jet_file)
@@ -168,6 +210,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
             pick = _subsample(len(split.eval_index), cfg.finetune.max_jets, cfg.seed)
             finetune_inputs = (*_gather_inputs(jet_file, split.eval_index[pick], teacher.input_spec),
                                eval_labels[pick])
+        # The teacher's own scores (VAE: reconstruction, KL) need the inputs, not the embedding.
+        native = (teacher.native_scores(*_gather_inputs(jet_file, split.eval_index, teacher.input_spec))
+                  if teacher.native_score_names else {})
 
     is_background = np.isin(eval_labels, [label_names.index(n) for n in split.background])
     signal_ids = {n: label_names.index(n) for n in split.signals}
@@ -182,25 +227,24 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         t1 = time.perf_counter()
         scores = scorer.score(eval_emb)
         t2 = time.perf_counter()
-        background = scores[is_background]
-        signals = {s: scores[eval_labels == i] for s, i in signal_ids.items()}
-        m = cfg.metrics
-        per_signal = {s: metrics_with_uncertainty(background, sig, m.fpr_targets, m.sig_eff_targets, m.uncertainty,
-                                                  m.n_resamples, m.seed) for s, sig in signals.items()}
-        t = cfg.trigger
+        section, background, signals = scorer_signal_report(scores, is_background, eval_labels, signal_ids,
+                                                            eval_mass, cfg.metrics, cfg.trigger)
         scorer_reports[name] = {
             "params": scorer.params.model_dump(mode="json"), "fpga_friendly": scorer.fpga_friendly,
             "fpga_note": scorer.fpga_note, "formula": scorer.formula, "fit_info": scorer.info,
-            "fit_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3),
-            "signals": per_signal,
-            "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz,
-                                    t.jets_per_crossing),
+            "fit_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3), **section,
         }
-        if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
-            scorer_reports[name]["mass_sculpting"] = mass_sculpting(background, eval_mass[is_background])
         fitted[name] = scorer
         eval_scores[name] = (background, signals)
-        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in per_signal.items()), name)
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
+    for name, scores in native.items():
+        section, background, signals = scorer_signal_report(scores, is_background, eval_labels, signal_ids,
+                                                            eval_mass, cfg.metrics, cfg.trigger)
+        scorer_reports[name] = {"native": True, "fpga_friendly": False, "fpga_note": (
+            f"the {teacher.method} teacher's own score from the inputs (not a function of the embedding): "
+            "no score head"), **section}
+        eval_scores[name] = (background, signals)
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
     lap("scores")
 
     report: dict[str, Any] = {
@@ -212,13 +256,19 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                  "label_names": label_names},
         "split": split.summary(labels),
     }
-    head_scorer = fitted[cfg.scorer]
-    head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
-                     teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]))
-    report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
-                            "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
-                            "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
-                            "score_stats": head.score_stats}
+    head = None
+    if cfg.native_scorer:  # reported as the headline score; qat needs a score of the embedding
+        report["score_head"] = {"name": cfg.scorer, "written": False, "path": None, "fpga_friendly": False,
+                                "fpga_note": scorer_reports[cfg.scorer]["fpga_note"],
+                                "score_stats": _score_stats(eval_scores[cfg.scorer][0])}
+    else:
+        head_scorer = fitted[cfg.scorer]
+        head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
+                         teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]))
+        report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
+                                "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
+                                "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
+                                "score_stats": head.score_stats}
     report["signals"] = scorer_reports[cfg.scorer]["signals"]
     report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
     report["scorers"] = scorer_reports
@@ -245,6 +295,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                  report["probes"]["linear"]["accuracy"], report["probes"]["knn"]["accuracy"],
                  report["probes"]["majority_class_accuracy"])
         lap("probes")
+    if cfg.lct.enabled or cfg.two_sample.enabled:
+        report.update(embedding_tests(cfg, bank, eval_emb[is_background],
+                                      {s: eval_emb[eval_labels == i] for s, i in signal_ids.items()}))
+        lap("embedding_tests")
     if finetune_inputs is not None:
         from jbot_edge.evaluate.finetune import FinetuneData, finetune_vs_scratch
 
@@ -284,8 +338,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         assert_finite(report)
         save_config(cfg, tmp / "config.yaml")
         write_json(tmp / "evaluate.json", report)
-        if cfg.write_score_head:
+        if cfg.write_score_head and head is not None:
             head.save(run_dir)  # inside the block: a failure here leaves no report claiming a head was written
     log.info("wrote %s (score head: %s%s)", out_dir / "evaluate.json", cfg.scorer,
-             f" → {run_dir / 'score_head.json'}" if cfg.write_score_head else ", not written")
+             f" → {run_dir / 'score_head.json'}" if report["score_head"]["written"] else ", not written")
     return report
