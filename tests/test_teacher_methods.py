@@ -158,7 +158,7 @@ def test_two_sample_null_is_calibrated_and_signal_rejects():
     assert report["null"]["ks_pvalue"] > 0.01
     assert abs(report["null"]["t_mean"] - 8) < 2.0  # E[χ²_8] = 8
     s = report["signals"]["s"]
-    assert s["p_value"] == pytest.approx(1 / 61) and s["p_value_asymptotic"] < 1e-6 and s["n_signal"] == 150
-    # A biased "null" (data drawn from a wider distribution) must not look calibrated: the check can fail.
-    wide = two_sample_report(bank, background * 1.15, {}, settings, seed=0)
-    assert wide["null"]["ks_pvalue"] < 0.01
+    assert s["p_value"] == pytest.approx(1 / 61) and s["p_value_asymptotic"] < 1e-4 and s["n_signal"] == 150
+    # The calibration check can fail: a strongly penalised classifier no longer gives χ²-distributed toys.
+    shrunk = two_sample_report(bank, background, {}, settings.model_copy(update={"c": 1e-3}), seed=0)
+    assert shrunk["null"]["ks_pvalue"] < 0.01

@@ -31,11 +31,13 @@ def register(app: typer.Typer) -> None:
         background: str = typer.Option(None, "--background", help="Comma-separated background labels (default q,g)."),
         signals: str = typer.Option(None, "--signals", help="Comma-separated signal labels (default: all others)."),
         scorer: str = typer.Option(None, "--scorer",
-                                   help="Score head saved for qat: knn, cosine, mahalanobis (default), gmm, kmeans."),
+                                   help=("Score head saved for qat: knn, cosine, mahalanobis (default), gmm, kmeans; "
+                                         "recon or kl (VAE teachers: headline score, no score head).")),
         out: Path = typer.Option(None, "--out", help="Evaluation directory (default RUN_DIR/evaluate)."),
         config: Path = typer.Option(None, "--config", help="YAML config (see configs/evaluate/default.yaml)."),
     ) -> None:
-        """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, fine-tuning vs scratch.
+        """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, LCT, two-sample test,
+        fine-tuning vs scratch.
 
         Extra KEY=VALUE arguments override config keys (e.g. data.bank_size=5000 finetune.enabled=false)."""
         from jbot_edge.config import packaged_config, resolve_config
