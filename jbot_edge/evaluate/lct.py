@@ -30,11 +30,12 @@ class LctSettings(StrictModel):
 
 
 def linear_classifier_test(embeddings: np.ndarray, is_signal: np.ndarray, train_fraction: float = 0.5,
-                           seed: int = 0, sig_eff: Sequence[float] = (0.5,)) -> dict:
+                           seed: int = 0, sig_eff: Sequence[float] = (0.5,), n_bootstrap: int = 0) -> dict:
     """Logistic regression (one linear layer + sigmoid) on standardised embeddings; metrics on held-out jets.
 
     Returns ``{auc, inv_bkg_eff_at_sig_eff {"0.5": ..}, inv_bkg_eff_lower_bound, n_train, n_test}`` on the test part
-    (stratified split).
+    (stratified split); with ``n_bootstrap`` > 0 also ``auc_std`` and ``inv_bkg_eff_std`` over bootstrap
+    resamples of the test jets (the statistical error of the figures, not of the training).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -54,9 +55,17 @@ def linear_classifier_test(embeddings: np.ndarray, is_signal: np.ndarray, train_
     score = clf.decision_function(scaler.transform(embeddings[~train]))
     test_y = y[~train]
     m = point_metrics(score[~test_y], score[test_y], fpr_targets=(1e-1, 1e-2), sig_eff_targets=tuple(sig_eff))
-    return {"auc": m["auc"], "inv_bkg_eff_at_sig_eff": m["inv_bkg_eff_at_sig_eff"],
-            "inv_bkg_eff_lower_bound": m["inv_bkg_eff_lower_bound"], "n_train": int(train.sum()),
-            "n_test": int((~train).sum())}
+    out = {"auc": m["auc"], "inv_bkg_eff_at_sig_eff": m["inv_bkg_eff_at_sig_eff"],
+           "inv_bkg_eff_lower_bound": m["inv_bkg_eff_lower_bound"], "n_train": int(train.sum()),
+           "n_test": int((~train).sum())}
+    if n_bootstrap:
+        bkg, sig = score[~test_y], score[test_y]
+        draws = [point_metrics(rng.choice(bkg, len(bkg)), rng.choice(sig, len(sig)), fpr_targets=(1e-1,),
+                               sig_eff_targets=tuple(sig_eff)) for _ in range(n_bootstrap)]
+        out["auc_std"] = float(np.std([d["auc"] for d in draws]))
+        out["inv_bkg_eff_std"] = {k: float(np.std([d["inv_bkg_eff_at_sig_eff"][k] for d in draws]))
+                                  for k in m["inv_bkg_eff_at_sig_eff"]}
+    return out
 
 
 def lct_report(background: np.ndarray, signals: Mapping[str, np.ndarray], settings: LctSettings,
