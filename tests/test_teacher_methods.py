@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.registry import TEACHER_METHODS
 
 #: Every section of the default config runs; these only shorten the slow loops (two shared cores).
@@ -81,6 +82,36 @@ def test_default_evaluate_runs_for_every_method(method, method_runs, jetnet_file
     native = {"recon", "kl"} if method in ("vae", "oe-vae") else set()
     assert {n for n, r in report["scorers"].items() if r.get("native")} == native
     assert (method_runs / method / "score_head.json").is_file()
+    assert report["finetune"]["saved"] == "finetuned.pt" and (tmp_path / "eval" / "finetuned.pt").is_file()
+
+
+def test_binary_finetune_saves_a_reloadable_classifier(method_runs, jetnet_file, tmp_path):
+    """finetune.signal_labels=[t]: t vs q+g only; the saved classifier reloads with the teacher's encoder."""
+    from jbot_edge.config import packaged_config, resolve_config
+    from jbot_edge.data.preprocessing import build_inputs
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate.config import EvaluateConfig
+    from jbot_edge.evaluate.finetune import load_classifier
+    from jbot_edge.evaluate.pipeline import run_evaluate
+    from jbot_edge.models.set_encoder import SetEncoder
+
+    cfg = resolve_config(EvaluateConfig, overrides=[*SHORT_EVAL, "finetune.signal_labels=[t]", "lct.enabled=false",
+                                                    "two_sample.enabled=false", "clustering.enabled=false",
+                                                    "probes.enabled=false", "write_score_head=false"],
+                         default_file=packaged_config("evaluate/default.yaml"))
+    report = run_evaluate(cfg, method_runs / "jetclr", jetnet_file, tmp_path / "eval")
+    assert report["finetune"]["classes"] == ["q+g", "t"]
+    model, spec, classes = load_classifier(tmp_path / "eval" / "finetuned.pt")
+    assert classes == ["q+g", "t"] and isinstance(model.encoder, SetEncoder) and not model.training
+    with JetFile(jetnet_file) as f:
+        x, m = build_inputs(f.read(slice(0, 16)), spec)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x), torch.from_numpy(m))
+    assert logits.shape == (16, 2) and torch.isfinite(logits).all()
+    with pytest.raises(JbotEdgeError, match=r"finetune.signal_labels: \['q'\]"):
+        run_evaluate(cfg.model_copy(update={"finetune": cfg.finetune.model_copy(update={"signal_labels": ["q"]})}),
+                     method_runs / "jetclr", jetnet_file, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_vae_recon_scorer_reports_native_scores(method_runs, jetnet_file, run_cli, tmp_path):

@@ -96,6 +96,11 @@ class FinetuneSettings(StrictModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     dropout: float = Field(default=0.2, ge=0, lt=1)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    signal_labels: list[str] | None = Field(default=None, description=(
+        "binary fine-tuning: these labels (class 1) vs data.background (class 0), other labels dropped; "
+        "null: one class per label present"))
+    save_model: bool = Field(default=True, description=(
+        "write EVAL_DIR/finetuned.pt: the fine-tuned classifier of the largest label fraction"))
 
     @field_validator("label_fractions")
     @classmethod

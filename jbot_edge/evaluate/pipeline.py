@@ -16,7 +16,8 @@ Outputs (EVAL_DIR is written to a temporary sibling and renamed into place whole
         two_sample {...}                     signal-agnostic two-sample test + null calibration (two_sample.py)
         clustering {nmi, ari, purity, n_jets, n_clusters, normalize}, projections {pca: {...}, tsne: {...}}
         probes {linear {accuracy, auc_macro_ovr}, knn {...}, majority_class_accuracy, n_train, n_test}
-        finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}]}
+        finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}],
+                  saved: "finetuned.pt" | null}   (binary with finetune.signal_labels; model: see finetune.py)
         plots [file names], timing {stage: seconds}
       METRICS = {auc, tpr_at_fpr {"1e-1": .., "1e-2": .., "1e-3": .., "1e-4": ..}, tpr_at_fpr_resolved {...},
                  inv_bkg_eff_at_sig_eff {"0.3": .., "0.5": ..}, inv_bkg_eff_lower_bound {...},
@@ -129,6 +130,24 @@ def scorer_signal_report(scores: np.ndarray, is_background: np.ndarray, eval_lab
     if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
         report["mass_sculpting"] = mass_sculpting(background, eval_mass[is_background])
     return report, background, signals
+
+
+def finetune_classes(x: np.ndarray, mask: np.ndarray, y_file: np.ndarray, label_names: list[str],
+                     background: list[str], signal_labels: list[str] | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(x, mask, class ids, class names): one class per label present, or binary background vs ``signal_labels``."""
+    if signal_labels is None:
+        present = np.unique(y_file)
+        return x, mask, np.searchsorted(present, y_file), [label_names[i] for i in present]
+    unknown = [s for s in signal_labels if s not in label_names or s in background]
+    if unknown:
+        raise JbotEdgeError(f"finetune.signal_labels: {unknown} are not non-background labels of the file "
+                            f"(labels {label_names}, background {background})")
+    sig = np.isin(y_file, [label_names.index(s) for s in signal_labels])
+    keep = sig | np.isin(y_file, [label_names.index(b) for b in background])
+    if sig[keep].all() or not sig[keep].any():
+        raise JbotEdgeError(f"finetune.signal_labels {signal_labels}: the fine-tuning jets hold only one class")
+    return x[keep], mask[keep], sig[keep].astype(np.int64), ["+".join(background), "+".join(signal_labels)]
 
 
 def embedding_tests(cfg: EvaluateConfig, bank: np.ndarray, background: np.ndarray,
@@ -299,21 +318,26 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         report.update(embedding_tests(cfg, bank, eval_emb[is_background],
                                       {s: eval_emb[eval_labels == i] for s, i in signal_ids.items()}))
         lap("embedding_tests")
+    kept: dict[str, Any] = {}  # the fine-tuned classifier to save (largest label fraction)
     if finetune_inputs is not None:
         from jbot_edge.evaluate.finetune import FinetuneData, finetune_vs_scratch
 
         f = cfg.finetune
-        x, mask, y_file = finetune_inputs
-        present = np.unique(y_file)
-        y = np.searchsorted(present, y_file)  # file label ids → 0..C-1
+        x, mask, y, class_names = finetune_classes(*finetune_inputs, label_names, split.background,
+                                                   f.signal_labels)
         train, test = stratified_split(y, f.train_fraction, cfg.seed)
-        data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test],
-                            [label_names[i] for i in present])
+        data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test], class_names)
+
+        def keep_last(fraction: float, arm: str, model: Any, metrics: dict) -> None:
+            if arm == "finetune":  # fractions run in increasing order: the last is the largest
+                kept.update(fraction=fraction, model=model, metrics=metrics)
+
         report["finetune"] = finetune_vs_scratch(
             teacher, data, f.label_fractions, lr=f.lr, layer_decay=f.layer_decay,
             scratch_layer_decay=f.scratch_layer_decay, weight_decay=f.weight_decay, epochs=f.epochs,
             min_steps=f.min_steps, batch_size=f.batch_size, dropout=f.dropout, warmup_fraction=f.warmup_fraction,
-            seed=cfg.seed)
+            seed=cfg.seed, on_trained=keep_last if f.save_model else None)
+        report["finetune"]["saved"] = None
         lap("finetune")
 
     # -- write -------------------------------------------------------------------------------------------------------
@@ -336,6 +360,12 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         report["plots"] = written
         report["timing"] = timing
         assert_finite(report)
+        if kept:
+            from jbot_edge.evaluate.finetune import FINETUNED_FILE, save_classifier
+
+            save_classifier(tmp / FINETUNED_FILE, kept["model"], teacher, report["finetune"]["classes"],
+                            cfg.finetune.dropout, kept["fraction"], kept["metrics"])
+            report["finetune"]["saved"] = FINETUNED_FILE
         save_config(cfg, tmp / "config.yaml")
         write_json(tmp / "evaluate.json", report)
         if cfg.write_score_head and head is not None:
