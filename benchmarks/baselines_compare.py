@@ -14,31 +14,14 @@ two-sample test p-value. Prints one JSON object {"settings", "table": [rows]}, a
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from _common import pretrain_small, write_result
 
 METHODS = ("jbot", "jetclr", "simclr", "vicreg", "supcon", "vae", "oe-vae")
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "baselines_compare.json"
-
-
-def _pretrain(method: str, train: Path, outlier: Path | None, out: Path, steps: int, batch: int) -> dict:
-    from jbot_edge.config import packaged_config, resolve_config
-
-    common = [f"optim.batch_size={batch}", "train.progress=false", "train.num_threads=1"]
-    values = {"data.file": str(train), "data.train_labels": ["q", "g"], "optim.max_steps": steps}
-    if method == "jbot":
-        from jbot_edge.pretrain.train import PretrainConfig, run_pretrain
-
-        cfg = resolve_config(PretrainConfig, config_file=packaged_config("pretrain/small.yaml"), overrides=common,
-                             cli_values=values, default_file=packaged_config("pretrain/default.yaml"))
-        return run_pretrain(cfg, out)
-    from jbot_edge.baselines.registry import run_method
-
-    extra = ["loss.outlier.labels=[h]", f"loss.outlier.file={outlier}"] if method == "oe-vae" else []
-    return run_method(method, None, common + extra, values, out)
 
 
 def _evaluate(run: Path, data: Path, out: Path, signals: list[str]) -> dict:
@@ -88,7 +71,8 @@ def main() -> None:
     for method in methods:
         run = args.out / method
         t0 = time.perf_counter()
-        summary = _pretrain(method, args.train, args.outlier, run, args.steps, args.batch)
+        extra = ["loss.outlier.labels=[h]", f"loss.outlier.file={args.outlier}"] if method == "oe-vae" else []
+        summary = pretrain_small(method, args.train, run, args.steps, args.batch, ["q", "g"], extra)
         t1 = time.perf_counter()
         report = _evaluate(run, args.eval, args.out / f"{method}-eval", signals)
         table.append({**table_row(method, report, signals), "train_seconds": round(t1 - t0, 1),
@@ -98,9 +82,7 @@ def main() -> None:
                            "columns": "maha: Mahalanobis score head; recon: the VAE's own score; lct: linear "
                                       "classifier test; two_sample_p: NPLM-style test, 10% injected signal"},
               "table": table}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_result(result, args.json)
 
 
 if __name__ == "__main__":

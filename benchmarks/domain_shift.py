@@ -18,10 +18,10 @@ scratch_accuracy, n_train}]} and writes it to ``--json`` (default benchmarks/res
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
+from _common import pretrain_small, write_result
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "domain_shift.json"
 
@@ -36,25 +36,6 @@ def _generate(path: Path, processes: list[str], n_jets: int, seed: int, mpi: boo
                              default_file=preset_file("jetnet"))
         generate(cfg, path, show_progress=False)
     return path
-
-
-def _pretrain(method: str, data: Path, out: Path, steps: int, batch: int) -> None:
-    from jbot_edge.config import packaged_config, resolve_config
-
-    if (out / "teacher.pt").is_file():
-        return
-    common = [f"optim.batch_size={batch}", "train.progress=false", "train.num_threads=1"]
-    values = {"data.file": str(data), "optim.max_steps": steps}
-    if method == "jbot":
-        from jbot_edge.pretrain.train import PretrainConfig, run_pretrain
-
-        cfg = resolve_config(PretrainConfig, config_file=packaged_config("pretrain/small.yaml"), overrides=common,
-                             cli_values=values, default_file=packaged_config("pretrain/default.yaml"))
-        run_pretrain(cfg, out)
-    else:
-        from jbot_edge.baselines.registry import run_method
-
-        run_method(method, None, common, values, out)
 
 
 def main() -> None:
@@ -77,7 +58,8 @@ def main() -> None:
     data = _generate(args.out / "data_domain.h5", processes, args.n_jets, 11, True, tune)
     sim = _generate(args.out / "sim_domain.h5", processes, args.n_jets, 12, False, [])
     run = args.out / f"{args.method}-pretrained-on-data"
-    _pretrain(args.method, data, run, args.steps, args.batch)
+    if not (run / "teacher.pt").is_file():
+        pretrain_small(args.method, data, run, args.steps, args.batch)
 
     from jbot_edge.config import packaged_config, resolve_config
     from jbot_edge.evaluate.config import EvaluateConfig
@@ -98,9 +80,7 @@ def main() -> None:
                            "data_domain": {"mpi": True, "pythia": tune}, "sim_domain": {"mpi": False, "pythia": []},
                            "finetune_min_steps": args.finetune_steps, "classes": report["finetune"]["classes"]},
               "table": table}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -26,22 +26,15 @@ TRAIN = {"jbot": [], "jetclr": [], "simclr": [], "vicreg": [], "supcon": [], "va
 
 
 def _pretrain(method: str, data, out) -> None:
-    from jbot_edge.config import packaged_config, resolve_config
+    from jbot_edge.baselines.registry import pretrain_method
+    from jbot_edge.config import packaged_config
 
-    common = ["optim.batch_size=64", "train.progress=false", "train.num_threads=1"]
-    values = {"data.file": str(data), "data.train_labels": ["q", "g"], "optim.max_steps": 3}
-    if method == "jbot":
-        from jbot_edge.pretrain.train import PretrainConfig, run_pretrain
-
-        cfg = resolve_config(PretrainConfig, config_file=packaged_config("pretrain/small.yaml"), overrides=common,
-                             cli_values=values, default_file=packaged_config("pretrain/default.yaml"))
-        run_pretrain(cfg, out)
-        return
-    from jbot_edge.baselines.registry import run_method
-
-    if method == "supcon":
-        values["data.train_labels"] = None  # supervised: every labelled process is a class
-    run_method(method, None, common + TRAIN[method], values, out)
+    config = packaged_config("pretrain/small.yaml") if method == "jbot" else None
+    # supcon is supervised: every labelled process is a class
+    labels = None if method == "supcon" else ["q", "g"]
+    pretrain_method(method, config, ["optim.batch_size=64", "train.progress=false", "train.num_threads=1",
+                                     *TRAIN[method]], {"data.file": str(data), "data.train_labels": labels,
+                                                       "optim.max_steps": 3}, out)
 
 
 @pytest.fixture(scope="module")

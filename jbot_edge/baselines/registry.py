@@ -39,3 +39,17 @@ def run_method(method: str, config_file: Any, overrides: list[str], cli_values: 
     config = resolve_config(cls.config_cls, config_file=config_file, overrides=overrides, cli_values=values,
                             default_file=packaged_config(DEFAULT_CONFIGS[method]))
     return run_baseline(cls, config, out_dir, resume=resume)
+
+
+def pretrain_method(method: str, config_file: Any, overrides: list[str], cli_values: Mapping[str, Any],
+                    out_dir: Any, resume: bool = False) -> dict[str, Any]:
+    """Train any ``--method`` (jBOT or a baseline) from the same arguments; returns the run summary."""
+    if method != "jbot":
+        return run_method(method, config_file, overrides, cli_values, out_dir, resume=resume)
+    from jbot_edge.config import packaged_config, resolve_config
+    from jbot_edge.pretrain.train import PretrainConfig, run_pretrain
+
+    cfg = resolve_config(PretrainConfig, config_file=config_file, overrides=overrides,
+                         cli_values={k: v for k, v in cli_values.items() if v is not None},
+                         default_file=packaged_config("pretrain/default.yaml"))
+    return run_pretrain(cfg, out_dir, resume=resume)

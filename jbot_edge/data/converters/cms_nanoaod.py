@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from jbot_edge.data.converters.common import (Converter, SourceFile, check_finite, order_and_pad, require_module,
-                                              wrap_phi)
+from jbot_edge.data.converters.common import (Converter, SourceFile, check_finite, open_root_tree, order_and_pad,
+                                              require_module, wrap_phi)
 from jbot_edge.data.format import JetBatch
 from jbot_edge.errors import JbotEdgeError
 
@@ -41,23 +41,12 @@ LINK_BRANCHES = ("FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx")
 BRANCHES = (*JET_BRANCHES, *CAND_BRANCHES, *LINK_BRANCHES)
 
 
-def _modules() -> tuple[Any, Any]:
-    uproot = require_module("uproot", "root", "reading CMS NanoAOD files")
-    ak = require_module("awkward", "root", "reading CMS NanoAOD files")
-    return uproot, ak
+def _awkward() -> Any:
+    return require_module("awkward", "root", "reading CMS NanoAOD files")
 
 
 def _open_events(path: Path) -> tuple[Any, Any]:
-    uproot, _ = _modules()
-    try:
-        root_file = uproot.open(path)
-    except Exception as exc:  # uproot raises ValueError/OSError/struct.error on non-ROOT or truncated files
-        raise JbotEdgeError(f"cms-nanoaod file {path} is not a readable ROOT file: {type(exc).__name__}") from exc
-    if TREE not in [k.split(";")[0] for k in root_file.keys()]:
-        keys = [k.split(";")[0] for k in root_file.keys()]
-        root_file.close()
-        raise JbotEdgeError(f"cms-nanoaod file {path}: tree '{TREE}' missing (has {keys}); expected NanoAOD/PFNano")
-    return root_file, root_file[TREE]
+    return open_root_tree(path, TREE, "cms-nanoaod")
 
 
 def _flat(ak: Any, array: Any) -> np.ndarray:
@@ -73,7 +62,7 @@ class CMSNanoAODConverter(Converter):
     jet_features = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_n_constituents", "jet_sdmass")
 
     def inspect(self, path: Path) -> SourceFile:
-        _, ak = _modules()
+        ak = _awkward()
         root_file, tree = _open_events(path)
         with root_file:
             missing = [b for b in BRANCHES if b not in tree.keys()]
@@ -88,7 +77,7 @@ class CMSNanoAODConverter(Converter):
     def iter_batches(self, source: SourceFile, label_names: Sequence[str], n_particles: int,
                      chunk_size: int, max_jets: int | None) -> Iterator[JetBatch]:
         """Events are read ``chunk_size`` at a time; ``max_jets`` caps the jets (FatJets) taken from the file."""
-        _, ak = _modules()
+        ak = _awkward()
         label = label_names.index(source.label) if source.label is not None else 0
         root_file, tree = _open_events(source.path)
         done = 0
