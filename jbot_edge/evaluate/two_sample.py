@@ -7,9 +7,10 @@ the test statistic is the likelihood-ratio of the fitted classifier against the 
 
     t = 2 · [ log L(fitted) − log L(constant) ],   log L(constant) = N_D log(N_D/N) + N_R log(N_R/N)
 
-The classifier is a (nearly unregularised) logistic regression on the standardised embedding and its squares —
-a quadratic log-density-ratio, so mean and width shifts are both seen — which keeps the test cheap enough to
-calibrate with many toys. Under the null, t is asymptotically χ² with k = number of classifier features.
+The classifier is a (nearly unregularised) logistic regression on the leading ``max_dims`` principal components of
+the standardised embedding (fitted once on the background pool) and their squares — a quadratic log-density-ratio,
+so mean and width shifts are both seen — which keeps the test cheap enough to calibrate with many toys and keeps
+k small against the sample sizes. Under the null, t is asymptotically χ² with k = number of classifier features.
 
 Background jets come from one pool (the bank and the held-out evaluation background together). Every sample pair
 draws, without overlap, a fresh reference (``n_reference`` jets) and a fresh data sample (``n_data`` jets; for a
@@ -23,7 +24,8 @@ own asymptotic p-values are KS-tested against U(0, 1) (``ks_pvalue``): the check
 
 Schema::
 
-    {"statistic": "logistic-quadratic LRT", "n_reference": N_R, "n_data": N_D, "dof": k, "signal_fraction": f,
+    {"statistic": "logistic-quadratic LRT", "n_reference": N_R, "n_data": N_D, "n_components": c, "dof": k = 2c,
+     "signal_fraction": f,
      "null": {"n_toys", "t_mean", "t_std", "t_quantiles" {"0.5", "0.9", "0.99"}, "ks_pvalue"},
      "signals": {SIGNAL: {"t", "p_value", "p_value_asymptotic", "z", "n_signal"}}}
 """
@@ -44,6 +46,7 @@ class TwoSampleSettings(StrictModel):
     n_data: int = Field(default=1000, ge=10, description="jets per data sample (capped by the held-out pool)")
     signal_fraction: float = Field(default=0.1, gt=0, le=1, description="injected signal share of a data sample")
     n_toys: int = Field(default=100, ge=10, description="background-only toys for the null distribution")
+    max_dims: int = Field(default=8, ge=1, description="principal components of the embedding the classifier sees")
     c: float = Field(default=100.0, gt=0, description=(
         "inverse L2 strength of the logistic regression (large: the χ² calibration assumes an unpenalised fit)"))
 
@@ -73,6 +76,16 @@ def lrt_statistic(reference: np.ndarray, data: np.ndarray, c: float = 1e4) -> fl
 def degrees_of_freedom(reference: np.ndarray) -> int:
     """Classifier features that vary (linear + square of each non-constant embedding dimension)."""
     return int(2 * np.sum(reference.std(axis=0) > 1e-12))
+
+
+def principal_components(pool: np.ndarray, max_dims: int) -> np.ndarray:
+    """Projector ``[D, k]`` onto the leading k ≤ ``max_dims`` principal axes of the standardised pool."""
+    scale = pool.std(axis=0)
+    scale[scale < 1e-12] = 1.0
+    centred = (pool - pool.mean(axis=0)) / scale
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    k = int(min(max_dims, np.sum(sv > 1e-9 * max(sv[0], 1e-300))))
+    return (vt[:k].T / scale[:, None]).astype(np.float64)
 
 
 def sample_pair(pool: np.ndarray, n_reference: int, n_data: int, signal: np.ndarray | None, n_signal: int,
@@ -105,7 +118,10 @@ def two_sample_report(bank: np.ndarray, background: np.ndarray, signals: Mapping
     from scipy.stats import chi2, kstest, norm
 
     rng = np.random.default_rng(seed)
-    pool = np.concatenate([bank, background])
+    pool = np.concatenate([bank, background]).astype(np.float64)
+    projector = principal_components(pool, settings.max_dims)
+    pool = pool @ projector
+    signals = {name: np.asarray(sig, dtype=np.float64) @ projector for name, sig in signals.items()}
     # At most a quarter of the pool per sample, so that successive draws differ (small files).
     n_ref = min(settings.n_reference, len(pool) // 4)
     n_data = min(settings.n_data, len(pool) // 4)
@@ -113,6 +129,7 @@ def two_sample_report(bank: np.ndarray, background: np.ndarray, signals: Mapping
     t_null = null_toys(pool, n_ref, n_data, settings.n_toys, settings.c, rng)
     report = {
         "statistic": "logistic-quadratic LRT", "n_reference": int(n_ref), "n_data": int(n_data),
+        "n_components": int(projector.shape[1]),
         "dof": dof, "signal_fraction": settings.signal_fraction,
         "null": {"n_toys": int(len(t_null)), "t_mean": float(t_null.mean()), "t_std": float(t_null.std()),
                  "t_quantiles": {q: float(np.quantile(t_null, float(q))) for q in ("0.5", "0.9", "0.99")},
