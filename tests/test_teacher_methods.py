@@ -186,3 +186,23 @@ def test_two_sample_null_is_calibrated_and_signal_rejects():
     # The calibration check can fail: a strongly penalised classifier no longer gives χ²-distributed toys.
     shrunk = two_sample_report(bank, background, {}, settings.model_copy(update={"c": 1e-3}), seed=0)
     assert shrunk["null"]["ks_pvalue"] < 0.01
+
+
+def test_mlp_backbone_rebuilds_from_its_model_config():
+    """model.backbone=mlp (Metzger et al.'s MLP encoder): flattened inputs → [B, D], no tokens, same contract."""
+    from jbot_edge.evaluate.finetune import JetClassifier, layer_decay_groups
+    from jbot_edge.models.registry import build_teacher_encoder
+    from jbot_edge.models.set_encoder import SetEncoderConfig, set_encoder_config_dict
+
+    cfg = SetEncoderConfig(backbone="mlp", embed_dim=16, num_layers=2, head_dims=[16, 4], embed_output="projection")
+    model_config = set_encoder_config_dict(cfg, ["part_deta", "part_dphi", "part_pt"], n_particles=5)
+    encoder = build_teacher_encoder("simclr", model_config)
+    x, mask = torch.randn(3, 5, 3), torch.tensor([[1, 1, 1, 0, 0]] * 3, dtype=torch.bool)
+    emb, tokens = encoder(x, mask)
+    assert emb.shape == (3, 4) and tokens.shape == (3, 5, 0) and encoder.embed_dim == 4
+    # padded slots do not leak into the embedding
+    x2 = x.clone()
+    x2[:, 3:] = 100.0
+    assert torch.allclose(encoder(x2, mask)[0], emb)
+    groups = layer_decay_groups(JetClassifier(encoder, 2), lr=1.0, decay=0.5, weight_decay=0.0)
+    assert sorted({g["layer"] for g in groups}) == [1, 2, 3]  # blocks 0, 1 and the head
