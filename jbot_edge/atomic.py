@@ -34,12 +34,18 @@ def _check_parent_writable(path: Path) -> None:
         raise JbotEdgeError(f"output directory {parent} is not writable")
 
 
+def temp_prefix(path: Path, tag: str = "") -> str:
+    """Name prefix of a temporary sibling of ``path``: ``.<name>.[<tag>.]<pid>-``. With the ``.tmp`` suffix this is
+    the pattern :mod:`jbot_edge.outputs` recognises as litter once process ``<pid>`` is gone."""
+    return f".{path.name}.{tag + '.' if tag else ''}{os.getpid()}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``, on error delete it."""
     path = Path(path)
     _check_parent_writable(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -53,16 +59,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` as a whole."""
+def atomic_directory(path: str | os.PathLike[str], owner: str | None = None) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; on success it replaces ``path`` as a whole.
+
+    ``owner``: the command writing it; its marker (:data:`jbot_edge.outputs.MARKER`) goes in with the contents, so
+    a later run of the same command may replace the directory (callers check that first, with
+    :func:`jbot_edge.outputs.check_output_dir`).
+    """
     path = Path(path)
     _check_parent_writable(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        if owner is not None:
+            from jbot_edge.outputs import mark_output
+
+            mark_output(tmp, owner)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if path.exists():
-            trash = path.with_name(f".{path.name}.old")
+            trash = path.with_name(f"{temp_prefix(path)}old.tmp")
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(path, trash)
             os.replace(tmp, path)

@@ -7,12 +7,13 @@ imports (torch, hls4ml, pythia) happen inside the command so ``--help`` stays fa
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
 import typer
 
-from jbot_edge.errors import JbotEdgeError
+from jbot_edge.errors import JbotEdgeError, shorten
 
 #: Registered commands, in pipeline order. A command is listed here only once it works end to end.
 COMMAND_MODULES = [
@@ -56,3 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     except JbotEdgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # A path argument longer than the file system allows fails in the first stat() wherever that happens;
+        # it is the user's input, not a bug. Every other OSError keeps its traceback.
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        typer.echo(f"error: a path is too long for the file system: {shorten(str(exc.filename or ''), 120)}",
+                   err=True)
+        sys.exit(JbotEdgeError.exit_code)

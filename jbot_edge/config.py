@@ -26,7 +26,7 @@ import pydantic
 import yaml
 
 from jbot_edge.atomic import write_text
-from jbot_edge.errors import JbotEdgeError
+from jbot_edge.errors import JbotEdgeError, shorten
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -48,14 +48,51 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: Largest document, counted in nodes after expanding aliases, that a config may describe. A real config has a few
+#: hundred; an alias bomb ("billion laughs") a few dozen lines long describes billions and would exhaust memory
+#: or time in the merge and validation steps, so it is refused before anything is constructed.
+MAX_EXPANDED_NODES = 100_000
+
+
+class AliasBombError(yaml.YAMLError):
+    """A YAML document whose aliases expand beyond :data:`MAX_EXPANDED_NODES`."""
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Node count of ``node`` with every alias expanded (memoised per node, so linear in the composed graph)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once, not forever
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        else:
+            size = 1
+        memo[key] = min(size, 2 * MAX_EXPANDED_NODES)
+    return memo[key]
+
+
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+    loader = _Loader(text)  # a SafeLoader subclass: safe
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise AliasBombError(f"the document expands to more than {MAX_EXPANDED_NODES} nodes through aliases "
+                                 "(an alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 class StrictModel(pydantic.BaseModel):
     """Base for every config section: unknown keys are rejected, assignments are validated."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # allow_inf_nan=False: `--epochs inf` or `optim.base_lr=.inf` is refused at parse time, not after an hour of work.
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
+                                       allow_inf_nan=False)
 
 
 def packaged_config(relative: str) -> Path:
@@ -83,7 +120,7 @@ def _load_yaml_chain(path: Path, seen: list[Path]) -> dict[str, Any]:
     try:
         data = _yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise JbotEdgeError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise JbotEdgeError(f"config {path} is not valid YAML: {shorten(str(exc).splitlines()[0], quote=False)}") from exc
     if not isinstance(data, dict):
         raise JbotEdgeError(f"config {path} must hold a mapping at top level, got {type(data).__name__}")
     parent = data.pop("inherit", None)
@@ -109,13 +146,15 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
-            raise JbotEdgeError(f"override {item!r} must look like key=value (e.g. optim.lr=1e-3)")
+            raise JbotEdgeError(f"override {shorten(item)} must look like key=value (e.g. optim.lr=1e-3)")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
-            raise JbotEdgeError(f"override {item!r} has an empty key")
+            raise JbotEdgeError(f"override {shorten(item)} has an empty key")
         try:
             value = _yaml_load(raw) if raw.strip() else None
+        except AliasBombError as exc:
+            raise JbotEdgeError(f"override {shorten(key)}: {exc}") from exc
         except yaml.YAMLError:
             value = raw
         cursor = nested
@@ -123,21 +162,27 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
             if not isinstance(cursor, dict):
-                raise JbotEdgeError(f"override {item!r} conflicts with another override of {part!r}")
+                raise JbotEdgeError(f"override {shorten(item)} conflicts with another override of {shorten(part)}")
         cursor[parts[-1]] = value
     return nested
 
 
-def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
-    """One line naming the offending key(s) and what was expected."""
+def describe_validation_error(exc: pydantic.ValidationError, limit: int = 5) -> str:
+    """The offending key(s) and what was expected, on one line (echoed values are cut short)."""
     problems = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown key '{key}'")
         else:
-            problems.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
-    return f"config {source}: " + "; ".join(problems)
+            problems.append(f"key '{key}': {err['msg']} (got {shorten(err.get('input'), 100)})")
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
+
+
+def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
+    """One line naming the config source and the offending key(s)."""
+    return f"config {source}: {describe_validation_error(exc)}"
 
 
 def resolve_config(

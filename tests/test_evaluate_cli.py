@@ -52,14 +52,29 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
     bad = [(p, v) for p, v in _floats(report) if not math.isfinite(v)]
     assert not bad
 
-    # split: bank of background only, disjoint from the evaluation jets (300 q + 300 g in the file)
+    # held-out split: a bank of background 'train' jets, every 'test' jet of the file scored, nothing else
     split = report["split"]
+    assert split["bank_splits"] == ["train"] and split["eval_splits"] == ["test"]
     assert split["bank_size"] == 200 and set(split["bank_counts"]) <= {"q", "g"}
-    assert split["eval_counts"]["q"] + split["eval_counts"]["g"] == 400
-    assert {split["eval_counts"][s] for s in "wzt"} == {300}
+    file_split = split["file_split"]
+    assert file_split["stored"] and split["eval_counts"] == file_split["counts"]["test"]
+    assert "bank: 200 background jets from the train split of" in result.stderr
+    # physics observables scored on the same jets, with the best one named per signal
+    assert set(report["observables"]) == {"mass", "m_over_pt", "multiplicity", "tau21", "tau32"}
+    assert report["observables"]["tau21"]["orientation"] == "lower = more anomalous"
+    for signal in "wzt":
+        best = report["best_observable"][signal]
+        assert best["auc"] == max(o["signals"][signal]["auc"] for o in report["observables"].values())
+        assert report["observables"]["mass"]["signals"][signal]["n_signal"] == split["eval_counts"][signal]
+    assert report["observables"]["mass"]["signals"]["t"]["auc"] > 0.7  # real Pythia tops are heavy
 
     fpr_keys = {"1e-1", "1e-2", "1e-3", "1e-4"}
-    assert set(report["scorers"]) == {"knn", "cosine", "mahalanobis", "gmm", "kmeans"}
+    assert set(report["scorers"]) == {"oe", "knn", "cosine", "mahalanobis", "mahalanobis_cc",
+                                      "relative_mahalanobis", "gmm", "kmeans"}
+    assert report["scorers"]["oe"]["fit_info"]["n_outliers"] == report["scorers"]["oe"]["fit_info"]["n_bank"]
+    # the untrained encoder, same scorer and jets, reported beside the trained one
+    untrained = report["reference"]["untrained"]
+    assert untrained["scorer"] == "knn" and set(untrained["signals"]) == {"w", "z", "t"}
     for scorer in report["scorers"].values():
         assert set(scorer["signals"]) == {"w", "z", "t"}
         for metrics in scorer["signals"].values():
@@ -89,7 +104,9 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
     teacher = load_teacher(teacher_run)
     with JetFile(jetnet_file) as f:
         labels = f.labels()
-        s = split_jets(labels, f.label_names, ["q", "g"], ["w", "z", "t"], 200, 50000, 20000, seed=0)
+        s = split_jets(labels, f.label_names, ["q", "g"], ["w", "z", "t"], 200, 50000, 20000, seed=0,
+                       split=f.splits())
+        assert np.all(f.splits()[s.bank_index] == 0) and np.all(f.splits()[s.eval_index] == 2)
         background = s.eval_index[np.isin(labels[s.eval_index], [0, 1])]
         scores = head.score(teacher.embed(f.read(background)))
     assert scores.mean() == pytest.approx(meta["score_stats"]["mean"], rel=1e-4)
@@ -139,3 +156,38 @@ def test_layer_decay_groups_cover_every_parameter_once():
     assert lr_of[id(params["encoder.blocks.1.ffn.0.weight"])] == 0.5
     assert lr_of[id(params["head.0.weight"])] == 1.0 and wd_of[id(params["head.0.weight"])] == 0.1
     assert wd_of[id(params["head.0.bias"])] == 0.0
+
+
+def test_evaluate_held_out_errors_and_two_files(teacher_run, jetnet_file, tmp_path, caplog):
+    from test_split import _copy
+
+    from jbot_edge.config import packaged_config, resolve_config
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.errors import JbotEdgeError
+    from jbot_edge.evaluate.config import EvaluateConfig
+    from jbot_edge.evaluate.pipeline import run_evaluate
+
+    quick = [*FAST, "finetune.enabled=false", "clustering.enabled=false", "probes.enabled=false",
+             "write_score_head=false", "compare=[mahalanobis]", "observables.enabled=false"]
+    cfg = resolve_config(EvaluateConfig, overrides=quick, default_file=packaged_config("evaluate/default.yaml"))
+    with JetFile(jetnet_file) as f:
+        split, labels, names = f.splits(), f.labels(), f.label_names
+    # a file whose test part has no top jets: asking for t says so
+    no_test_top = tmp_path / "no_test_top.h5"
+    _copy(jetnet_file, no_test_top, np.flatnonzero(~((labels == names.index("t")) & (split == 2))))
+    with pytest.raises(JbotEdgeError, match=r"--signals: label\(s\) \['t'\] have no jets in the test split of"):
+        run_evaluate(cfg.model_copy(update={"data": cfg.data.model_copy(update={"signals": ["w", "t"]})}),
+                     teacher_run, no_test_top, tmp_path / "e1")
+    # a file whose train part has no background: no bank, one line
+    no_train_bkg = tmp_path / "no_train_bkg.h5"
+    _copy(jetnet_file, no_train_bkg, np.flatnonzero(~(np.isin(labels, [0, 1]) & (split == 0))))
+    with pytest.raises(JbotEdgeError, match=r"--background: .* have no jets in the train split of"):
+        run_evaluate(cfg, teacher_run, no_train_bkg, tmp_path / "e2")
+    assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()
+    # two different files: the bank from --bank-data, the scored jets from all of --data, as the log states
+    with caplog.at_level("INFO"):
+        report = run_evaluate(cfg, teacher_run, no_test_top, tmp_path / "e3", bank_path=jetnet_file)
+    assert report["split"]["bank_file"] == str(jetnet_file) and report["split"]["eval_splits"] is None
+    assert sum(report["split"]["eval_counts"].values()) == len(np.flatnonzero(
+        ~((labels == names.index("t")) & (split == 2))))
+    assert f"bank: 200 background jets from {jetnet_file}; evaluation:" in caplog.text

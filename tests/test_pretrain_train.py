@@ -67,7 +67,9 @@ def test_short_run_learns_without_nans_and_monitors_collapse(trained_run: Path) 
     # the short run caps the teacher's EMA time constant at 5% of the 60 steps: momentum starts at 1 − 1/3
     assert math.isclose(summary["teacher_momentum_start"], 1 - 1 / 3)
     assert 0.1 < final["masked_fraction"] < 0.6
-    assert summary["data"]["counts_used"] == {"q": 1500, "g": 1500}
+    # the held-out protocol: only the file's 'train' split (~60 % of the 1500 q + 1500 g) is learnt on
+    assert summary["data"]["counts_used"] == summary["data"]["split"]["counts"]["train"]
+    assert 800 < summary["data"]["counts_used"]["q"] < 1000
     assert summary["data"]["preset"] == "jetnet"
     assert (trained_run / "config.yaml").is_file()
     assert (trained_run / "checkpoints" / "last.pt").is_file()
@@ -79,11 +81,11 @@ def test_teacher_artifact_contract(trained_run: Path, qcd_jetnet_file: Path) -> 
     assert raw["data"]["train_labels"] == ["q", "g"]
     teacher = load_teacher(trained_run)
     assert teacher.method == "jbot" and teacher.data_preset == "jetnet"
-    assert teacher.input_spec.features == ["part_deta", "part_dphi", "part_pt_rel", "mask"]
+    assert teacher.input_spec.features == ["part_deta", "part_dphi", "part_pt_rel", "part_pt", "mask"]
     assert teacher.input_spec.n_particles == 30
     # the fitted input normalisation travels in both the weights and the model config (for rebuilt encoders)
     stats = raw["model_config"]["input_norm_stats"]
-    assert raw["model_config"]["input_norm"] == "standardize" and stats["log"] == [False, False, True, False]
+    assert raw["model_config"]["input_norm"] == "standardize" and stats["log"] == [False, False, True, True, False]
     assert stats["scale"][0] == stats["scale"][1] > 1 and stats["shift"][2] < -2  # log pT fraction ≈ −4
     torch.testing.assert_close(raw["state_dict"]["input_norm.shift"], torch.tensor(stats["shift"]))
     with JetFile(qcd_jetnet_file) as f:

@@ -230,7 +230,8 @@ def test_synth_rtl_backend_and_emulate_cli(tmp_path, students, l1_file, run_cli)
     assert report["resources"]["LUT"]["value"] > 0 and report["resources"]["LUT"]["source"].startswith("estimate:")
     assert list((fw / "rtl" / "src").glob("*.v")) and not (fw / "hls").exists()
 
-    emulated = run_cli("emulate", "--firmware", fw, "--data", l1_file, "--n", "300")
+    # A relative --firmware path: every build step (verilator in src/, make, the link in sim/) must still find it.
+    emulated = run_cli("emulate", "--firmware", fw.name, "--data", l1_file, "--n", "300", cwd=tmp_path)
     assert emulated.returncode == 0, emulated.stderr[-2000:]
     summary = json.loads((fw / "emulate.json").read_text())
     assert summary["legs"] == ["brevitas", "qonnx", "rtl"] and summary["exact"] is True

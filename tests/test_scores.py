@@ -141,7 +141,8 @@ def test_score_head_round_trip_is_bit_identical(tmp_path, name):
     bank = rng.normal(size=(400, 6)).astype(np.float32)  # teachers give float32
     queries = rng.normal(size=(100, 6)).astype(np.float32) * 1.5
     params = {"k": 5} if name in ("knn", "cosine") else {}
-    head = ScoreHead.fit(name, bank, background_labels=["q", "g"], teacher_sha256="abc", **params)
+    head = ScoreHead.fit(name, bank, background_labels=["q", "g"], teacher_sha256="abc",
+                         bank_labels=rng.integers(0, 2, len(bank)), outliers=bank[::2] * 2.0 + 1.0, **params)
     before = head.score(queries)
     head.save(tmp_path)
     loaded = ScoreHead.load(tmp_path)
@@ -151,7 +152,9 @@ def test_score_head_round_trip_is_bit_identical(tmp_path, name):
     assert loaded.name == name and loaded.params == head.params
     meta = json.loads((tmp_path / "score_head.json").read_text())
     assert meta["bank_size"] == 400 and meta["background_labels"] == ["q", "g"]
-    assert meta["fpga_friendly"] is (name in ("mahalanobis", "kmeans")) and meta["fpga_note"]
+    assert meta["fpga_friendly"] is (name in ("mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "kmeans",
+                                              "oe"))
+    assert meta["fpga_note"]
     assert meta["teacher_sha256"] == "abc"
     assert meta["npz_sha256"] == file_sha256(tmp_path / "score_head.npz")
 

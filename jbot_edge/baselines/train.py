@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from jbot_edge.atomic import write_json
+from jbot_edge.outputs import mark_output
 from jbot_edge.config import StrictModel, config_to_dict, save_config
 from jbot_edge.data.preprocessing import InputSpec
 from jbot_edge.errors import JbotEdgeError
@@ -127,7 +128,7 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
         generator.set_state(ckpt["rng"]["augment_per_rank"][0])
         step = int(ckpt["step"])
         elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir, "pretrain")
     save_config(config, out_dir / "config.yaml")
     prepare_metrics_file(out_dir / "metrics.jsonl", step)
     name = config.method

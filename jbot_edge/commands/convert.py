@@ -11,13 +11,13 @@ from pathlib import Path
 import typer
 from pydantic import Field
 
-from jbot_edge.config import StrictModel
+from jbot_edge.data.format import SplitSettings
 
 #: ``key=value`` items among the positional arguments are config overrides, not source files.
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
-class ConvertConfig(StrictModel):
+class ConvertConfig(SplitSettings):
     """Settings of ``jbot-edge convert`` (defaults in ``configs/data/convert.yaml``)."""
 
     format: str | None = None
@@ -58,6 +58,8 @@ def register(app: typer.Typer) -> None:
                                         "source's width."),
         max_jets: int | None = typer.Option(None, "--max-jets", help="Read at most N jets per source."),
         config: Path | None = typer.Option(None, "--config", help="YAML config (see configs/data/convert.yaml)."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
     ) -> None:
         """Convert JetNet, Top Tagging, JetClass, CMS ADC2021 or CMS NanoAOD (PFNano) files into the canonical
         jet format."""
@@ -68,6 +70,7 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.data.converters import convert_files, get_converter
         from jbot_edge.errors import JbotEdgeError
         from jbot_edge.logs import get_logger, progress_bar
+        from jbot_edge.outputs import claim_output_file, is_jet_file
 
         log = get_logger("jbot_edge.convert")
         items = list(sources or [])
@@ -89,7 +92,9 @@ def register(app: typer.Typer) -> None:
         if cfg.compression not in (None, "gzip", "lzf"):
             raise JbotEdgeError(f"config key 'compression': {cfg.compression!r}, expected gzip, lzf or null")
         out_path = Path(cfg.out)
-        summary_path, config_path = sidecar_paths(out_path)
+        summary_path, config_path = sidecar_paths(out_path.resolve() if not out_path.name else out_path)
+        claim_output_file(out_path, "convert", owned=is_jet_file, sidecars=[summary_path, config_path],
+                          inputs=[*cfg.sources, config], force=force)
 
         started = time.perf_counter()
         # The bar starts with the first written chunk: a source rejected during the up-front checks then
@@ -106,7 +111,7 @@ def register(app: typer.Typer) -> None:
             summary = convert_files(
                 cfg.format, cfg.sources, out_path, labels=cfg.labels, n_particles=cfg.n_particles,
                 chunk_size=cfg.chunk_size, max_jets=cfg.max_jets, compression=cfg.compression,
-                options=cfg.model_dump(mode="json"), on_progress=advance,
+                options=cfg.model_dump(mode="json"), on_progress=advance, split_spec=cfg.split_spec(),
             )
         finally:
             if progress.live.is_started:

@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/demo"), "--out", help="Demo directory."),
         config: Optional[Path] = typer.Option(None, "--config", help="Stage list (default configs/demo.yaml)."),
         fresh: bool = typer.Option(False, "--fresh", help="Re-run every stage even if its output exists."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
     ) -> None:
         """Run the whole chain end to end on a small embedded default."""
         import yaml
@@ -50,13 +52,15 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.config import CONFIG_DIR, load_yaml, packaged_config
         from jbot_edge.errors import JbotEdgeError
         from jbot_edge.logs import get_logger
+        from jbot_edge.outputs import check_output_dir, mark_output
 
         log = get_logger("jbot_edge.demo")
         spec = load_yaml(config or packaged_config("demo.yaml"))
         stages = spec.get("stages")
         if not isinstance(stages, list) or not stages:
             raise JbotEdgeError(f"{config or 'configs/demo.yaml'}: key 'stages' must be a non-empty list")
-        out.mkdir(parents=True, exist_ok=True)
+        check_output_dir(out, "demo", inputs=[config], force=force)
+        mark_output(out, "demo")
         summary: dict[str, Any] = {"out": str(out), "stages": []}
         for stage in stages:
             try:

@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
         n: int | None = typer.Option(None, "--n", help="Number of jets to emulate (default: 10000)."),
         batch_size: int = typer.Option(4096, "--batch-size", help="Jets per batch."),
         out: Path | None = typer.Option(None, "--out", help="Where to write emulate.json (default FW_DIR)."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
     ) -> None:
         """Score N jets + the fuzz set with every leg; exit 0 only when every comparison is exact."""
         import sys
@@ -31,6 +33,7 @@ def register(app: typer.Typer) -> None:
         )
         from jbot_edge.firmware.fuzz import fuzz_codes
         from jbot_edge.logs import get_logger, progress_bar
+        from jbot_edge.outputs import claim_output_file, has_json_schema
 
         log = get_logger("jbot_edge.emulate")
         n_jets = 10000 if n is None else n
@@ -38,6 +41,8 @@ def register(app: typer.Typer) -> None:
             raise JbotEdgeError(f"--n {n_jets}: expected a positive number of jets")
         if batch_size < 1:
             raise JbotEdgeError(f"--batch-size {batch_size}: expected a positive integer")
+        report_path = claim_output_file((out or firmware) / "emulate.json", "emulate",
+                                        owned=has_json_schema(EMULATE_SCHEMA), inputs=[data], force=force)
         fw = load_firmware(firmware)
         log.info("C simulation: %s", fw.csim_source)
         timings: dict[str, list[float]] = {}
@@ -69,7 +74,7 @@ def register(app: typer.Typer) -> None:
             "exact": exact,
             "throughput_jets_per_s": throughput(timings),
         }
-        path = write_json((out or firmware) / "emulate.json", summary)
+        path = write_json(report_path, summary)
         for name, result in summary["datasets"].items():
             for pair, c in result["comparisons"].items():
                 log.info("%s %s: %d/%d exact, max |diff| %d LSB", name, pair, c["exact"], result["n"],

@@ -28,12 +28,16 @@ def register(app: typer.Typer) -> None:
                                  "off is ~4x faster)."),
         config: Path = typer.Option(None, "--config", help="YAML file overriding the preset's keys."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
         overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. jet_r=0.4 pthat_min=400."),
     ) -> None:
         """Generate labelled jets with Pythia 8 (pp, 13.6 TeV) and FastJet anti-kT."""
         from jbot_edge.config import load_yaml, resolve_config
         from jbot_edge.data.generator import GeneratorConfig, parse_processes, preset_file
         from jbot_edge.data.generator import generate as run
+        from jbot_edge.data.generator import output_paths
+        from jbot_edge.outputs import claim_output_file, is_jet_file
 
         if preset is None:
             preset = str(load_yaml(config).get("preset", "jetnet")) if config is not None else "jetnet"
@@ -44,6 +48,9 @@ def register(app: typer.Typer) -> None:
             "n_jets": n_jets, "seed": seed, "workers": workers, "shards": shards, "mpi": mpi,
         }
         settings = resolve_config(GeneratorConfig, config, overrides or [], cli_values, default_file=default_file)
+        paths = output_paths(out.resolve())  # resolved: `--out .` must reach the check, not crash naming sidecars
+        claim_output_file(out, "generate", owned=is_jet_file, sidecars=[paths["summary"], paths["config"]],
+                          inputs=[config], force=force)
         summary = run(settings, out, show_progress=progress)
         typer.echo(json.dumps({"out": summary["out"], "n_jets": summary["n_jets"], "counts": summary["counts"],
                                "wall_time_s": round(summary["wall_time_s"], 3)}))

@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
         """Pre-train a jBOT teacher. Extra KEY=VALUE arguments override config keys (e.g. optim.batch_size=512)."""
         from jbot_edge.config import packaged_config, resolve_config
         from jbot_edge.errors import JbotEdgeError
+        from jbot_edge.outputs import claim_output_dir
         from jbot_edge.pretrain.train import PretrainConfig, run_pretrain
 
         labels = None
@@ -39,9 +40,10 @@ def register(app: typer.Typer) -> None:
         if method != "jbot":
             from jbot_edge.baselines.registry import run_method
 
-            summary = run_method(method, config, list(overrides or []),
-                                 {"data.file": str(data), "data.train_labels": labels, "optim.epochs": epochs,
-                                  "optim.max_steps": max_steps}, out, resume=resume)
+            with claim_output_dir(out, "pretrain", inputs=[data, config], resume=resume):
+                summary = run_method(method, config, list(overrides or []),
+                                     {"data.file": str(data), "data.train_labels": labels, "optim.epochs": epochs,
+                                      "optim.max_steps": max_steps}, out, resume=resume)
             typer.echo(f"{out}: {method}, {summary['steps']} steps, {summary['epochs']:.2f} epochs, "
                        f"loss {summary['final'].get('loss', float('nan')):.4f}")
             return
@@ -53,7 +55,8 @@ def register(app: typer.Typer) -> None:
                         "optim.max_steps": max_steps},
             default_file=packaged_config("pretrain/default.yaml"),
         )
-        summary = run_pretrain(cfg, out, resume=resume)
+        with claim_output_dir(out, "pretrain", inputs=[data, config], resume=resume):
+            summary = run_pretrain(cfg, out, resume=resume)
         final = summary.get("final", {})
         typer.echo(f"{out}: {summary['steps']} steps, {summary['epochs']:.2f} epochs, "
                    f"loss {final.get('loss', float('nan')):.4f}, {summary['jets_per_s'] or 0:,.0f} jets/s")

@@ -19,12 +19,15 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Option(None, "--config", help="YAML config (default configs/qat/default.yaml)."),
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
         overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-3"),
     ) -> None:
         """Train a Brevitas student (power-of-two fixed point, L1-precision inputs) on the teacher's score."""
         from jbot_edge.config import packaged_config, resolve_config
         from jbot_edge.errors import JbotEdgeError
         from jbot_edge.logs import get_logger
+        from jbot_edge.outputs import claim_output_dir
         from jbot_edge.qat.distill import QatConfig, train_student
 
         if student is not None and student not in ("deepsets", "mlp"):
@@ -38,7 +41,8 @@ def register(app: typer.Typer) -> None:
             default_file=packaged_config("qat/default.yaml"),
         )
         out_dir = out or (run / f"student-{cfg.student.kind}")
-        report = train_student(cfg, run, data, out_dir, resume=resume)
+        with claim_output_dir(out_dir, "qat", inputs=[run, data, config], force=force, resume=resume):
+            report = train_student(cfg, run, data, out_dir, resume=resume)
         log = get_logger("jbot_edge.qat")
         for sig in report["auc_student"]:
             log.info("%s: AUC teacher %.4f student %.4f (ratio %.3f), spearman %.3f", sig,

@@ -81,7 +81,7 @@ def build_report(run: Path, sweep: Path | None, out: Path, timeout: int = 900) -
         raise JbotEdgeError(f"--sweep {sweep}: no sweep.csv (run `jbot-edge sweep --out {sweep}` first)")
     summary: dict = {"schema": REPORT_SCHEMA, "run": str(run), "sweep": str(sweep) if sweep else None,
                      "notebooks": [], "figures": []}
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, owner="report") as tmp:
         for name in NOTEBOOKS:
             source = NOTEBOOK_DIR / f"{name}.ipynb"
             if not source.is_file():
@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
         sweep: Optional[Path] = typer.Option(None, "--sweep", help="Sweep directory (`jbot-edge sweep --out`)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Report directory (default RUN_DIR/report)."),
         timeout: int = typer.Option(900, "--timeout", help="Seconds a single cell may run."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
     ) -> None:
         """Execute notebooks/latency_resources.ipynb and physics_performance.ipynb against RUN (and SWEEP) and write
         them as HTML with report.json."""
@@ -119,6 +121,9 @@ def register(app: typer.Typer) -> None:
 
         if timeout < 1:
             raise JbotEdgeError(f"--timeout {timeout}: expected a positive number of seconds")
+        from jbot_edge.outputs import check_output_dir
+
         out_dir = out or run / "report"
+        check_output_dir(out_dir, "report", inputs=[run, sweep], force=force)
         build_report(run, sweep, out_dir, timeout)
         typer.echo(str(out_dir / "report.json"))

@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         strategy: str | None = typer.Option(None, "--strategy", help="latency (default) or resource."),
         out: Path | None = typer.Option(None, "--out", help="Firmware directory (default firmware/<student>)."),
         config: Path | None = typer.Option(None, "--config", help="YAML config with SynthConfig keys."),
+        force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
+                                   "command."),
         overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. hls.reuse_factor=2"),
     ) -> None:
         """Convert a student to an hls4ml project for BOARD, compile its C simulation and write synth_report.json."""
@@ -30,6 +32,7 @@ def register(app: typer.Typer) -> None:
         from jbot_edge.firmware.convert import SynthConfig, build_firmware
         from jbot_edge.firmware.reports import summary_lines
         from jbot_edge.logs import get_logger
+        from jbot_edge.outputs import check_output_dir
 
         if backend not in ("hls4ml", "rtl"):
             raise JbotEdgeError(f"--backend {backend!r}: expected 'hls4ml' or 'rtl'")
@@ -49,6 +52,10 @@ def register(app: typer.Typer) -> None:
         )
         student_dir = student if student.is_dir() else student.parent
         out_dir = out or Path("firmware") / student_dir.resolve().name
+        check_output_dir(out_dir, "synth", inputs=[student_dir, config], force=force)
+        if set('"\\') & set(str(out_dir.resolve())):
+            raise JbotEdgeError(f"--out {str(out_dir)[:200]!r}: the firmware path holds a quote or backslash, which the "
+                                "C simulation cannot take as its weights directory; choose another name")
         report = build_firmware(student, cfg, out_dir)
         log = get_logger("jbot_edge.synth")
         for line in summary_lines(report):

@@ -64,8 +64,8 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 
-from jbot_edge.config import CONFIG_DIR, StrictModel
-from jbot_edge.data.format import SCHEMA_VERSION, JetBatch, JetFileWriter
+from jbot_edge.config import CONFIG_DIR
+from jbot_edge.data.format import SCHEMA_VERSION, JetBatch, JetFileWriter, SplitSettings
 from jbot_edge.data.processes import (EVENT_PRESETS, EVENT_PROCESS_NAMES, PROCESS_NAMES, Stream, catalogue,
                                       process_names, stream_of, streams_for)
 from jbot_edge.errors import JbotEdgeError
@@ -112,7 +112,7 @@ def parse_processes(value: str | list[str], option: str = "--processes") -> list
     return names
 
 
-class GeneratorConfig(StrictModel):
+class GeneratorConfig(SplitSettings):
     """Settings of ``jbot-edge generate``; defaults come from ``configs/data/<preset>.yaml``. Energies in GeV."""
 
     preset: str = "jetnet"
@@ -486,7 +486,7 @@ def run_shard(task: ShardTask, progress: ProgressCallback | None = None) -> Shar
         writers = {
             label: stack.enter_context(JetFileWriter(
                 task.path(label), config.n_particles, particle_features, jet_features, task.label_names,
-                source="pythia8-shard", compression=None))
+                source="pythia8-shard", compression=None, split_spec=None))  # split: by position in the merged file
             for label, quota in remaining.items() if quota > 0
         }
         n_batch = min(50, config.max_events_per_batch)
@@ -598,7 +598,7 @@ def _merge(sources: list[Path], out: Path, config: GeneratorConfig, provenance: 
         total = sum(sizes)
         writer = stack.enter_context(JetFileWriter(
             out, config.n_particles, *_features(config), config.processes, source="pythia8",
-            provenance=provenance))
+            provenance=provenance, split_spec=config.split_spec()))
         if not config.shuffle:
             for f in files:
                 for lo in range(0, len(f), _MERGE_ROUND_JETS):
@@ -631,7 +631,9 @@ def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
 def _shard_workdir(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.shards.", dir=out.parent))
+        from jbot_edge.atomic import temp_prefix  # named so the next run recognises it as litter if this one dies
+
+        return Path(tempfile.mkdtemp(prefix=temp_prefix(out, "shards"), suffix=".tmp", dir=out.parent))
     except OSError as exc:
         raise JbotEdgeError(f"--out: cannot write to output directory {out.parent}: {exc.strerror}") from exc
 

@@ -15,8 +15,12 @@ from typing import Any
 import h5py
 import numpy as np
 
-from jbot_edge.data.format import SCHEMA_NAME, SCHEMA_VERSION, JetBatch
+from jbot_edge.data.format import DEFAULT_SPLIT, SPLIT_NAMES, JetBatch, SplitSpec, split_names_to_ids
+from jbot_edge.data.validate import check_block, check_structure
 from jbot_edge.errors import JbotEdgeError
+from jbot_edge.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class JetFile:
@@ -24,6 +28,7 @@ class JetFile:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self._split_derivation_logged = False
         if not self.path.is_file():
             raise JbotEdgeError(f"jet file {self.path} does not exist")
         try:
@@ -37,23 +42,8 @@ class JetFile:
             raise
 
     def _check_schema(self) -> None:
-        h5 = self._h5
-        schema = h5.attrs.get("schema")
-        if schema != SCHEMA_NAME:
-            raise JbotEdgeError(
-                f"{self.path}: attribute 'schema' is {schema!r}, expected {SCHEMA_NAME!r} "
-                "(convert foreign files with `jbot-edge convert`)"
-            )
-        version = int(h5.attrs.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
-            raise JbotEdgeError(f"{self.path}: schema_version {version} is not supported (expected {SCHEMA_VERSION})")
-        for key in ("particles", "particles/mask", "labels"):
-            if key not in h5:
-                raise JbotEdgeError(f"{self.path}: key '{key}' is missing")
-        n = h5["labels"].shape[0]
-        for name, ds in self._datasets("particles").items():
-            if ds.shape[0] != n:
-                raise JbotEdgeError(f"{self.path}: particles/{name} has {ds.shape[0]} jets, labels have {n}")
+        # Attributes, label names and dataset shapes now; values block by block as they are read (validate.py).
+        self._label_names = check_structure(self._h5, self.path)
 
     def _datasets(self, group: str) -> dict[str, h5py.Dataset]:
         if group not in self._h5:
@@ -82,14 +72,18 @@ class JetFile:
 
     @property
     def label_names(self) -> list[str]:
-        return list(json.loads(self._h5.attrs["label_names"]))
+        return list(self._label_names)
 
     @property
     def attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in self._h5.attrs.items():
-            if key in ("provenance", "label_names"):
-                value = json.loads(value)
+            if key == "label_names":
+                value = self.label_names
+            elif key == "provenance":
+                value = self.provenance
+            elif key == "split_fractions":
+                value = list(self.split_spec.fractions)
             elif isinstance(value, np.generic):
                 value = value.item()
             out[key] = value
@@ -97,11 +91,71 @@ class JetFile:
 
     @property
     def provenance(self) -> dict[str, Any]:
-        return dict(json.loads(self._h5.attrs.get("provenance", "{}")))
+        try:
+            value = json.loads(self._h5.attrs.get("provenance", "{}"))
+        except (ValueError, TypeError):
+            value = None
+        if not isinstance(value, dict):
+            raise JbotEdgeError(f"{self.path}: attribute 'provenance' is not a JSON object")
+        return value
+
+    # -- held-out split (see jbot_edge.data.format.SplitSpec) ----------------------------------------------------
+    @property
+    def has_split(self) -> bool:
+        """Whether the file stores ``/split`` (files written before it existed do not)."""
+        return "split" in self._h5
+
+    @property
+    def split_spec(self) -> SplitSpec:
+        """The spec recorded in the attributes, or the default one that derives the split of older files."""
+        attrs = self._h5.attrs
+        if "split_fractions" not in attrs:
+            return DEFAULT_SPLIT
+        return SplitSpec(tuple(json.loads(attrs["split_fractions"])), int(attrs.get("split_seed", 0)))
+
+    def splits(self) -> np.ndarray:
+        """int8 [N] split of every jet (0 train, 1 val, 2 test): stored, or derived for older files (logged)."""
+        return self._split_range(0, len(self))
+
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        """{split name: {label: jets}} over the whole file."""
+        labels, split = self.labels(), self.splits()
+        return {name: {label: int(np.sum((split == s) & (labels == i))) for i, label in enumerate(self.label_names)}
+                for s, name in enumerate(SPLIT_NAMES)}
+
+    def split_summary(self) -> dict[str, Any]:
+        """What evaluate/pretrain record about the split they used: stored or derived, spec, counts."""
+        spec = self.split_spec
+        return {"stored": self.has_split, "fractions": list(spec.fractions), "seed": spec.seed,
+                "method": str(self._h5.attrs.get("split_method", "derived by the reader (file has no /split)")),
+                "counts": self.split_counts()}
+
+    def selection(self, labels: Sequence[str] | None = None, splits: Sequence[str] | None = None,
+                  option: str = "labels") -> np.ndarray:
+        """Boolean [N]: jets whose label is in ``labels`` and split in ``splits`` (None: no filter)."""
+        keep = np.ones(len(self), dtype=bool)
+        if labels is not None:
+            keep &= np.isin(self.labels(), self.label_indices(list(labels), option))
+        if splits is not None:
+            keep &= np.isin(self.splits(), split_names_to_ids(splits, "splits"))
+        return keep
+
+    def _split_range(self, lo: int, hi: int) -> np.ndarray:
+        if self.has_split:
+            return self._h5["split"][lo:hi].astype(np.int8)
+        if not self._split_derivation_logged:
+            spec = self.split_spec
+            log.info("%s has no /split (written before held-out splits existed): derived it from the jet positions "
+                     "(fractions %s, seed %d)", self.path, list(spec.fractions), spec.seed)
+            self._split_derivation_logged = True
+        return self.split_spec.assign(np.arange(lo, hi))
 
     def labels(self) -> np.ndarray:
         """All labels (int32, 4 bytes a jet: fine even for 10^7 jets)."""
-        return self._h5["labels"][:]
+        labels = self._h5["labels"][:]
+        check_block(JetBatch(particles={}, mask=np.zeros((len(labels), 0), bool), labels=labels), self.path, 0,
+                    len(self._label_names))
+        return labels
 
     def label_indices(self, names: Sequence[str], option: str = "labels") -> list[int]:
         """Map label names to indices; unknown names raise an error naming ``option``."""
@@ -152,12 +206,15 @@ class JetFile:
             block = self.read(slice(lo, hi), pnames, jnames)
             return block.select(index - lo)
         h5 = self._h5
-        return JetBatch(
+        batch = JetBatch(
             particles={n: h5[f"particles/{n}"][index] for n in pnames},
             mask=h5["particles/mask"][index].astype(bool),
             jets={n: h5[f"jets/{n}"][index] for n in jnames},
             labels=h5["labels"][index].astype(np.int64),
+            split=h5["split"][index].astype(np.int8) if self.has_split else None,
         )
+        check_block(batch, self.path, index.start or 0, len(self._label_names))
+        return batch
 
     def _positions(self, index: np.ndarray) -> np.ndarray:
         """Integer positions from an index array; a boolean array is a mask over all jets."""
@@ -183,19 +240,28 @@ class JetFile:
         labels: Sequence[str] | None = None,
         start: int = 0,
         stop: int | None = None,
+        splits: Sequence[str] | None = None,
     ) -> Iterator[JetBatch]:
-        """Yield batches of up to ``batch_size`` jets from ``[start, stop)``, optionally only the given labels."""
+        """Yield batches of up to ``batch_size`` jets from ``[start, stop)``, optionally only the given labels
+        and held-out splits (names from ``("train", "val", "test")``)."""
         if batch_size < 1:
             raise JbotEdgeError(f"{self.path}: batch_size must be ≥ 1, got {batch_size}")
         stop = len(self) if stop is None else min(stop, len(self))
         keep = None if labels is None else np.asarray(self.label_indices(labels, "labels"))
+        keep_splits = None if splits is None else np.asarray(split_names_to_ids(splits, "splits"))
         pending: list[JetBatch] = []
         n_pending = 0
         block = max(batch_size, 4096)
         for lo in range(start, stop, block):
-            chunk = self.read(slice(lo, min(lo + block, stop)), particle_features, jet_features)
+            hi = min(lo + block, stop)
+            chunk = self.read(slice(lo, hi), particle_features, jet_features)
+            selected = np.ones(len(chunk), dtype=bool)
             if keep is not None:
-                chunk = chunk.select(np.isin(chunk.labels, keep))
+                selected &= np.isin(chunk.labels, keep)
+            if keep_splits is not None:
+                selected &= np.isin(self._split_range(lo, hi), keep_splits)
+            if not selected.all():
+                chunk = chunk.select(selected)
             pending.append(chunk)
             n_pending += len(chunk)
             while n_pending >= batch_size:

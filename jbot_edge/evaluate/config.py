@@ -7,12 +7,16 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from jbot_edge.config import StrictModel
+from jbot_edge.data.pseudo_anomalies import PseudoAnomalyConfig
 from jbot_edge.evaluate.lct import LctSettings
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
-from jbot_edge.evaluate.scores import CosineParams, GmmParams, KmeansParams, KnnParams, MahalanobisParams
+from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnParams, OutlierExposureParams,
+                                       MahalanobisParams)
 from jbot_edge.evaluate.two_sample import TwoSampleSettings
 
-ScorerName = Literal["knn", "cosine", "mahalanobis", "gmm", "kmeans"]
+ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans", "oe"]
+SplitChoice = Literal["auto", "train", "val", "test", "all"]
+ObservableName = Literal["mass", "m_over_pt", "multiplicity", "tau21", "tau32"]
 #: Scores a teacher computes itself from the inputs (jbot_edge.models.registry.NATIVE_SCORES: the VAE's).
 NativeScorerName = Literal["recon", "kl"]
 
@@ -25,14 +29,41 @@ class DataSettings(StrictModel):
     max_eval_per_signal: int = Field(default=20000, ge=1, description="jets scored per signal label")
     split_seed: int = 0
     batch_size: int = Field(default=2048, ge=1, description="jets per teacher forward pass")
+    bank_split: SplitChoice = Field(default="auto", description=(
+        "held-out split (the file's /split) the bank is drawn from; auto: train (all of --bank-data when given)"))
+    eval_split: SplitChoice = Field(default="auto", description=(
+        "held-out split the evaluation jets are drawn from; auto: test (all of --data when --bank-data is another "
+        "file)"))
+
+
+class EmbeddingSettings(StrictModel):
+    source: Literal["teacher", "student"] = Field(default="teacher", description=(
+        "backbone that embeds the jets: the EMA teacher, or the student stored next to it in teacher.pt"))
+    features: Literal["cls", "cls+mean"] = Field(default="cls", description=(
+        "[CLS] alone, or [CLS] concatenated with the mean particle token"))
+
+
+class ReferenceSettings(StrictModel):
+    untrained: bool = Field(default=True, description=(
+        "also score with the same encoder untrained (same seeded init, scorer and jets): what pre-training bought"))
+
+
+class ObservableSettings(StrictModel):
+    enabled: bool = Field(default=True, description="score the evaluation jets with physics observables too")
+    names: list[ObservableName] = Field(default_factory=lambda: ["mass", "m_over_pt", "multiplicity", "tau21",
+                                                                 "tau32"])
+    jet_r: float | None = Field(default=None, gt=0, description="N-subjettiness R0; null: the file's jet radius")
 
 
 class ScorerSettings(StrictModel):
     knn: KnnParams = Field(default_factory=KnnParams)
     cosine: CosineParams = Field(default_factory=CosineParams)
     mahalanobis: MahalanobisParams = Field(default_factory=MahalanobisParams)
+    mahalanobis_cc: ClassMahalanobisParams = Field(default_factory=ClassMahalanobisParams)
+    relative_mahalanobis: ClassMahalanobisParams = Field(default_factory=ClassMahalanobisParams)
     gmm: GmmParams = Field(default_factory=GmmParams)
     kmeans: KmeansParams = Field(default_factory=KmeansParams)
+    oe: OutlierExposureParams = Field(default_factory=OutlierExposureParams)
 
 
 class MetricSettings(StrictModel):
@@ -111,10 +142,12 @@ class FinetuneSettings(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    scorer: ScorerName | NativeScorerName = Field(default="mahalanobis", description=(
+    scorer: ScorerName | NativeScorerName = Field(default="oe", description=(
         "scorer saved as RUN_DIR's score head; recon|kl (VAE teachers) are reported as the headline score but "
         "write no score head (they are not functions of the embedding)"))
-    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "cosine", "mahalanobis", "gmm", "kmeans"],
+    compare: list[ScorerName] = Field(default_factory=lambda: ["oe", "knn", "cosine", "mahalanobis",
+                                                               "mahalanobis_cc", "relative_mahalanobis", "gmm",
+                                                               "kmeans"],
                                       description="scorers evaluated (the score-head scorer is always added)")
     allow_preset_mismatch: bool = Field(default=False, description="evaluate a teacher on another data preset")
     write_score_head: bool = True
@@ -127,6 +160,11 @@ class EvaluateConfig(StrictModel):
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     probes: ProbeSettings = Field(default_factory=ProbeSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    observables: ObservableSettings = Field(default_factory=ObservableSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    pseudo_anomalies: PseudoAnomalyConfig = Field(default_factory=PseudoAnomalyConfig, description=(
+        "how the oe scorer's pseudo-anomalous jets are made from the bank jets (jbot_edge.data.pseudo_anomalies)"))
     lct: LctSettings = Field(default_factory=LctSettings)
     two_sample: TwoSampleSettings = Field(default_factory=TwoSampleSettings)
 

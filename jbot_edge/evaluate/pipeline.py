@@ -33,6 +33,7 @@ Every float in evaluate.json is checked finite before writing: a NaN is a bug an
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -46,6 +47,8 @@ from jbot_edge.atomic import atomic_directory, write_json
 from jbot_edge.config import save_config
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.evaluate.config import EvaluateConfig, MetricSettings, TriggerSettings
+from jbot_edge.evaluate.metrics import metrics_with_uncertainty
+from jbot_edge.evaluate.scores import fit_scorer
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
@@ -97,6 +100,51 @@ def _gather_inputs(jet_file, index: np.ndarray, spec) -> tuple[np.ndarray, np.nd
         xs.append(x)
         masks.append(m)
     return np.concatenate(xs), np.concatenate(masks)
+
+
+def _log_split(split, labels: np.ndarray, bank_labels: np.ndarray, data_path: Path, bank_path: Path,
+               teacher) -> None:
+    """State which jets the bank and the evaluation use, and warn when they may include the teacher's training
+    jets."""
+    from jbot_edge.evaluate.embed import split_where
+
+    log.info("bank: %d background jets from %s; evaluation: %d jets from %s", len(split.bank_index),
+             split_where(split.bank_splits, str(bank_path)), len(split.eval_index),
+             split_where(split.eval_splits, str(data_path)))
+    trained_on = teacher.data.get("file")
+    if trained_on and Path(trained_on).resolve() == data_path.resolve() and (
+            split.eval_splits is None or "train" in split.eval_splits):
+        log.warning("the teacher was pre-trained on %s and the evaluation jets include its train split: the scores "
+                    "are not held out", data_path)
+
+
+def _read_jets(jet_file, index: np.ndarray, features: list[str]):
+    """The jets at sorted file ``index`` as one JetBatch (read block by block, only the named particle features)."""
+    from jbot_edge.data.format import JetBatch
+
+    parts = []
+    block = 16384
+    for lo in range(0, len(jet_file), block):
+        a, b = np.searchsorted(index, [lo, lo + block])
+        if a < b:
+            parts.append(jet_file.read(slice(lo, min(lo + block, len(jet_file))), particle_features=features,
+                                       jet_features=[]).select(index[a:b] - lo))
+    return JetBatch.concatenate(parts)
+
+
+def pseudo_anomaly_embeddings(cfg: EvaluateConfig, teachers: list, bank_file, bank_index: np.ndarray) -> list:
+    """Embeddings, one array per teacher, of pseudo-anomalies made of the bank jets (for the ``oe`` scorer)."""
+    from jbot_edge.data.provenance import jet_radius
+    from jbot_edge.data.pseudo_anomalies import REBUILDABLE_FEATURES, check_rebuildable, make_pseudo_anomalies
+
+    check_rebuildable(teachers[0].input_spec.features, "scorer oe")
+    features = [f for f in REBUILDABLE_FEATURES if f in bank_file.particle_features]
+    bank_jets = _read_jets(bank_file, bank_index, features)
+    n = cfg.scorers.oe.n_outliers or len(bank_index)
+    radius, origin = jet_radius(bank_file.provenance)
+    anomalies = make_pseudo_anomalies(bank_jets, n, cfg.pseudo_anomalies, radius, np.random.default_rng(cfg.seed))
+    log.info("oe: %d pseudo-anomalies made of bank jets (jet radius %g from %s)", n, radius, origin)
+    return [t.embed(anomalies, batch_size=cfg.data.batch_size) for t in teachers]
 
 
 def _subsample(n: int, max_n: int, seed: int) -> np.ndarray:
@@ -167,19 +215,56 @@ def embedding_tests(cfg: EvaluateConfig, bank: np.ndarray, background: np.ndarra
     return out
 
 
+def _by_class(scores: np.ndarray, labels: np.ndarray, is_background: np.ndarray,
+              signal_ids: dict[str, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Scores of the background jets and of each signal's jets."""
+    return scores[is_background], {s: scores[labels == i] for s, i in signal_ids.items()}
+
+
+def _metrics_per_signal(background: np.ndarray, signals: dict[str, np.ndarray], m) -> dict[str, dict]:
+    return {s: metrics_with_uncertainty(background, sig, m.fpr_targets, m.sig_eff_targets, m.uncertainty,
+                                        m.n_resamples, m.seed) for s, sig in signals.items()}
+
+
+def best_observable(observables: dict[str, dict]) -> dict[str, dict]:
+    """Per signal, the observable with the highest AUC (a reference to beat: the orientations stay fixed)."""
+    signals = next(iter(observables.values()))["signals"] if observables else {}
+    out = {}
+    for signal in signals:
+        name = max(observables, key=lambda n: observables[n]["signals"][signal]["auc"])
+        out[signal] = {"name": name, "auc": observables[name]["signals"][signal]["auc"]}
+    return out
+
+
+def untrained_reference(scorer: str, untrained: dict[str, dict], trained: dict[str, dict]) -> dict:
+    """The ``reference.untrained`` block: the untrained encoder's metrics with the same scorer, and per signal the
+    AUC gained by pre-training with its bootstrap error (both errors added in quadrature)."""
+    return {
+        "scorer": scorer, "source": "untrained (same architecture, seeded init and input normalisation)",
+        "signals": untrained,
+        "delta_auc": {s: trained[s]["auc"] - m["auc"] for s, m in untrained.items()},
+        "delta_auc_error": {s: math.hypot(trained[s]["uncertainty"]["auc"], m["uncertainty"]["auc"])
+                            for s, m in untrained.items()},
+    }
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: str | os.PathLike[str],
-                 out_dir: str | os.PathLike[str] | None = None) -> dict:
-    """Evaluate the teacher in ``run_dir`` on ``data_path``; write EVAL_DIR and the score head; return the report."""
+                 out_dir: str | os.PathLike[str] | None = None,
+                 bank_path: str | os.PathLike[str] | None = None) -> dict:
+    """Evaluate the teacher in ``run_dir`` on ``data_path``; write EVAL_DIR and the score head; return the report.
+
+    The bank comes from the ``train`` split and the scored jets from the ``test`` split of ``data_path`` (see
+    :func:`jbot_edge.evaluate.embed.choose_jets`); with ``bank_path`` (another file) the bank comes from it."""
     import torch
 
     from jbot_edge.data.reader import JetFile
     from jbot_edge.evaluate import plots
     from jbot_edge.evaluate.clustering import cluster_metrics, project_2d
-    from jbot_edge.evaluate.embed import embed_index, split_jets
+    from jbot_edge.evaluate.embed import choose_jets, embed_index
+    from jbot_edge.evaluate.metrics import trigger_view
     from jbot_edge.evaluate.probes import run_probes, stratified_split
     from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
-    from jbot_edge.evaluate.scores import fit_scorer
-    from jbot_edge.evaluate.sculpting import read_jet_feature
+    from jbot_edge.evaluate.sculpting import mass_sculpting, read_jet_feature
     from jbot_edge.pretrain.artifact import load_teacher
 
     if cfg.threads:
@@ -194,7 +279,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         clock = now
 
     data_path = Path(data_path)
-    teacher = load_teacher(run_dir)
+    teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
     run_dir = teacher.path.parent
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
     if out_dir.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out_dir.resolve()):
@@ -206,23 +291,50 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                             f"{', '.join(teacher.native_score_names) or 'none'}; recon and kl need a vae or oe-vae "
                             "teacher)")
 
-    with JetFile(data_path) as jet_file:
-        teacher.input_spec.check_file(jet_file)
+    bank_path = data_path if bank_path is None else Path(bank_path)
+    separate_bank = bank_path.resolve() != data_path.resolve()
+    with contextlib.ExitStack() as stack:
+        jet_file = stack.enter_context(JetFile(data_path))
+        bank_file = stack.enter_context(JetFile(bank_path)) if separate_bank else jet_file
+        for f in {id(jet_file): jet_file, id(bank_file): bank_file}.values():
+            teacher.input_spec.check_file(f)
+            check_preset(teacher.data_preset, f.provenance.get("preset"), f.path, cfg.allow_preset_mismatch)
         data_preset = jet_file.provenance.get("preset")
-        check_preset(teacher.data_preset, data_preset, data_path, cfg.allow_preset_mismatch)
         labels = jet_file.labels()
         label_names = jet_file.label_names
         d = cfg.data
-        split = split_jets(labels, label_names, d.background, d.signals, d.bank_size, d.max_eval_background,
-                           d.max_eval_per_signal, seed=d.split_seed, source=str(data_path))
-        union = np.union1d(split.bank_index, split.eval_index)
-        embeddings = embed_index(teacher, jet_file, union, d.batch_size, "embedding jets")
+        split = choose_jets(d, jet_file, bank_file, str(data_path), str(bank_path))
+        _log_split(split, labels, bank_file.labels(), data_path, bank_path, teacher)
+        bank = embed_index(teacher, bank_file, split.bank_index, d.batch_size, "embedding bank jets")
+        bank_labels = bank_file.labels()[split.bank_index]
+        eval_emb = embed_index(teacher, jet_file, split.eval_index, d.batch_size, "embedding evaluation jets")
         lap("embed")
-        bank = embeddings[np.searchsorted(union, split.bank_index)]
-        eval_emb = embeddings[np.searchsorted(union, split.eval_index)]
+        untrained_emb = None
+        # The untrained row re-fits the score-head scorer on embeddings: not defined for a native (recon/kl) head.
+        if cfg.reference.untrained and not cfg.native_scorer:
+            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features)
+            untrained_emb = (embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
+                             embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
+            lap("embed untrained")
+        outliers = untrained_outliers = None
+        if "oe" in cfg.compare:
+            teachers = [teacher] + ([untrained] if cfg.reference.untrained and cfg.scorer == "oe" else [])
+            outliers, *rest = pseudo_anomaly_embeddings(cfg, teachers, bank_file, split.bank_index)
+            untrained_outliers = rest[0] if rest else None
+            lap("pseudo-anomalies")
         eval_labels = labels[split.eval_index]
         eval_mass = read_jet_feature(jet_file, split.eval_index, "jet_mass")
         log.info("embedded %d bank + %d evaluation jets (D=%d)", len(bank), len(eval_emb), eval_emb.shape[1])
+        observable_scores_ = None
+        if cfg.observables.enabled:
+            from jbot_edge.evaluate.observables import observable_scores
+
+            observable_scores_ = observable_scores(jet_file, split.eval_index, r0=cfg.observables.jet_r,
+                                                   names=cfg.observables.names)
+            lap("observables")
+        split_report = {**split.summary(labels, bank_file.labels()), "file_split": jet_file.split_summary()}
+        if separate_bank:
+            split_report["bank_file_split"] = bank_file.split_summary()
 
         finetune_inputs = None
         if cfg.finetune.enabled:
@@ -242,7 +354,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     eval_scores = {}
     for name in cfg.compare:
         t0 = time.perf_counter()
-        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name))
+        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels, outliers)
         t1 = time.perf_counter()
         scores = scorer.score(eval_emb)
         t2 = time.perf_counter()
@@ -265,15 +377,42 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         eval_scores[name] = (background, signals)
         log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
     lap("scores")
+    observable_reports: dict[str, dict] = {}
+    observable_by_class = {}
+    for name, scores in (observable_scores_ or {}).items():
+        from jbot_edge.evaluate.observables import ORIENTATION
+
+        background, signals = _by_class(scores, eval_labels, is_background, signal_ids)
+        observable_by_class[name] = (background, signals)
+        observable_reports[name] = {
+            "orientation": "higher = more anomalous" if ORIENTATION[name] > 0 else "lower = more anomalous",
+            "signals": _metrics_per_signal(background, signals, cfg.metrics)}
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in
+                                      observable_reports[name]["signals"].items()), name)
+    if observable_reports:
+        lap("observable metrics")
+    reference_by_class = dict(observable_by_class)
+    untrained_report = None
+    if untrained_emb is not None:
+        name = f"untrained {cfg.scorer}"
+        scorer = fit_scorer(cfg.scorer, untrained_emb[0], getattr(cfg.scorers, cfg.scorer), bank_labels,
+                            untrained_outliers)
+        reference_by_class[name] = _by_class(scorer.score(untrained_emb[1]), eval_labels, is_background, signal_ids)
+        untrained_report = untrained_reference(cfg.scorer, _metrics_per_signal(*reference_by_class[name], cfg.metrics),
+                                               scorer_reports[cfg.scorer]["signals"])
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f} ({untrained_report['delta_auc'][s]:+.3f} from "
+                                      "pre-training)" for s, r in untrained_report["signals"].items()), name)
+        lap("untrained reference")
 
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "created_by": f"jbot-edge {__version__}",
         "teacher": {"path": str(teacher.path), "sha256": teacher_sha, "data_preset": teacher.data_preset,
+                    "embedding": cfg.embedding.model_dump(),
                     "embed_dim": int(teacher.embed_dim), "input_spec": teacher.input_spec.model_dump(mode="json"),
                     "train_labels": teacher.data.get("train_labels")},
         "data": {"path": str(data_path), "preset": data_preset, "n_jets": int(len(labels)),
-                 "label_names": label_names},
-        "split": split.summary(labels),
+                 "label_names": label_names, "bank_path": str(bank_path)},
+        "split": split_report,
     }
     head = None
     if cfg.native_scorer:  # reported as the headline score; qat needs a score of the embedding
@@ -283,7 +422,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     else:
         head_scorer = fitted[cfg.scorer]
         head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
-                         teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]))
+                         teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]),
+                         embedding=cfg.embedding.model_dump())
         report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
                                 "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
                                 "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
@@ -291,6 +431,11 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     report["signals"] = scorer_reports[cfg.scorer]["signals"]
     report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
     report["scorers"] = scorer_reports
+    if untrained_report is not None:
+        report["reference"] = {"untrained": untrained_report}
+    if observable_reports:
+        report["observables"] = observable_reports
+        report["best_observable"] = best_observable(observable_reports)
 
     # -- label-aware analyses of the frozen embedding ---------------------------------------------------------------
     projections = []
@@ -341,7 +486,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         lap("finetune")
 
     # -- write -------------------------------------------------------------------------------------------------------
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, owner="evaluate") as tmp:
         written = []
         for name, (background, signals) in eval_scores.items():
             written.append(plots.plot_rejection(tmp / f"roc_{name}.png", name, background, signals).name)
@@ -350,7 +495,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
             written.append(plots.plot_score_distributions(tmp / f"scores_{name}.png", name, background, signals,
                                                           thresholds).name)
         written.append(plots.plot_roc_all(tmp / "roc_all_scorers.png", {n: v[0] for n, v in eval_scores.items()},
-                                          {n: v[1] for n, v in eval_scores.items()}).name)
+                                          {n: v[1] for n, v in eval_scores.items()},
+                                          {n: v[0] for n, v in reference_by_class.items()},
+                                          {n: v[1] for n, v in reference_by_class.items()}).name)
         for projection in projections:
             written.append(plots.plot_embedding(tmp / f"embedding_{projection.method}.png", projection,
                                                 label_names).name)

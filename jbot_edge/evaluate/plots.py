@@ -4,7 +4,8 @@
 Files written by :func:`write_all` (``SCORER`` = each evaluated scorer):
 
 * ``roc_SCORER.png``: background rejection 1/ε_B vs signal efficiency ε_S, one curve per signal (log y)
-* ``roc_all_scorers.png``: TPR vs FPR (log x) per signal, one panel per signal, one curve per scorer
+* ``roc_all_scorers.png``: TPR vs FPR (log x) per signal, one panel per signal, one curve per scorer, plus dashed
+  curves for the physics observables (``evaluate/observables.py``) and the untrained-encoder reference
 * ``scores_SCORER.png``: score distributions per class (background and each signal), with trigger thresholds
 * ``embedding_pca.png`` / ``embedding_tsne.png``: 2-D views of the frozen [CLS] coloured by class
 * ``finetune.png``: test accuracy and AUC vs label fraction, fine-tuned vs from scratch
@@ -58,16 +59,23 @@ def plot_rejection(path: Path, scorer: str, background: np.ndarray, signals: Map
 
 
 def plot_roc_all(path: Path, background_by_scorer: Mapping[str, np.ndarray],
-                 signals_by_scorer: Mapping[str, Mapping[str, np.ndarray]]) -> Path:
+                 signals_by_scorer: Mapping[str, Mapping[str, np.ndarray]],
+                 background_by_reference: Mapping[str, np.ndarray] | None = None,
+                 signals_by_reference: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> Path:
+    """Learned scorers as solid lines; references (physics observables, untrained encoder) dashed."""
     from jbot_edge.evaluate.metrics import roc_points
 
     plt = _pyplot()
     signal_names = list(next(iter(signals_by_scorer.values())))
+    curves = [(scorer, bkg, signals_by_scorer[scorer], "-") for scorer, bkg in background_by_scorer.items()]
+    curves += [(ref, bkg, (signals_by_reference or {})[ref], "--")
+               for ref, bkg in (background_by_reference or {}).items()]
     fig, axes = plt.subplots(1, len(signal_names), figsize=(4.5 * len(signal_names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], signal_names):
-        for i, (scorer, bkg) in enumerate(background_by_scorer.items()):
-            fpr, tpr = roc_points(bkg, signals_by_scorer[scorer][name])
-            ax.plot(np.maximum(fpr, 1.0 / len(bkg) / 2), tpr, color=_COLORS[i % len(_COLORS)], label=scorer)
+        for i, (scorer, bkg, signals, style) in enumerate(curves):
+            fpr, tpr = roc_points(bkg, signals[name])
+            ax.plot(np.maximum(fpr, 1.0 / len(bkg) / 2), tpr, color=_COLORS[i % len(_COLORS)], ls=style,
+                    label=scorer)
         x = np.logspace(-5, 0, 50)
         ax.plot(x, x, ls=":", color="k", lw=0.8, label="random")
         ax.set_xscale("log")

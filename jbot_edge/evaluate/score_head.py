@@ -7,14 +7,18 @@ embeddings and writes two files into the pretraining run directory::
                                 knn:         bank [B, D]               (L2-normalised if params.normalize)
                                 cosine:      bank [B, D]               (L2-normalised)
                                 mahalanobis: mean [D], precision [D, D] (symmetric positive definite)
+                                mahalanobis_cc: means [C, D], precision [D, D]
+                                relative_mahalanobis: means [C, D], precision [D, D], mean_0 [D], precision_0 [D, D]
                                 gmm:         weights [K], means [K, D], precisions_cholesky [K, D, D] or [K, D]
                                 kmeans:      centroids [K, D]
     RUN_DIR/score_head.json   {
         "schema": "jbot-edge.score_head", "schema_version": 1,
-        "name": "mahalanobis",                 # knn | cosine | mahalanobis | gmm | kmeans
+        "name": "mahalanobis",                 # knn | cosine | mahalanobis | mahalanobis_cc | relative_mahalanobis
+                                               # | gmm | kmeans
         "params": {...},                       # the scorer's parameters (scores.py *Params)
         "formula": "...",                      # the score in words; higher = more anomalous
         "input": "...",                        # what the score is applied to (raw teacher [CLS], teacher.embed)
+        "embedding": {"source": "teacher", "features": "cls"},   # load_teacher(run, **embedding) embeds the input
         "embedding_dim": D, "bank_size": B,    # background jets the head was fitted on
         "background_labels": ["q", "g"],       # labels those jets carried
         "teacher_sha256": "...",               # hash of RUN_DIR/teacher.pt the embeddings came from
@@ -50,7 +54,9 @@ SCHEMA_VERSION = 1
 NPZ_NAME = "score_head.npz"
 JSON_NAME = "score_head.json"
 TEACHER_FILE = "teacher.pt"
-INPUT_DESCRIPTION = "raw teacher [CLS] embedding as returned by Teacher.embed (float64), no other preprocessing"
+INPUT_DESCRIPTION = ("raw embedding as returned by Teacher.embed of load_teacher(RUN_DIR, **embedding) (float64), no "
+                     "other preprocessing; default embedding: the EMA teacher's [CLS]")
+DEFAULT_EMBEDDING = {"source": "teacher", "features": "cls"}
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -71,8 +77,11 @@ class ScoreHead:
     """A fitted scorer plus the provenance needed to trust it later."""
 
     def __init__(self, scorer: Scorer, bank_size: int, background_labels: list[str] | None = None,
-                 teacher_sha256: str | None = None, score_stats: dict[str, float] | None = None):
+                 teacher_sha256: str | None = None, score_stats: dict[str, float] | None = None,
+                 embedding: dict[str, str] | None = None):
         self.scorer = scorer
+        #: how the scored embeddings are made: ``load_teacher(run_dir, **embedding).embed(batch)``
+        self.embedding = dict(embedding or DEFAULT_EMBEDDING)
         self.bank_size = int(bank_size)
         self.background_labels = list(background_labels or [])
         self.teacher_sha256 = teacher_sha256
@@ -101,9 +110,12 @@ class ScoreHead:
 
     @classmethod
     def fit(cls, name: str, background_embeddings: np.ndarray, *, background_labels: list[str] | None = None,
-            teacher_sha256: str | None = None, **params: Any) -> ScoreHead:
-        """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py)."""
-        scorer = fit_scorer(name, background_embeddings, params)
+            teacher_sha256: str | None = None, bank_labels: np.ndarray | None = None,
+            outliers: np.ndarray | None = None, **params: Any) -> ScoreHead:
+        """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py);
+        ``bank_labels`` (class of each embedding) for the class-conditional scorers; ``outliers`` (embeddings of
+        pseudo-anomalies) for ``oe``."""
+        scorer = fit_scorer(name, background_embeddings, params, bank_labels, outliers)
         return cls(scorer, bank_size=len(background_embeddings), background_labels=background_labels,
                    teacher_sha256=teacher_sha256)
 
@@ -113,6 +125,7 @@ class ScoreHead:
         return {
             "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
             "name": s.name, "params": self.params, "formula": s.formula, "input": INPUT_DESCRIPTION,
+            "embedding": self.embedding,
             "higher_is_more_anomalous": True,
             "embedding_dim": self.embedding_dim, "bank_size": self.bank_size,
             "background_labels": self.background_labels, "teacher_sha256": self.teacher_sha256,
@@ -143,11 +156,11 @@ class ScoreHead:
                                 f"evaluate --run {run_dir} --data FILE.h5` first")
         try:
             meta = json.loads(json_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise JbotEdgeError(f"{json_path} is not valid JSON ({exc.msg}); re-run jbot-edge evaluate") from exc
-        if meta.get("schema") != SCHEMA_NAME or meta.get("schema_version") != SCHEMA_VERSION:
-            raise JbotEdgeError(f"{json_path}: schema {meta.get('schema')!r} v{meta.get('schema_version')} is not "
-                                f"{SCHEMA_NAME!r} v{SCHEMA_VERSION}")
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise JbotEdgeError(f"{json_path} is not valid JSON; re-run jbot-edge evaluate") from exc
+        from jbot_edge.artifact_schemas import ScoreHeadFile, artifact_errors, validate_artifact
+
+        validate_artifact(ScoreHeadFile, meta, json_path)
         if meta.get("npz_sha256") != file_sha256(npz_path):
             raise JbotEdgeError(f"{npz_path} does not match {json_path} (interrupted or mixed writes); "
                                 "re-run jbot-edge evaluate")
@@ -157,11 +170,17 @@ class ScoreHead:
             raise JbotEdgeError(f"{json_path} was fitted on a different {TEACHER_FILE} than the one in {run_dir} "
                                 "(teacher retrained?); re-run jbot-edge evaluate")
         cls_ = scorer_class(meta.get("name", "?"))
-        with np.load(npz_path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        expected = set(meta.get("arrays", {}))
-        if set(arrays) != expected:
-            raise JbotEdgeError(f"{npz_path}: arrays {sorted(arrays)} differ from {sorted(expected)} in {json_path}")
-        scorer = cls_(make_params(cls_.name, meta.get("params")), arrays, meta.get("fit_info"))
+        with artifact_errors(npz_path, "the array file"):
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        shapes = {k: list(v.shape) for k, v in arrays.items()}
+        if shapes != meta["arrays"]:
+            raise JbotEdgeError(f"{npz_path}: arrays {shapes} differ from key 'arrays' {meta['arrays']} in {json_path}")
+        for name, values in arrays.items():
+            if values.dtype.kind not in "fiub" or not np.isfinite(values).all():
+                raise JbotEdgeError(f"{npz_path}: array '{name}' is not finite numbers; re-run jbot-edge evaluate")
+        with artifact_errors(json_path, "key 'params'"):
+            scorer = cls_(make_params(cls_.name, meta.get("params")), arrays, meta.get("fit_info"))
         return cls(scorer, bank_size=meta.get("bank_size", 0), background_labels=meta.get("background_labels"),
-                   teacher_sha256=meta.get("teacher_sha256"), score_stats=meta.get("score_stats"))
+                   teacher_sha256=meta.get("teacher_sha256"), score_stats=meta.get("score_stats"),
+                   embedding=meta.get("embedding"))

@@ -10,12 +10,23 @@ name            score                                                           
 ``knn``         mean L2 distance to the k nearest bank embeddings (optionally L2-normed)  no: needs the whole bank
 ``cosine``      −τ · log Σ_{top-k} exp(cos(x, b)/τ) over the bank (L2-normed)              no: bank + exp/log
 ``mahalanobis`` (x−μ)ᵀ P (x−μ), P = inverse of the shrunk background covariance           yes: one quadratic form
+``mahalanobis_cc``  min over background classes c of (x−μ_c)ᵀ P (x−μ_c), P shared (jBOT)    yes: C quadratic forms
+``relative_mahalanobis``  mahalanobis_cc(x) − (x−μ₀)ᵀ P₀ (x−μ₀) (Ren et al. 2106.09022)     yes: C + 1 forms
 ``gmm``         −log p(x) under a K-component Gaussian mixture fitted without labels      no: log-sum-exp over K
 ``kmeans``      L2 distance to the nearest of K k-means centroids                          yes: K distances + min
+``oe``          logit of a classifier background vs pseudo-anomalies (outlier exposure)    yes: linear, or a tiny MLP
 ==============  ========================================================================  ==========================
+
+``oe`` is the one scorer fitted on more than the bank: :mod:`jbot_edge.data.pseudo_anomalies` makes pseudo-anomalous
+jets out of bank jets (k narrow prongs, no signal sample), the caller embeds them with the same teacher and passes
+them as ``outliers``. Rarity under the background is not signal-likeness; this gives the score a direction.
 
 Regularisation (documented so that no scorer ever returns NaN):
 
+* ``knn``: ``k: auto`` follows the bank size, k = round(√n_bank) (recorded as ``fit_info.k``).
+* ``mahalanobis_cc`` / ``relative_mahalanobis`` need the bank's class labels (``fit(..., labels=...)``): the shared
+  covariance is the pooled within-class covariance; μ₀, P₀ of the relative score are the single-Gaussian fit of the
+  whole bank. Both L2-normalise by default, as jBOT does.
 * ``mahalanobis``: the covariance is shrunk (Ledoit-Wolf by default, or OAS, or a fixed shrinkage towards
   ``trace/D · I``); eigenvalues of the result are then floored at ``min_eigenvalue_ratio × largest`` (and at 1e-12
   absolute; 1.0 if the bank has zero spread), so a singular covariance (constant or collinear dimensions, a bank
@@ -36,7 +47,7 @@ import numpy as np
 from pydantic import Field
 
 from jbot_edge.config import StrictModel
-from jbot_edge.errors import JbotEdgeError
+from jbot_edge.errors import JbotEdgeError, shorten
 
 #: Work on at most this many query×bank similarities at once (float64: 64 MB), so 10^5 queries × 2·10^4 bank fit.
 _BLOCK_ELEMENTS = 8_000_000
@@ -44,7 +55,7 @@ _BLOCK_ELEMENTS = 8_000_000
 
 # -- parameters (also the ``scorers:`` section of the evaluate config) ------------------------------------------
 class KnnParams(StrictModel):
-    k: int = Field(default=30, ge=1, description="neighbours averaged (jBOT: 30)")
+    k: int | Literal["auto"] = Field(default=30, description="neighbours averaged (jBOT: 30); auto: round(√n_bank)")
     normalize: bool = Field(default=True, description="L2-normalise embeddings first (jBOT: yes)")
 
 
@@ -62,6 +73,10 @@ class MahalanobisParams(StrictModel):
                                         description="floor of covariance eigenvalues relative to the largest")
 
 
+class ClassMahalanobisParams(MahalanobisParams):
+    normalize: bool = Field(default=True, description="L2-normalise embeddings first (jBOT: yes)")
+
+
 class GmmParams(StrictModel):
     n_components: int = Field(default=4, ge=1, description="mixture components K (jBOT: 4)")
     covariance_type: Literal["full", "diag"] = "full"
@@ -69,6 +84,17 @@ class GmmParams(StrictModel):
     normalize: bool = True
     max_iter: int = Field(default=200, ge=1)
     n_init: int = Field(default=1, ge=1)
+    seed: int = 0
+
+
+class OutlierExposureParams(StrictModel):
+    classifier: Literal["logistic", "mlp"] = Field(default="mlp", description=(
+        "logistic: a linear logit; mlp: one hidden ReLU layer (sklearn MLPClassifier, early stopping)"))
+    hidden: int = Field(default=64, ge=1, description="mlp hidden width")
+    regularization: float = Field(default=1e-3, gt=0, description="L2 penalty (mlp alpha; logistic 1/C)")
+    normalize: bool = Field(default=False, description="L2-normalise embeddings before standardising")
+    n_outliers: int = Field(default=0, ge=0, description="pseudo-anomalies to make; 0 = as many as bank jets")
+    max_iter: int = Field(default=300, ge=1)
     seed: int = 0
 
 
@@ -136,16 +162,39 @@ class Scorer(abc.ABC):
 
     _dim_array: ClassVar[str]
 
+    #: whether :meth:`fit` needs the bank's class labels
+    needs_labels: ClassVar[bool] = False
+    #: whether :meth:`fit` needs embeddings of pseudo-anomalous jets (``outliers``, see ``oe``)
+    needs_outliers: ClassVar[bool] = False
+
     @classmethod
-    def fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer:
+    def fit(cls, bank: np.ndarray, params: StrictModel, labels: np.ndarray | None = None,
+            outliers: np.ndarray | None = None) -> Scorer:
         bank = _as_embeddings(bank, f"scorer '{cls.name}' background bank")
         if bank.shape[0] == 0:
             raise JbotEdgeError(f"scorer '{cls.name}': the background bank is empty")
-        return cls._fit(bank, params)
+        if cls.needs_outliers:
+            if outliers is None or len(outliers) == 0:
+                raise JbotEdgeError(f"scorer '{cls.name}' needs embeddings of pseudo-anomalous jets (outliers)")
+            return cls._fit_with_outliers(bank, _as_embeddings(outliers, f"scorer '{cls.name}' outliers",
+                                                               bank.shape[1]), params)
+        if not cls.needs_labels:
+            return cls._fit(bank, params)
+        if labels is None or len(labels) != len(bank):
+            raise JbotEdgeError(f"scorer '{cls.name}' needs the class label of every bank jet")
+        return cls._fit_labelled(bank, params, np.asarray(labels))
 
     @classmethod
-    @abc.abstractmethod
-    def _fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer: ...
+    def _fit(cls, bank: np.ndarray, params: StrictModel) -> Scorer:
+        raise NotImplementedError
+
+    @classmethod
+    def _fit_labelled(cls, bank: np.ndarray, params: StrictModel, labels: np.ndarray) -> Scorer:
+        raise NotImplementedError
+
+    @classmethod
+    def _fit_with_outliers(cls, bank: np.ndarray, outliers: np.ndarray, params: StrictModel) -> Scorer:
+        raise NotImplementedError
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
         """float64 [N] anomaly scores, higher = more anomalous; always finite."""
@@ -166,12 +215,17 @@ class KnnScorer(Scorer):
 
     @classmethod
     def _fit(cls, bank, params):
-        _require_bank(bank, params.k, cls.name, "k")
+        k = resolve_k(params.k, len(bank))
+        _require_bank(bank, k, cls.name, "k")
         bank = l2_normalize(bank) if params.normalize else bank
-        return cls(params, {"bank": bank})
+        return cls(params, {"bank": bank}, {"k": k})
+
+    @property
+    def k(self) -> int:
+        return resolve_k(self.params.k, len(self.arrays["bank"]))
 
     def _score(self, x):
-        p = self.params
+        p = self.params.model_copy(update={"k": self.k})
         x = l2_normalize(x) if p.normalize else x
         bank = self.arrays["bank"]
         bank_sq = np.einsum("ij,ij->i", bank, bank)
@@ -226,22 +280,100 @@ class MahalanobisScorer(Scorer):
         _require_bank(bank, 2, cls.name, "bank size")
         bank = l2_normalize(bank) if params.normalize else bank
         mean = bank.mean(axis=0)
-        covariance, shrinkage = _shrunk_covariance(bank, params.shrinkage)
-        eigval, eigvec = np.linalg.eigh(covariance)
-        largest = float(eigval.max())
-        floor = max(params.min_eigenvalue_ratio * largest, 1e-12) if largest > 0 else 1.0
-        n_floored = int((eigval < floor).sum())
-        eigval = np.maximum(eigval, floor)
-        precision = (eigvec / eigval) @ eigvec.T
-        precision = 0.5 * (precision + precision.T)  # exactly symmetric, so x^T P x has no antisymmetric noise
-        info = {"shrinkage": shrinkage, "eigenvalue_floor": floor, "n_eigenvalues_floored": n_floored,
-                "condition_number": float(eigval.max() / eigval.min())}
+        precision, info = _regularised_precision(bank, params)
         return cls(params, {"mean": mean, "precision": precision}, info)
 
     def _score(self, x):
         x = l2_normalize(x) if self.params.normalize else x
-        centred = x - self.arrays["mean"]
-        return np.einsum("ij,jk,ik->i", centred, self.arrays["precision"], centred, optimize=True)
+        return _quadratic_form(x, self.arrays["mean"], self.arrays["precision"])
+
+
+def resolve_k(k: int | str, n_bank: int) -> int:
+    """kNN neighbours: an integer ≥ 1, or ``auto`` = round(√n_bank) (at least 1)."""
+    if k == "auto":
+        return max(1, int(round(np.sqrt(n_bank))))
+    if int(k) < 1:
+        raise JbotEdgeError(f"scorers.knn.k must be ≥ 1 or auto, got {k}")
+    return int(k)
+
+
+def _quadratic_form(x: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    centred = x - mean
+    return np.einsum("ij,jk,ik->i", centred, precision, centred, optimize=True)
+
+
+def _regularised_precision(data: np.ndarray, params: MahalanobisParams) -> tuple[np.ndarray, dict]:
+    """Inverse of the shrunk covariance of ``data`` with eigenvalues floored (see the module docstring)."""
+    covariance, shrinkage = _shrunk_covariance(data, params.shrinkage)
+    eigval, eigvec = np.linalg.eigh(covariance)
+    largest = float(eigval.max())
+    floor = max(params.min_eigenvalue_ratio * largest, 1e-12) if largest > 0 else 1.0
+    n_floored = int((eigval < floor).sum())
+    eigval = np.maximum(eigval, floor)
+    precision = (eigvec / eigval) @ eigvec.T
+    precision = 0.5 * (precision + precision.T)  # exactly symmetric, so x^T P x has no antisymmetric noise
+    info = {"shrinkage": shrinkage, "eigenvalue_floor": floor, "n_eigenvalues_floored": n_floored,
+            "condition_number": float(eigval.max() / eigval.min())}
+    return precision, info
+
+
+def _class_means_and_shared_precision(bank: np.ndarray, labels: np.ndarray, params: MahalanobisParams,
+                                      scorer: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per-class means [C, D] and the precision of the pooled within-class covariance (every class centred on
+    its own mean, then one shrunk covariance of all of them)."""
+    classes = np.unique(labels)
+    means = np.stack([bank[labels == c].mean(axis=0) for c in classes])
+    centred = bank - means[np.searchsorted(classes, labels)]
+    _require_bank(bank, len(classes) + 1, scorer, "bank size")
+    precision, info = _regularised_precision(centred, params)
+    return means, precision, {**info, "classes": classes.tolist(),
+                              "class_counts": [int((labels == c).sum()) for c in classes]}
+
+
+def _min_class_distance(x: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    return np.min([_quadratic_form(x, mean, precision) for mean in means], axis=0)
+
+
+class ClassMahalanobisScorer(Scorer):
+    name = "mahalanobis_cc"
+    Params = ClassMahalanobisParams
+    needs_labels = True
+    fpga_friendly = True
+    fpga_note = ("C quadratic forms (one per background class, shared precision) and a min; with normalize=true "
+                 "also 1/||x|| (a LUT)")
+    formula = ("min over background classes c of (x - mean_c)^T precision (x - mean_c), precision = inverse of the "
+               "pooled within-class covariance (x L2-normalised if normalize)")
+    _dim_array = "means"
+
+    @classmethod
+    def _fit_labelled(cls, bank, params, labels):
+        bank = l2_normalize(bank) if params.normalize else bank
+        means, precision, info = _class_means_and_shared_precision(bank, labels, params, cls.name)
+        return cls(params, {"means": means, "precision": precision}, info)
+
+    def _score(self, x):
+        x = l2_normalize(x) if self.params.normalize else x
+        return _min_class_distance(x, self.arrays["means"], self.arrays["precision"])
+
+
+class RelativeMahalanobisScorer(ClassMahalanobisScorer):
+    name = "relative_mahalanobis"
+    fpga_note = "C + 1 quadratic forms, a min and a subtraction; with normalize=true also 1/||x|| (a LUT)"
+    formula = ("mahalanobis_cc(x) - (x - mean_0)^T precision_0 (x - mean_0), with mean_0, precision_0 of one "
+               "Gaussian fitted to the whole bank (x L2-normalised if normalize)")
+
+    @classmethod
+    def _fit_labelled(cls, bank, params, labels):
+        conditional = super()._fit_labelled(bank, params, labels)
+        bank = l2_normalize(bank) if params.normalize else bank
+        precision_0, info_0 = _regularised_precision(bank, params)
+        arrays = {**conditional.arrays, "mean_0": bank.mean(axis=0), "precision_0": precision_0}
+        return cls(params, arrays, {**conditional.info, "background_fit": info_0})
+
+    def _score(self, x):
+        background = _quadratic_form(l2_normalize(x) if self.params.normalize else x, self.arrays["mean_0"],
+                                     self.arrays["precision_0"])
+        return super()._score(x) - background
 
 
 def _shrunk_covariance(bank: np.ndarray, shrinkage: str | float) -> tuple[np.ndarray, float]:
@@ -324,15 +456,66 @@ class KmeansScorer(Scorer):
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
+class OutlierExposureScorer(Scorer):
+    name = "oe"
+    Params = OutlierExposureParams
+    needs_outliers = True
+    fpga_friendly = True
+    fpga_note = "a standardisation and a dot product (logistic), or one small dense ReLU layer more (mlp)"
+    formula = ("logit of P(pseudo-anomaly | z), z = (x - mean) / scale (x L2-normalised if normalize); classifier "
+               "trained on bank jets (0) vs pseudo-anomalies made of bank jets (1)")
+    _dim_array = "mean"
+
+    @classmethod
+    def _fit(cls, bank, params):
+        raise JbotEdgeError("scorer 'oe' needs embeddings of pseudo-anomalous jets (outliers)")
+
+    @classmethod
+    def _fit_with_outliers(cls, bank, outliers, params):
+        _require_bank(bank, 2, cls.name, "bank")
+        if params.normalize:
+            bank, outliers = l2_normalize(bank), l2_normalize(outliers)
+        mean, scale = bank.mean(axis=0), 1.0 / np.maximum(bank.std(axis=0), 1e-9)
+        x = np.concatenate([(bank - mean) * scale, (outliers - mean) * scale])
+        y = np.concatenate([np.zeros(len(bank)), np.ones(len(outliers))])
+        arrays = {"mean": mean, "scale": scale}
+        if params.classifier == "logistic":
+            from sklearn.linear_model import LogisticRegression
+
+            clf = LogisticRegression(C=1.0 / params.regularization, max_iter=params.max_iter).fit(x, y)
+            arrays |= {"w0": clf.coef_.T, "b0": clf.intercept_}
+            info = {"train_accuracy": float(clf.score(x, y))}
+        else:
+            from sklearn.neural_network import MLPClassifier
+
+            clf = MLPClassifier(hidden_layer_sizes=(params.hidden,), alpha=params.regularization,
+                                max_iter=params.max_iter, early_stopping=True, random_state=params.seed).fit(x, y)
+            arrays |= {"w0": clf.coefs_[0], "b0": clf.intercepts_[0], "w1": clf.coefs_[1], "b1": clf.intercepts_[1]}
+            info = {"train_accuracy": float(clf.score(x, y)), "validation_accuracy": float(clf.best_validation_score_),
+                    "iterations": int(clf.n_iter_)}
+        info |= {"n_bank": int(len(bank)), "n_outliers": int(len(outliers))}
+        return cls(params, arrays, info)
+
+    def _score(self, x):
+        if self.params.normalize:
+            x = l2_normalize(x)
+        a = self.arrays
+        h = ((x - a["mean"]) * a["scale"]) @ a["w0"] + a["b0"]
+        if "w1" in a:
+            h = np.maximum(h, 0.0) @ a["w1"] + a["b1"]
+        return h[:, 0]
+
+
 SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in
-                                    (KnnScorer, CosineScorer, MahalanobisScorer, GmmScorer, KmeansScorer)}
+                                    (KnnScorer, CosineScorer, MahalanobisScorer, ClassMahalanobisScorer,
+                                     RelativeMahalanobisScorer, GmmScorer, KmeansScorer, OutlierExposureScorer)}
 
 
 def scorer_class(name: str) -> type[Scorer]:
     try:
         return SCORERS[name]
     except KeyError:
-        raise JbotEdgeError(f"unknown scorer {name!r}; expected one of {', '.join(SCORERS)}") from None
+        raise JbotEdgeError(f"unknown scorer {shorten(name)}; expected one of {', '.join(SCORERS)}") from None
 
 
 def make_params(name: str, params: dict | StrictModel | None = None) -> StrictModel:
@@ -352,6 +535,8 @@ def make_params(name: str, params: dict | StrictModel | None = None) -> StrictMo
         raise JbotEdgeError(format_validation_error(exc, f"scorers.{name}")) from exc
 
 
-def fit_scorer(name: str, bank: np.ndarray, params: dict | StrictModel | None = None) -> Scorer:
-    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D]."""
-    return scorer_class(name).fit(bank, make_params(name, params))
+def fit_scorer(name: str, bank: np.ndarray, params: dict | StrictModel | None = None,
+               labels: np.ndarray | None = None, outliers: np.ndarray | None = None) -> Scorer:
+    """Fit scorer ``name`` on background-only embeddings ``bank`` [N, D] (``labels``: their classes, needed by the
+    class-conditional scorers; ``outliers``: embeddings of pseudo-anomalies, needed by ``oe``)."""
+    return scorer_class(name).fit(bank, make_params(name, params), labels, outliers)

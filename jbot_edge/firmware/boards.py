@@ -25,13 +25,14 @@ e.g. a tighter budget or a faster clock.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import pydantic
 
 from jbot_edge.config import CONFIG_DIR, StrictModel, format_validation_error, load_yaml
-from jbot_edge.errors import JbotEdgeError
+from jbot_edge.errors import JbotEdgeError, shorten
 
 BOARDS_DIR = CONFIG_DIR / "boards"
 
@@ -78,9 +79,14 @@ class Budget(StrictModel):
         return value
 
 
+#: A device part as the vendor tools know it (xcvu13p-flga2577-2-e); it lands in ``set part "..."`` Tcl lines, where
+#: brackets or dollars would run commands.
+PART_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
 class Board(StrictModel):
     name: str
-    part: str = pydantic.Field(min_length=1)
+    part: str = pydantic.Field(min_length=1, pattern=PART_NAME)
     family: str = ""
     description: str = ""
     resources: BoardResources
@@ -110,9 +116,9 @@ def load_board(name_or_path: str | Path) -> Board:
             raise JbotEdgeError(f"board file {path} does not exist (shipped boards: {', '.join(list_boards())})")
     else:
         path = BOARDS_DIR / f"{text.lower()}.yaml"
-        if not path.is_file():
+        if not re.fullmatch(r"[\w.-]{1,64}", text) or not path.is_file():
             raise JbotEdgeError(
-                f"unknown board {text!r}: available boards are {', '.join(list_boards())} "
+                f"unknown board {shorten(text)}: available boards are {', '.join(list_boards())} "
                 f"(or give the path to a board YAML file)"
             )
     data = load_yaml(path)

@@ -25,12 +25,16 @@ from pydantic import Field
 from jbot_edge.config import StrictModel
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.errors import JbotEdgeError
+from jbot_edge.firmware.boards import PART_NAME
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
 
 PROJECT_NAME = "jbot_student"
 HLS_SUBDIR = "hls"
+#: hls4ml pastes the project name into C++ identifiers, file names, ``build_lib.sh`` (``PROJECT=name``, run by bash)
+#: and Tcl scripts; only a C identifier is safe in all of them.
+C_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
 class HlsConfig(StrictModel):
@@ -40,9 +44,9 @@ class HlsConfig(StrictModel):
     io_type: Literal["io_parallel"] = "io_parallel"
     strategy: Literal["latency", "resource"] = "latency"
     reuse_factor: int = Field(default=1, ge=1, le=4096)
-    clock_ns: float = Field(default=5.0, gt=0)
-    part: str = "xcvu13p-flga2577-2-e"
-    project_name: str = PROJECT_NAME
+    clock_ns: float = Field(default=5.0, gt=0, le=1000)
+    part: str = Field(default="xcvu13p-flga2577-2-e", pattern=PART_NAME)
+    project_name: str = Field(default=PROJECT_NAME, pattern=C_IDENTIFIER)
 
 
 def _quant_type_of(model_wrapper, node) -> tuple[int, int, bool]:
@@ -150,21 +154,54 @@ def compile_csim(hls_model, weights_dir: Path | None = None) -> Path:
     return build_csim_library(project_dir, hls_model.config.get_project_name(), weights_dir)
 
 
+#: ``build_lib.sh`` takes the weights directory from this variable when set (see :func:`_env_weights_line`).
+WEIGHTS_ENV = "JBOT_EDGE_WEIGHTS_DIR"
+#: Characters a weights directory cannot hold: the path becomes a C string literal (``-D WEIGHTS_DIR="..."``).
+_C_STRING_UNSAFE = set('"\\\n\r')
+
+
+def _env_weights_line(project_dir: Path) -> None:
+    """Make hls4ml's ``build_lib.sh`` read ``WEIGHTS_DIR`` from the environment (default: its own location).
+
+    The path then never becomes part of the script's text, so quotes, ``$(...)`` or backticks in it are inert data
+    for bash (a variable's value is not re-parsed), and the saved project still builds stand-alone.
+    """
+    import re
+
+    script_path = project_dir / "build_lib.sh"
+    script = script_path.read_text()
+    line = f'WEIGHTS_DIR="\\"${{{WEIGHTS_ENV}:-${{BASEDIR}}/firmware/weights}}\\""'
+    script, count = re.subn(r"^WEIGHTS_DIR=.*$", lambda _: line, script, flags=re.MULTILINE)
+    if count != 1:
+        raise JbotEdgeError(f"{script_path} has no WEIGHTS_DIR line (not an hls4ml 1.3 project?)")
+    script_path.write_text(script)
+
+
 def build_csim_library(project_dir: Path, project_name: str, weights_dir: Path | None = None) -> Path:
-    """Run the project's ``build_lib.sh`` (hls4ml's), optionally with ``WEIGHTS_DIR`` pointing elsewhere."""
+    """Run the project's ``build_lib.sh`` (hls4ml's), optionally with ``WEIGHTS_DIR`` pointing elsewhere.
+
+    Nothing user-supplied is pasted into a command: the script runs as ``bash build_lib.sh`` from an argument list,
+    the weights directory travels in the environment, and the project name was checked to be a C identifier.
+    """
     import re
     import subprocess
 
-    script = (project_dir / "build_lib.sh").read_text()
+    if not re.match(C_IDENTIFIER, project_name):
+        raise JbotEdgeError(f"project name {project_name[:100]!r} is not a C identifier")
+    env = dict(os.environ)
+    _env_weights_line(project_dir)
     if weights_dir is not None:
-        script, count = re.subn(r"^WEIGHTS_DIR=.*$", lambda _: f'WEIGHTS_DIR="\\"{weights_dir}\\""', script,
-                                flags=re.MULTILINE)
-        if count != 1:
-            raise JbotEdgeError(f"{project_dir}/build_lib.sh has no WEIGHTS_DIR line (not an hls4ml 1.3 project?)")
-    result = subprocess.run(["bash", "-c", script], cwd=project_dir, capture_output=True, text=True)
+        if _C_STRING_UNSAFE & set(str(weights_dir)):
+            raise JbotEdgeError(f"firmware path {str(weights_dir)[:200]!r} holds a quote, backslash or newline, "
+                                "which the C simulation cannot take as its weights directory; choose another --out")
+        env[WEIGHTS_ENV] = str(weights_dir)
+    else:
+        env.pop(WEIGHTS_ENV, None)
+    result = subprocess.run(["bash", "build_lib.sh"], cwd=project_dir, env=env, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         first = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip()[:300])
-        raise JbotEdgeError(f"compiling the hls4ml C simulation in {project_dir} failed: {first}")
+        raise JbotEdgeError(f"compiling the hls4ml C simulation in {project_dir} failed: {first[:300]}")
     return find_csim_library(project_dir, project_name)
 
 
@@ -286,10 +323,12 @@ Input: {n_particles} particles × {n_features} features ({features}) as `{input_
 def _point_project_at(project_dir: Path, final_dir: Path) -> None:
     """hls4ml records its absolute OutputDir in hls4ml_config.yml; we build in a temporary directory that is renamed
     into place, so point it at the final location (``hls4ml.converters.link_existing_project`` reads it)."""
+    import json
     import re
 
     config = project_dir / "hls4ml_config.yml"
-    text, count = re.subn(r"^OutputDir: .*$", lambda _: f"OutputDir: {final_dir}", config.read_text(),
+    # A JSON string is a valid double-quoted YAML scalar: colons, '#' or quotes in the path stay part of it.
+    text, count = re.subn(r"^OutputDir: .*$", lambda _: f"OutputDir: {json.dumps(str(final_dir))}", config.read_text(),
                           flags=re.MULTILINE)
     if count == 1:
         config.write_text(text)
@@ -325,7 +364,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
 
     if cfg.backend == "rtl":
         return _build_rtl_firmware(student_path, model, student_cfg, spec, cfg, board, out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, owner="synth") as tmp:
         log.info("exporting %s to QONNX", student_path)
         graph = export_student(model, spec, tmp / QONNX_FILENAME)
         shutil.copy2(student_path, tmp / "student.pt")
@@ -432,7 +471,7 @@ def _build_rtl_firmware(student_path: Path, model, student_cfg, spec: L1InputSpe
     from jbot_edge.models.students import summary
 
     require_da4ml()
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, owner="synth") as tmp:
         log.info("exporting %s to QONNX", student_path)
         graph = export_student(model, spec, tmp / QONNX_FILENAME)
         shutil.copy2(student_path, tmp / "student.pt")

@@ -75,9 +75,13 @@ def read_firmware_metadata(fw_dir: Path) -> dict[str, Any]:
     path = fw_dir / "firmware.json"
     if not path.is_file():
         raise JbotEdgeError(f"{fw_dir} is not a firmware directory from `jbot-edge synth` (no firmware.json)")
-    meta = json.loads(path.read_text())
-    if meta.get("schema") != FIRMWARE_SCHEMA:
-        raise JbotEdgeError(f"{path}: schema {meta.get('schema')!r} is not {FIRMWARE_SCHEMA!r}")
+    from jbot_edge.artifact_schemas import FirmwareFile, validate_artifact
+
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JbotEdgeError(f"{path} is not valid JSON (damaged?); re-run jbot-edge synth") from exc
+    validate_artifact(FirmwareFile, meta, path)
     return meta
 
 

@@ -410,28 +410,21 @@ def resolve_student_path(path: str | os.PathLike[str]) -> Path:
 
 def load_student(path: str | os.PathLike[str]) -> tuple[nn.Module, StudentConfig, L1InputSpec, dict[str, Any]]:
     """Load ``STUDENT_DIR`` or ``student.pt`` → ``(model in eval mode, config, input spec, extra)``."""
-    import pydantic
-
-    from jbot_edge.config import format_validation_error
+    from jbot_edge.artifact_schemas import StudentFile, artifact_errors, validate_artifact
 
     path = resolve_student_path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise JbotEdgeError(f"{path}: not a readable student checkpoint ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise JbotEdgeError(f"{path}: not a jbot-edge student checkpoint (key 'format' != {CHECKPOINT_FORMAT!r})")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise JbotEdgeError(f"{path}: student checkpoint version {payload.get('version')} is not supported")
-    if "input_spec" not in payload or not payload["input_spec"]:
+    if isinstance(payload, dict) and not payload.get("input_spec"):  # students from before the L1 quantizer
         raise JbotEdgeError(f"{path}: student checkpoint has no quantizer spec (key 'input_spec')")
-    try:
-        cfg = StudentConfig.model_validate(payload["student_config"])
-        spec = L1InputSpec.model_validate(payload["input_spec"])
-    except pydantic.ValidationError as exc:
-        raise JbotEdgeError(format_validation_error(exc, str(path))) from exc
-    model = build_student(cfg, spec)
-    _load_state(model, payload["state_dict"], path)
+    validate_artifact(StudentFile, payload, path)
+    cfg = validate_artifact(StudentConfig, payload["student_config"], f"{path} (student_config)")
+    spec = validate_artifact(L1InputSpec, payload["input_spec"], f"{path} (input_spec)")
+    with artifact_errors(path, "student_config/state_dict"):
+        model = build_student(cfg, spec)
+        _load_state(model, payload["state_dict"], path)
     model.eval()
     check_power_of_two_scales(model, where=str(path))
     return model, cfg, spec, dict(payload.get("extra") or {})

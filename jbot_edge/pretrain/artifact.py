@@ -19,13 +19,18 @@ Schema (one file, loadable with ``torch.load(weights_only=True)``; plain Python 
       "input_spec": {"features": [...], "n_particles": P},   # jbot_edge.data.preprocessing.InputSpec
       "data": {"preset": "jetnet" | "l1" | None,   # the training file's provenance["preset"]
                "file": "/path/train.h5", "train_labels": ["q", "g"] | None},
-      "training": {...}             # optional: steps, epochs, seed, final losses (informational)
+      "training": {...},            # optional: steps, epochs, seed, final losses (informational)
+      "student_state_dict": {...}   # optional: the student backbone at the end of training (same architecture),
+                                    # loaded only with load_teacher(..., source="student")
     }
 
 Usage::
 
     teacher = load_teacher(run_dir)        # RUN_DIR or RUN_DIR/teacher.pt
     emb = teacher.embed(batch)             # [N, D] raw [CLS] (jBOT) / the method's embedding, float32 numpy
+    student = load_teacher(run_dir, source="student")          # the student backbone instead of the EMA teacher
+    untrained = load_teacher(run_dir, source="untrained")      # same architecture, same seeded initialisation
+    both = load_teacher(run_dir, features="cls+mean")          # [N, 2D]: [CLS] ‖ mean of the particle tokens
     cls, tokens = teacher.encoder(x, mask) # the nn.Module itself (eval mode)
     model = teacher.fine_tunable()         # trainable copy of the backbone; teacher.fresh_encoder(): same, untrained
     scores = teacher.native_scores(x, mask)  # {"recon": .., "kl": ..} for VAE teachers, {} otherwise
@@ -43,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, validate_artifact
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
@@ -52,6 +58,8 @@ from jbot_edge.models.registry import build_teacher_encoder, native_score_names
 TEACHER_FORMAT = "jbot-edge.teacher"
 TEACHER_VERSION = 1
 TEACHER_FILE = "teacher.pt"
+SOURCES = ("teacher", "student", "untrained")
+FEATURES = ("cls", "cls+mean")
 
 
 @dataclass
@@ -66,10 +74,13 @@ class Teacher:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: which weights (teacher, student, untrained) and which embedding (cls, cls+mean) :meth:`embed` returns
+    source: str = "teacher"
+    features: str = "cls"
 
     @property
     def embed_dim(self) -> int:
-        return self.encoder.embed_dim
+        return self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1)
 
     @property
     def device(self) -> torch.device:
@@ -88,7 +99,11 @@ class Teacher:
         for lo in range(0, x.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(device, torch.float32)
             mb = torch.from_numpy(np.ascontiguousarray(mask[lo:lo + batch_size])).to(device)
-            cls, _ = self.encoder(xb, mb)
+            cls, tokens = self.encoder(xb, mb)
+            if self.features == "cls+mean":
+                weights = mb.unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+                cls = torch.cat([cls, mean], dim=-1)
             out[lo:lo + len(xb)] = cls.float().cpu().numpy()
         return out
 
@@ -134,9 +149,15 @@ def teacher_payload(
     data: Mapping[str, Any],
     training: Mapping[str, Any] | None = None,
     method: str = "jbot",
+    student: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """The dictionary written to ``teacher.pt`` (weights copied to CPU float32)."""
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in encoder.state_dict().items()}
+    """The dictionary written to ``teacher.pt`` (weights copied to CPU float32); ``student``: also store the
+    student backbone (under ``student_state_dict``)."""
+    def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", torch.float32).clone() for k, v in module.state_dict().items()}
+
+    state = cpu_state(encoder)
+    extra = {} if student is None else {"student_state_dict": cpu_state(student)}
     return {
         "format": TEACHER_FORMAT,
         "version": TEACHER_VERSION,
@@ -147,6 +168,7 @@ def teacher_payload(
         "data": {"preset": data.get("preset"), "file": None if data.get("file") is None else str(data["file"]),
                  "train_labels": None if data.get("train_labels") is None else list(data["train_labels"])},
         "training": dict(training or {}),
+        **extra,
     }
 
 
@@ -158,8 +180,18 @@ def save_teacher(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Pa
     return path
 
 
-def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Teacher:
-    """Load ``RUN_DIR/teacher.pt`` (or the file itself) with ``torch.load(weights_only=True)``."""
+def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu", source: str = "teacher",
+                 features: str = "cls") -> Teacher:
+    """Load ``RUN_DIR/teacher.pt`` (or the file itself) with ``torch.load(weights_only=True)``.
+
+    ``source``: ``teacher`` (the EMA teacher, default), ``student`` (the student backbone, when the run stored it)
+    or ``untrained`` (the same architecture with the initial weights of a run with the recorded seed, and the same
+    fitted input normalisation: the reference that shows what pre-training bought). ``features``: ``cls`` or
+    ``cls+mean`` (the [CLS] concatenated with the mean particle token)."""
+    if source not in SOURCES:
+        raise JbotEdgeError(f"embedding.source: {source!r} is not one of {', '.join(SOURCES)}")
+    if features not in FEATURES:
+        raise JbotEdgeError(f"embedding.features: {features!r} is not one of {', '.join(FEATURES)}")
     path = Path(path)
     if path.is_dir():
         path = path / TEACHER_FILE
@@ -170,21 +202,28 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
         raise JbotEdgeError(f"teacher artifact {path} cannot be read ({type(exc).__name__}); "
                             "expected a jbot-edge teacher.pt") from exc
-    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
-        got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise JbotEdgeError(f"{path}: format is {got!r}, expected {TEACHER_FORMAT!r}")
-    if int(payload.get("version", -1)) != TEACHER_VERSION:
-        raise JbotEdgeError(f"{path}: teacher version {payload.get('version')} unsupported (expected {TEACHER_VERSION})")
-    spec = InputSpec.model_validate(payload["input_spec"])
+    validate_artifact(TeacherFile, payload, path)
+    spec = validate_artifact(InputSpec, payload["input_spec"], f"{path} (input_spec)")
     model_config = dict(payload["model_config"])
     method = str(payload.get("method", "jbot"))
-    try:
+    seed = int((payload.get("training") or {}).get("seed", 0))
+    with torch.random.fork_rng(devices=[]), artifact_errors(path, "model_config/state_dict"):
+        # The pretrain loop seeds torch with train.seed right before building the student (whose copy is the
+        # teacher), so the same seed here gives the untrained network both started from.
+        torch.manual_seed(seed)
         encoder = build_teacher_encoder(method, model_config)
-    except (ValueError, TypeError, KeyError) as exc:  # pydantic ValidationError is a ValueError
-        first = str(exc).strip().splitlines()
-        raise JbotEdgeError(f"{path}: model_config does not describe a {method} encoder "
-                            f"({type(exc).__name__}: {' '.join(first[:3])})") from exc
-    missing, unexpected = encoder.load_state_dict(payload["state_dict"], strict=False)
+    state = payload["state_dict"]
+    if source == "student":
+        if "student_state_dict" not in payload:
+            raise JbotEdgeError(f"{path} stores no student backbone (written before it was saved); re-run "
+                                "`jbot-edge pretrain` or use embedding.source=teacher")
+        state = payload["student_state_dict"]
+    elif source == "untrained":
+        # Only the fitted input normalisation (statistics, not learnt) is taken from the artifact.
+        state = {k: v for k, v in state.items() if k.startswith("input_norm.")}
+        state = {**encoder.state_dict(), **state}
+    with artifact_errors(path, "state_dict"):
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
                             f"unexpected {unexpected[:3]})")
@@ -192,4 +231,4 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     data = dict(payload.get("data") or {})
     return Teacher(encoder=encoder, input_spec=spec, model_config=model_config, data_preset=data.get("preset"),
                    method=method, data=data,
-                   training=dict(payload.get("training") or {}), path=path)
+                   training=dict(payload.get("training") or {}), path=path, source=source, features=features)

@@ -78,9 +78,7 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # many unpickling error types; the user needs to know the file is unusable
         raise JbotEdgeError(f"--resume: checkpoint {path} cannot be read ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise JbotEdgeError(f"--resume: {path} is not a jbot-edge pretrain checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise JbotEdgeError(f"--resume: {path} has checkpoint version {payload.get('version')}, "
-                            f"expected {CHECKPOINT_VERSION}")
+    from jbot_edge.artifact_schemas import PretrainCheckpoint, validate_artifact
+
+    validate_artifact(PretrainCheckpoint, payload, path)
     return payload

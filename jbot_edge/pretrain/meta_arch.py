@@ -8,6 +8,8 @@ One training step (``forward_backward``), for a batch of jets:
    into one batch so there is a single forward per network (and a single DDP all-reduce);
 4. jet-level DINO loss cross-view (student u ↔ teacher v, student v ↔ teacher u), particle-level iBOT loss on
    masked positions same view (student u ↔ teacher u, v ↔ v), KoLeo on the raw student [CLS] of view u;
+   with ``outlier_exposure.enabled``, pseudo-anomalies made from the batch (augmented and masked like a view) ride
+   along in the student's forward, and a BCE term asks a linear head on the raw [CLS] to tell them from view u;
 5. backward; then the [CLS] and particle centres are updated with the teacher outputs of this step.
 
 The teacher is updated separately (:meth:`update_teacher`) after the optimiser step, as in DINO/DINOv2.
@@ -28,7 +30,8 @@ from jbot_edge.config import StrictModel
 from jbot_edge.data.preprocessing import InputSpec
 from jbot_edge.models.transformer import JetEncoder, ModelConfig, ProjectionHead, build_encoder, build_head
 from jbot_edge.pretrain.augmentations import AugmentationConfig, JetAugmenter
-from jbot_edge.pretrain.loss import DINOClsTokenLoss, IBOTPatchLoss, KoLeoLoss
+from jbot_edge.pretrain.loss import (DINOClsTokenLoss, IBOTPatchLoss, KoLeoLoss, OutlierExposureLoss,
+                                     OutlierExposureLossConfig, PseudoAnomalyMaker)
 from jbot_edge.pretrain.masking import pt_fraction_mask
 
 
@@ -98,7 +101,8 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
 
 class JBOTMetaArch(nn.Module):
     def __init__(self, spec: InputSpec, model: ModelConfig, loss: LossConfig,
-                 augment: AugmentationConfig, masking: MaskingConfig):
+                 augment: AugmentationConfig, masking: MaskingConfig,
+                 outlier_exposure: OutlierExposureLossConfig | None = None):
         super().__init__()
         self.spec = spec
         self.model_config = model
@@ -111,6 +115,12 @@ class JBOTMetaArch(nn.Module):
         self.ibot_loss = IBOTPatchLoss(model.proj_dim, loss.student_temp, loss.teacher_temp, loss.center_momentum)
         self.koleo_loss = KoLeoLoss()
         self.augmenter = JetAugmenter(spec, augment)
+        self.outlier_exposure = outlier_exposure or OutlierExposureLossConfig()
+        self.pseudo_anomalies = (PseudoAnomalyMaker(spec, self.outlier_exposure)
+                                 if self.outlier_exposure.enabled else None)
+        # Lives outside the student (not copied into the teacher, not saved with the backbone); under DDP its
+        # gradient is averaged by sync_auxiliary_grads.
+        self.oe_loss = OutlierExposureLoss(model.embed_dim) if self.pseudo_anomalies is not None else None
         # The student the optimiser sees; replaced by its DDP wrapper under torchrun.
         self.student_forward: nn.Module = self.student
 
@@ -119,41 +129,56 @@ class JBOTMetaArch(nn.Module):
         self.teacher.eval()  # the teacher never uses dropout
         return self
 
+    def make_view(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None):
+        """One augmented view and its particle mask: ``(x, mask, token_mask)``."""
+        xv, mv = self.augmenter(x, mask, generator)
+        if self.masking.enabled:
+            tm, _ = pt_fraction_mask(self.augmenter.particle_pt(xv, mv), mv, generator,
+                                     self.masking.ratio_min, self.masking.ratio_max)
+        else:
+            tm = torch.zeros_like(mv)
+        return xv, mv, tm
+
     def make_views(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None):
         """Two augmented views with their particle masks, concatenated along the batch: ``[u; v]``."""
-        xs, masks, token_masks = [], [], []
-        for _ in range(2):
-            xv, mv = self.augmenter(x, mask, generator)
-            if self.masking.enabled:
-                tm, _ = pt_fraction_mask(self.augmenter.particle_pt(xv, mv), mv, generator,
-                                         self.masking.ratio_min, self.masking.ratio_max)
-            else:
-                tm = torch.zeros_like(mv)
-            xs.append(xv)
-            masks.append(mv)
-            token_masks.append(tm)
-        return torch.cat(xs), torch.cat(masks), torch.cat(token_masks)
+        views = [self.make_view(x, mask, generator) for _ in range(2)]
+        return tuple(torch.cat(parts) for parts in zip(*views))
 
     def forward_backward(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
-                         autocast: contextlib.AbstractContextManager | None = None) -> dict[str, torch.Tensor]:
-        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors."""
+                         autocast: contextlib.AbstractContextManager | None = None,
+                         update: bool = True) -> dict[str, torch.Tensor]:
+        """One step's losses (backward already done) and monitoring scalars, all as 0-d tensors.
+
+        ``update=False`` (validation, under ``torch.no_grad``): no backward and no centre update."""
         cfg = self.loss_config
         autocast = autocast or contextlib.nullcontext()
         n = x.shape[0]
         views, view_masks, token_masks = self.make_views(x, mask, generator)
         with torch.no_grad(), autocast:
             _, t_cls, t_tok = self.teacher(views, view_masks)
+        student_in = (views, view_masks, token_masks)
+        if self.pseudo_anomalies is not None:
+            anomalies = self.make_view(*self.pseudo_anomalies.make(x, mask, generator), generator)
+            student_in = tuple(torch.cat([a, b]) for a, b in zip(student_in, anomalies))
         with autocast:
-            s_raw, s_cls, s_tok = self.student_forward(views, view_masks, token_masks)
+            s_raw, s_cls, s_tok = self.student_forward(*student_in)
+        anomaly_raw = s_raw[2 * n:]
+        s_raw, s_cls, s_tok = s_raw[:2 * n], s_cls[:2 * n], s_tok[:2 * n]
         t_cls_probs = self.dino_loss.softmax_center_teacher(t_cls)
         t_tok_probs = self.ibot_loss.softmax_center_teacher(t_tok)
         dino = self.dino_loss(list(s_cls.chunk(2)), list(t_cls_probs.chunk(2)))
         ibot = self.ibot_loss(s_tok, t_tok_probs, token_masks)
         koleo = self.koleo_loss(s_raw[:n])
         total = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo
-        total.backward()
-        self.dino_loss.update_center(t_cls)
-        self.ibot_loss.update_center(t_tok, token_masks)
+        extra: dict[str, torch.Tensor] = {}
+        if self.oe_loss is not None:
+            oe, oe_accuracy = self.oe_loss(s_raw[:n], anomaly_raw)
+            total = total + self.outlier_exposure.weight * oe
+            extra = {"oe_loss": oe.detach(), "oe_accuracy": oe_accuracy}
+        if update:
+            total.backward()
+            self.dino_loss.update_center(t_cls)
+            self.ibot_loss.update_center(t_tok, token_masks)
         with torch.no_grad():
             s_probs = torch.softmax(s_cls.float() / cfg.student_temp, dim=-1)
             metrics = {
@@ -169,8 +194,24 @@ class JBOTMetaArch(nn.Module):
                 "center_norm": self.dino_loss.center.norm(),
                 "patch_center_norm": self.ibot_loss.center.norm(),
                 "masked_fraction": token_masks.sum() / view_masks.sum().clamp(min=1),
+                **extra,
             }
         return metrics
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser updates: the student, plus the outlier-exposure head when enabled."""
+        extra = list(self.oe_loss.parameters()) if self.oe_loss is not None else []
+        return list(self.student.parameters()) + extra
+
+    def sync_auxiliary_grads(self) -> None:
+        """Average the gradients of modules outside the DDP-wrapped student across processes."""
+        if self.oe_loss is None:
+            return
+        from jbot_edge.pretrain import distributed
+
+        for p in self.oe_loss.parameters():
+            if p.grad is not None:
+                p.grad.copy_(distributed.all_reduce_mean(p.grad))
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
@@ -183,6 +224,9 @@ class JBOTMetaArch(nn.Module):
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """AdamW groups: no decay on biases, LayerNorms and the [CLS]/mask tokens (1-d or token parameters)."""
         decay, no_decay = [], []
-        for name, p in self.student.named_parameters():
+        named = list(self.student.named_parameters())
+        if self.oe_loss is not None:
+            named += [(f"oe_loss.{k}", p) for k, p in self.oe_loss.named_parameters()]
+        for name, p in named:
             (no_decay if p.ndim <= 1 or name.endswith(("cls_token", "mask_token")) else decay).append(p)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

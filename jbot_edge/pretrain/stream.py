@@ -3,6 +3,8 @@
 Files may hold 10^7 jets, so nothing loads a whole file. The plan for one rank and one epoch is a pure function of
 ``(seed, epoch, rank)``:
 
+0. only the jets of the training split(s) (``splits``, default ``train``: see the file's ``/split``) that pass the
+   label filter are ever turned into model inputs;
 1. the file is cut into blocks of ``block_jets`` consecutive jets (chunk-aligned reads); rank r of W owns blocks
    ``r, r+W, r+2W, ...`` (DistributedSampler-equivalent sharding: disjoint, together covering the file);
 2. each epoch visits the rank's blocks in a seeded random order; the jets passing the label filter, in that order,
@@ -40,21 +42,20 @@ class StreamPosition:
 class JetStream:
     def __init__(self, path: str | Path, spec: InputSpec, batch_size: int, labels: Sequence[str] | None,
                  seed: int, rank: int = 0, world_size: int = 1, block_jets: int = 4096,
-                 shuffle_buffer_jets: int = 65536):
+                 shuffle_buffer_jets: int = 65536, splits: Sequence[str] | None = ("train",)):
         self.path = Path(path)
         self.spec = spec
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.rank, self.world_size = rank, world_size
         self.block_jets = int(block_jets)
+        self.splits = None if splits is None else list(splits)
         with JetFile(self.path) as f:
             spec.check_file(f)
             all_labels = f.labels()
             self.label_names = f.label_names
-            if labels is not None:
-                keep = np.isin(all_labels, f.label_indices(list(labels), "--train-labels"))
-            else:
-                keep = np.ones(len(all_labels), dtype=bool)
+            keep = f.selection(labels, self.splits, "--train-labels")
+            split_counts = f.split_counts()
         self.n_jets_file = len(all_labels)
         self._labels = all_labels
         self._order_cache: tuple[int, np.ndarray] | None = None
@@ -68,7 +69,9 @@ class JetStream:
                        if np.any(all_labels[keep] == i)}
         self.n_selected = int(keep.sum())
         if self.n_selected == 0:
-            raise JbotEdgeError(f"--train-labels {list(labels or [])}: no jets in {self.path} pass the label filter")
+            where = "" if self.splits is None else f" of the {'+'.join(self.splits)} split"
+            raise JbotEdgeError(f"--train-labels {list(labels or self.label_names)}: no jets{where} in {self.path} "
+                                f"pass the label filter (jets per split: {split_counts})")
         per_rank = [sum(len(self._selected[b]) for b in range(r, n_blocks, world_size)) for r in range(world_size)]
         self.batches_per_epoch = min(per_rank) // self.batch_size
         if self.batches_per_epoch == 0:
@@ -100,15 +103,19 @@ class JetStream:
         blocks = np.unique(indices // self.block_jets)
         for b in blocks:
             if int(b) not in cache:
+                # Only the block's selected jets (label filter and training split) become model inputs.
                 lo = int(b) * self.block_jets
                 batch = f.read(slice(lo, min(lo + self.block_jets, self.n_jets_file)),
                                particle_features=self.spec.stored_features(), jet_features=[])
-                cache[int(b)] = build_inputs(batch, self.spec)
+                cache[int(b)] = build_inputs(batch.select(self._selected[int(b)] - lo), self.spec)
         offsets = np.cumsum([0] + [cache[int(b)][0].shape[0] for b in blocks])[:-1]
         x_all = np.concatenate([cache[int(b)][0] for b in blocks])
         m_all = np.concatenate([cache[int(b)][1] for b in blocks])
         block_of = indices // self.block_jets
-        local = offsets[np.searchsorted(blocks, block_of)] + (indices - block_of * self.block_jets)
+        local = np.empty(len(indices), dtype=np.int64)
+        for i, b in enumerate(blocks):
+            here = block_of == b
+            local[here] = offsets[i] + np.searchsorted(self._selected[int(b)], indices[here])
         # Consecutive windows share at most the block on their boundary: keep only what the next one needs.
         for b in list(cache):
             if b not in keep:

@@ -3,7 +3,8 @@
 Outputs in ``RUN_DIR`` (rank 0 only)::
 
     config.yaml          resolved configuration
-    metrics.jsonl        one JSON object per logging interval: step, epoch, lr, teacher momentum, losses,
+    metrics.jsonl        one JSON object per logging interval: step, epoch, lr, teacher momentum, losses, val_loss
+                         (same loss on up to data.val_jets jets of the file's val split, fixed views, no update),
                          entropies (teacher, teacher marginal, student, particle), centre norms, grad norm, jets/s
     checkpoints/last.pt  resumable state (see checkpoint.py), every ``train.checkpoint_every`` steps and at the end
     teacher.pt           the frozen EMA-teacher backbone (see artifact.py)
@@ -27,8 +28,10 @@ import torch
 from pydantic import Field
 
 from jbot_edge.atomic import write_json, write_text
+from jbot_edge.outputs import mark_output
 from jbot_edge.config import StrictModel, config_to_dict, save_config
 from jbot_edge.data.preprocessing import JBOT_FEATURES, InputSpec
+from jbot_edge.data.provenance import jet_radius
 from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.logs import get_logger, progress_bar
@@ -36,6 +39,7 @@ from jbot_edge.models.transformer import ModelConfig, model_config_dict
 from jbot_edge.pretrain import distributed
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.augmentations import AugmentationConfig
+from jbot_edge.pretrain.loss import OutlierExposureLossConfig
 from jbot_edge.pretrain.checkpoint import capture_rng, checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
 from jbot_edge.pretrain.meta_arch import (
     JBOTMetaArch,
@@ -58,15 +62,20 @@ class DataConfig(StrictModel):
     shuffle_buffer_jets: int = Field(default=65536, ge=1)
     norm_fit_jets: int = Field(default=50_000, ge=1, description=(
         "training jets (spread over the file, label filter applied) used to fit model.input_norm"))
+    train_splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train"], min_length=1,
+        description="held-out splits of the file (its /split) to learn on; evaluate scores 'test'")
+    val_jets: int = Field(default=2048, ge=0, description=(
+        "jets of the 'val' split (label filter applied) whose loss is logged as val_loss; 0 = none"))
 
 
 class OptimConfig(StrictModel):
-    batch_size: int = Field(default=1024, ge=2, description="global batch (summed over processes)")
-    base_lr: float = Field(default=5e-4, gt=0.0, description="lr = base_lr · batch_size / 256")
+    batch_size: int = Field(default=1024, ge=2, le=1 << 20, description="global batch (summed over processes)")
+    base_lr: float = Field(default=5e-4, gt=0.0, le=10.0, description="lr = base_lr · batch_size / 256")
     weight_decay: float = Field(default=1e-4, ge=0.0)
-    epochs: float = Field(default=80, gt=0.0)
+    epochs: float = Field(default=80, gt=0.0, le=1e5)
     max_steps: int | None = Field(default=None, ge=1, description="stop after this many steps (caps epochs)")
-    warmup_epochs: float = Field(default=10, ge=0.0)
+    warmup_epochs: float = Field(default=10, ge=0.0, le=1e5)
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0, description="cosine floor as a fraction of lr")
     clip_grad: float = Field(default=3.0, ge=0.0, description="max gradient norm; 0 disables clipping")
@@ -93,6 +102,7 @@ class PretrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    outlier_exposure: OutlierExposureLossConfig = Field(default_factory=OutlierExposureLossConfig)
 
 
 #: Settings that may change between a run and its resumption (the rest must match the checkpoint).
@@ -182,7 +192,9 @@ def prepare_data(config: PretrainConfig) -> tuple[InputSpec, str | None, dict[st
         if config.data.train_labels is not None:
             f.label_indices(config.data.train_labels, "--train-labels")
         preset = f.provenance.get("preset")
-        info = {"file": str(path.resolve()), "n_jets_file": f.n_jets, "counts_file": f.counts_per_label()}
+        info = {"file": str(path.resolve()), "n_jets_file": f.n_jets, "counts_file": f.counts_per_label(),
+                "train_splits": list(config.data.train_splits), "split": f.split_summary(),
+                "jet_r": jet_radius(f.provenance)[0]}
     return spec, preset, info
 
 
@@ -190,7 +202,8 @@ def fit_model_input_norm(config: PretrainConfig, spec: InputSpec) -> ModelConfig
     """The model config with ``input_norm_stats`` fitted on the training data (unchanged when already set or off).
 
     Reads ``data.norm_fit_jets`` jets in 8 slices spread over the file (cheap on huge files, representative when
-    the file is ordered by label), keeps those passing the label filter, and fits on their unaugmented inputs.
+    the file is ordered by label), keeps those passing the label filter in the training split(s), and fits on their
+    unaugmented inputs.
     Deterministic, so every DDP rank and every resumption gets the same numbers.
     """
     from jbot_edge.data.preprocessing import build_inputs
@@ -201,16 +214,14 @@ def fit_model_input_norm(config: PretrainConfig, spec: InputSpec) -> ModelConfig
         return model
     with JetFile(config.data.file) as f:
         n = f.n_jets
-        keep_labels = (f.label_indices(config.data.train_labels, "--train-labels")
-                       if config.data.train_labels is not None else None)
+        keep = f.selection(config.data.train_labels, config.data.train_splits, "--train-labels")
         n_slices = 8
         per_slice = max(1, -(-min(config.data.norm_fit_jets, n) // n_slices))
         starts = np.unique(np.linspace(0, max(n - per_slice, 0), n_slices).astype(int))
         xs, masks = [], []
         for lo in starts:
-            batch = f.read(slice(int(lo), int(min(lo + per_slice, n))))
-            if keep_labels is not None:
-                batch = batch.select(np.flatnonzero(np.isin(batch.labels, keep_labels)))
+            hi = int(min(lo + per_slice, n))
+            batch = f.read(slice(int(lo), hi)).select(np.flatnonzero(keep[int(lo):hi]))
             x, m = build_inputs(batch, spec)
             xs.append(x)
             masks.append(m)
@@ -219,6 +230,37 @@ def fit_model_input_norm(config: PretrainConfig, spec: InputSpec) -> ModelConfig
     except ValueError as exc:
         raise JbotEdgeError(f"model.input_norm: {exc} (in {config.data.file})") from exc
     return model.model_copy(update={"input_norm_stats": stats})
+
+
+def validation_inputs(config: PretrainConfig, spec: InputSpec,
+                      device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The first ``data.val_jets`` jets of the ``val`` split passing the label filter, as model inputs (or None)."""
+    from jbot_edge.data.preprocessing import build_inputs
+
+    if config.data.val_jets == 0 or "val" in config.data.train_splits:
+        return None, None
+    with JetFile(config.data.file) as f:
+        index = np.flatnonzero(f.selection(config.data.train_labels, ["val"], "--train-labels"))
+        if len(index) == 0:
+            log.warning("%s has no 'val' jets with labels %s: no val_loss is logged", config.data.file,
+                        config.data.train_labels)
+            return None, None
+        x, m = build_inputs(f.read(index[: config.data.val_jets]), spec)
+    return torch.from_numpy(x).to(device), torch.from_numpy(m).to(device)
+
+
+def validation_loss(meta: JBOTMetaArch, x: torch.Tensor, mask: torch.Tensor, seed: int, autocast) -> float:
+    """The training loss on held-out jets: same views every time (fixed generator), no gradients, no centre or
+    teacher update, dropout off."""
+    generator = torch.Generator(device=x.device)
+    generator.manual_seed(seed + 0x5EED)
+    meta.eval()
+    try:
+        with torch.no_grad():
+            metrics = meta.forward_backward(x, mask, generator, autocast(), update=False)
+    finally:
+        meta.train()
+    return float(metrics["loss"])
 
 
 def run_pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -246,7 +288,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         raise JbotEdgeError(f"--out {out_dir} already holds a pretrain run; pass --resume or choose a new directory")
 
     stream = JetStream(config.data.file, spec, oc.batch_size // world, config.data.train_labels, tc.seed, rank,
-                       world, config.data.block_jets, config.data.shuffle_buffer_jets)
+                       world, config.data.block_jets, config.data.shuffle_buffer_jets, config.data.train_splits)
+    val_x, val_m = validation_inputs(config, spec, device)
     steps_per_epoch = stream.batches_per_epoch
     total_steps, warmup, warmup_clipped = step_schedule(oc, steps_per_epoch)
     if warmup_clipped:
@@ -261,7 +304,10 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     # then per-rank random streams for dropout.
     model_config = fit_model_input_norm(config, spec)
     torch.manual_seed(tc.seed)
-    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking).to(device)
+    oe = config.outlier_exposure
+    if oe.jet_radius is None:
+        oe = oe.model_copy(update={"jet_radius": data_info["jet_r"]})
+    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking, oe).to(device)
     _seed_everything(tc.seed, rank)
     if world > 1:
         meta.student_forward = torch.nn.parallel.DistributedDataParallel(
@@ -289,7 +335,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         position = StreamPosition(int(ckpt["position"]["epoch"]), int(ckpt["position"]["batch"]))
         elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        mark_output(out_dir, "pretrain")
         save_config(config, out_dir / "config.yaml")
         prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
         log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "
@@ -311,7 +357,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 log.info("checkpoint written at step %d", step)
 
     meta.train()
-    student_params = list(meta.student.parameters())
+    student_params = meta.trainable_parameters()
     sums: dict[str, torch.Tensor] = {}
     n_in_window, window_start, window_jets = 0, time.perf_counter(), 0
     last: dict[str, float] = {}
@@ -333,6 +379,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             metrics = meta.forward_backward(x, m, generator, autocast())
+            if world > 1:
+                meta.sync_auxiliary_grads()
             if oc.clip_grad > 0:
                 metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(student_params, oc.clip_grad)
             optimizer.step()
@@ -356,6 +404,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
                 last = {k: float(v) for k, v in zip(keys, stacked.cpu().tolist())}
                 last.update(step=step, epoch=step / steps_per_epoch, lr=lr, teacher_momentum=momentum,
                             jets_per_s=window_jets / max(now - window_start, 1e-9))
+                if val_x is not None:
+                    last["val_loss"] = validation_loss(meta, val_x, val_m, tc.seed, autocast)
                 sums, n_in_window, window_start, window_jets = {}, 0, now, 0
                 if not all(math.isfinite(v) for v in last.values()):
                     raise FloatingPointError(f"non-finite training metrics at step {step}: {last}")
@@ -401,7 +451,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
         "world_size": world,
         "precision": "bf16" if use_bf16 else "fp32",
         "data": {**data_info, "preset": preset, "train_labels": config.data.train_labels,
-                 "counts_used": stream.counts, "n_used": stream.n_selected},
+                 "counts_used": stream.counts, "n_used": stream.n_selected,
+                 "n_val": 0 if val_x is None else int(val_x.shape[0])},
         "input_spec": spec.model_dump(mode="json"),
         "input_norm": (model_config.input_norm_stats.model_dump(mode="json")
                        if model_config.input_norm_stats is not None else None),
@@ -415,7 +466,8 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
             meta.teacher.backbone, model_config_dict(model_config, len(spec.features)), spec,
             data={"preset": preset, "file": data_info["file"], "train_labels": config.data.train_labels},
             training={"steps": step, "epochs": step / steps_per_epoch, "seed": tc.seed,
-                      "final_loss": last.get("loss")})
+                      "final_loss": last.get("loss")},
+            student=meta.student.backbone)
         save_teacher(out_dir / TEACHER_FILE, payload)
         write_json(out_dir / "summary.json", summary)
         log.info("teacher written to %s (%d steps, %.2f epochs, final loss %s)", out_dir / TEACHER_FILE, step,

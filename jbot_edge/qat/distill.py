@@ -18,7 +18,9 @@ Data flow (``STUDENT_DIR`` layout)::
     config.yaml           resolved configuration
 
 Students train on background labels only (default: the teacher's training labels), as a trigger would, on the train
-split; validation loss (background) selects the epoch; the report uses the held-out test split of every label.
+split; validation loss (background) selects the epoch; the report uses the held-out test split of every label. The
+split is the jet file's own ``/split`` (``data.split: file``, the one pretrain and evaluate use), so the report's
+test jets are jets neither the teacher, its score head nor the student was fitted on.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from pydantic import Field, model_validator
 
 from jbot_edge.atomic import atomic_path, write_json
+from jbot_edge.outputs import mark_output
 from jbot_edge.config import StrictModel, save_config
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.data.reader import JetFile
@@ -54,8 +57,11 @@ class QatDataConfig(StrictModel):
     train_labels: list[str] | None = Field(default=None, description="background labels to train on; "
                                            "default: the labels the teacher was pre-trained on")
     max_jets: int | None = Field(default=None, ge=10, description="use at most this many jets of the file")
-    train_fraction: float = Field(default=0.5, gt=0, lt=1)
-    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    split: Literal["file", "random"] = Field(default="file", description=(
+        "file: the jet file's held-out /split (train, val, test), the one pretrain and evaluate use; random: a "
+        "seeded shuffle with train_fraction / val_fraction"))
+    train_fraction: float = Field(default=0.5, gt=0, lt=1, description="split=random only")
+    val_fraction: float = Field(default=0.1, gt=0, lt=1, description="split=random only")
     read_batch_size: int = Field(default=4096, ge=64)
 
     @model_validator(mode="after")
@@ -68,9 +74,9 @@ class QatDataConfig(StrictModel):
 
 
 class QatOptimConfig(StrictModel):
-    epochs: int = Field(default=30, ge=1)
+    epochs: int = Field(default=30, ge=1, le=100_000)
     batch_size: int = Field(default=256, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
+    lr: float = Field(default=2e-3, gt=0, le=10.0)
     weight_decay: float = Field(default=0.0, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     loss: Literal["huber", "mae"] = "huber"
@@ -116,8 +122,8 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
     from jbot_edge.evaluate.score_head import ScoreHead
     from jbot_edge.pretrain.artifact import load_teacher
 
-    teacher = load_teacher(run_dir)
     head = ScoreHead.load(run_dir)
+    teacher = load_teacher(run_dir, **head.embedding)  # the embedding the head was fitted on
     spec = cfg.input
     with JetFile(data_path) as jets:
         check_preset(teacher.data_preset, jets.provenance.get("preset"), data_path, cfg.allow_preset_mismatch)
@@ -134,7 +140,7 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
             "score_head_npz": _sha256(Path(run_dir) / "score_head.npz"),
             "data": str(Path(data_path).resolve()), "data_size": Path(data_path).stat().st_size,
             "n_jets": n_total, "input_spec": spec.model_dump(mode="json"), "seed": cfg.seed,
-            "train_fraction": cfg.data.train_fraction, "val_fraction": cfg.data.val_fraction,
+            "split": cfg.data.split, "train_fraction": cfg.data.train_fraction, "val_fraction": cfg.data.val_fraction,
             "outlier_exposure": cfg.outlier_exposure.model_dump(mode="json"),
             "embeddings": cfg.embedding_matching.enabled,
         }
@@ -148,6 +154,7 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
             return prepared
 
         features = sorted(set(teacher.input_spec.stored_features()) | set(spec.feature_names))
+        file_split = jets.splits()[:n_total] if cfg.data.split == "file" else None
         codes, scores, labels, embeddings = [], [], [], []
         with progress_bar() as bar:
             task = bar.add_task("teacher scores", total=n_total)
@@ -164,13 +171,7 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
                 "labels": np.concatenate(labels).astype(np.int64)}
     if embeddings:
         prepared["embeddings"] = np.concatenate(embeddings)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(prepared["labels"]))
-    split = np.full(len(order), SPLIT_TEST, dtype=np.int8)
-    n_train = int(round(cfg.data.train_fraction * len(order)))
-    n_val = int(round(cfg.data.val_fraction * len(order)))
-    split[order[:n_train]] = SPLIT_TRAIN
-    split[order[n_train:n_train + n_val]] = SPLIT_VAL
+    split = file_split if file_split is not None else _random_split(len(prepared["labels"]), cfg)
     prepared["split"] = split
     if cfg.outlier_exposure.enabled:
         check_overlay_features(features)
@@ -187,6 +188,17 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
     prepared["train_labels"] = np.array(train_labels)
     log.info("scored %d jets with the teacher (%s head)", len(split), head.name)
     return prepared
+
+
+def _random_split(n: int, cfg: QatConfig) -> np.ndarray:
+    """``data.split=random``: a seeded shuffle cut at train_fraction / val_fraction (the rest is test)."""
+    order = np.random.default_rng(cfg.seed).permutation(n)
+    split = np.full(n, SPLIT_TEST, dtype=np.int8)
+    n_train = int(round(cfg.data.train_fraction * n))
+    n_val = int(round(cfg.data.val_fraction * n))
+    split[order[:n_train]] = SPLIT_TRAIN
+    split[order[n_train:n_train + n_val]] = SPLIT_VAL
+    return split
 
 
 def jets_label_indices(label_names: list[str], names: list[str]) -> list[int]:
@@ -248,7 +260,7 @@ def train_student(cfg: QatConfig, run_dir: str | Path, data_path: str | Path, ou
     from jbot_edge.qat.report import build_report
 
     run_dir, data_path, out_dir = Path(run_dir), Path(data_path), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir, "qat")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     save_config(cfg, out_dir / "config.yaml")
@@ -376,8 +388,9 @@ def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig, matcher=None)
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling failure means the file is unusable
         raise JbotEdgeError(f"--resume: checkpoint {path} cannot be read ({type(exc).__name__})") from exc
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise JbotEdgeError(f"--resume: {path} is not a jbot-edge qat checkpoint")
+    from jbot_edge.artifact_schemas import QatCheckpoint, validate_artifact
+
+    validate_artifact(QatCheckpoint, payload, path)
     saved = dict(payload["config"])
     current = cfg.model_dump(mode="json")
     for key in ("optim", "threads"):

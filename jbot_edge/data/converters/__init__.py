@@ -25,7 +25,7 @@ from jbot_edge.data.converters.common import Converter, SourceFile, assign_label
 from jbot_edge.data.converters.jetclass import JetClassConverter
 from jbot_edge.data.converters.jetnet import JetNetConverter
 from jbot_edge.data.converters.toptagging import TopTaggingConverter
-from jbot_edge.data.format import JetBatch, JetFileWriter
+from jbot_edge.data.format import DEFAULT_SPLIT, JetBatch, JetFileWriter, SplitSpec
 from jbot_edge.errors import JbotEdgeError
 
 CONVERTERS: dict[str, type[Converter]] = {
@@ -81,12 +81,14 @@ def convert_files(
     compression: str | None = "gzip",
     options: dict[str, Any] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    split_spec: SplitSpec = DEFAULT_SPLIT,
 ) -> dict[str, Any]:
     """Convert ``paths`` (all of format ``fmt``) into one canonical file ``out``; return a summary dict.
 
     ``n_particles`` defaults to the widest source; ``max_jets`` caps the jets read per source; ``options`` is
     recorded verbatim in the provenance (the command passes its resolved config). ``on_progress(n, total)`` is
-    called after each written chunk of ``n`` jets (``total``: jets expected over all sources).
+    called after each written chunk of ``n`` jets (``total``: jets expected over all sources). ``split_spec`` assigns
+    the held-out split by position in ``out`` (the interleaving is deterministic, so it is stable across runs).
     """
     converter = get_converter(fmt)
     if chunk_size < 1:
@@ -122,7 +124,7 @@ def convert_files(
     with JetFileWriter(out, n_particles=width, particle_features=converter.particle_features,
                        jet_features=converter.jet_features, label_names=label_names,
                        source=f"convert:{converter.name}", provenance=provenance,
-                       compression=compression) as writer:
+                       compression=compression, split_spec=split_spec) as writer:
         for batch in _round_robin([counted(i, s) for i, s in enumerate(sources)]):
             writer.append(batch)
             if on_progress is not None:
@@ -131,6 +133,7 @@ def convert_files(
 
     with JetFile(out) as written:
         per_label = written.counts_per_label()
+        per_split = written.split_counts()
     return {
         "out": str(out),
         "format": converter.name,
@@ -138,6 +141,7 @@ def convert_files(
         "n_particles": width,
         "label_names": label_names,
         "counts": per_label,
+        "split_counts": per_split,
         "particle_features": list(converter.particle_features),
         "jet_features": list(converter.jet_features),
         "sources": [{"path": str(s.path), "label": s.label, "n_jets_read": c, "n_jets_in_file": s.n_jets,

@@ -55,7 +55,9 @@ class RtlSimulator:
 
     @property
     def sim_dir(self) -> Path:
-        return self.design.directory / "sim"
+        # Absolute: the build steps run in different working directories (src/, the make directory, sim/), so a
+        # relative `--firmware fwrtl` would point each of them somewhere else.
+        return self.design.directory.resolve() / "sim"
 
     def _cache_key(self, verilator: Tool) -> str:
         digest = hashlib.sha256()
@@ -103,14 +105,18 @@ class RtlSimulator:
         wrapper = self.design.wrapper
         root = verilator_root(verilator)
         src = (self.design.directory / "src").resolve()
-        work = Path(tempfile.mkdtemp(prefix=".build-", dir=self.sim_dir))
+        # The Verilated model is compiled in the system temporary directory: GNU make cannot build in a directory
+        # whose path holds spaces, and the firmware directory's name is the user's choice.
+        work = Path(tempfile.mkdtemp(prefix="jbot-edge-verilator-"))
         cflags = f"-std=c++17 -fPIC {self.opt}"
         log.info("building the Verilator simulation of %s (%s, %d job(s)); this takes a minute or more",
                  self.design.directory, verilator.version, self.jobs)
         try:
             with open(self.sim_dir / "build.log", "w") as log_file:
+                # Include paths relative to src/: Verilator expands $VAR and $(VAR) in its path options, so an
+                # absolute path through a directory named like `fw$(x)` would point elsewhere.
                 self._run([verilator.path, "--cc", f"{wrapper}.v", "--prefix", f"V{wrapper}", "--Mdir", str(work),
-                           f"-I{src}", f"-I{src / 'static'}", "-Wno-fatal", "-CFLAGS", cflags],
+                           "-I.", "-Istatic", "-Wno-fatal", "-CFLAGS", cflags],
                           cwd=src, log_file=log_file, step="verilator (Verilog → C++)")
                 self._run(["make", "-j", str(self.jobs), "-f", f"V{wrapper}.mk", f"V{wrapper}__ALL.a", "verilated.o",
                            "verilated_threads.o", f"OPT_FAST={self.opt}", f"OPT_SLOW={self.opt}",
