@@ -1,7 +1,7 @@
-"""Contrastive methods on particle/object sets: JetCLR (NT-Xent), SimCLR and VICReg.
+"""Contrastive methods on particle/object sets: JetCLR (NT-Xent), SimCLR, VICReg and SupCon.
 
-One trainer for the three (``pretrain --method jetclr|simclr|vicreg``): two views of every jet (or event) from the
-shared batched augmentations (:mod:`jbot_edge.pretrain.augmentations`), a :class:`~.set_encoder.SetEncoder`, and
+One trainer for the four (``pretrain --method jetclr|simclr|vicreg|supcon``): two views of every jet (or event) from the
+shared batched augmentations (:mod:`jbot_edge.pretrain.augmentations`), a :class:`~jbot_edge.models.set_encoder.SetEncoder`, and
 the objective of the method:
 
 * ``jetclr`` (Dillon et al. 2108.04253): NT-Xent, τ = 0.1; rotation + translation on both views, soft smearing
@@ -9,6 +9,12 @@ the objective of the method:
   embedding evaluate sees is the pooled representation.
 * ``simclr`` / ``vicreg`` (Metzger et al. 2502.15926, event-level anomaly detection): NT-Xent or VICReg with a
   low-dimensional (4–16) projection, which is also the embedding evaluate sees (``embed_output: projection``).
+* ``supcon`` (Khosla et al. 2004.11362, the supervised arm of Metzger et al.): supervised contrastive loss with the
+  process labels of the training file (every jet/event of the same label is a positive), same views and
+  projection as ``simclr``. Train it on a file with several labels (``--train-labels`` of at least two).
+
+The encoder (``model.backbone``) is the set transformer or an MLP on the flattened inputs (Metzger et al. compare
+both); see :mod:`jbot_edge.models.set_encoder`.
 
 View recipe (``views``): the ``both`` augmentations are applied independently to each view, the ``first`` ones
 additionally to view 1 only. Every switch of :class:`~jbot_edge.pretrain.augmentations.AugmentationConfig` is
@@ -24,14 +30,15 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from jbot_edge.baselines.loss.nt_xent import nt_xent_loss
+from jbot_edge.baselines.loss.supcon import supcon_loss
 from jbot_edge.baselines.loss.vicreg import vicreg_loss
-from jbot_edge.baselines.set_encoder import SetEncoder, SetEncoderConfig, build_set_encoder, set_encoder_config_dict
+from jbot_edge.models.set_encoder import SetEncoder, SetEncoderConfig, build_set_encoder, set_encoder_config_dict
 from jbot_edge.baselines.train import BaselineMethod
 from jbot_edge.config import StrictModel
 from jbot_edge.pretrain.augmentations import AugmentationConfig, JetAugmenter
 from jbot_edge.pretrain.train import DataConfig, OptimConfig, TrainConfig
 
-CONTRASTIVE_METHODS = ("jetclr", "simclr", "vicreg")
+CONTRASTIVE_METHODS = ("jetclr", "simclr", "vicreg", "supcon")
 
 
 class ViewsConfig(StrictModel):
@@ -42,7 +49,7 @@ class ViewsConfig(StrictModel):
 
 
 class ContrastiveLossConfig(StrictModel):
-    temperature: float = Field(default=0.1, gt=0.0, description="NT-Xent τ (JetCLR: 0.1)")
+    temperature: float = Field(default=0.1, gt=0.0, description="NT-Xent / SupCon τ (JetCLR: 0.1)")
     sim_weight: float = Field(default=25.0, ge=0.0, description="VICReg λ (invariance)")
     var_weight: float = Field(default=25.0, ge=0.0, description="VICReg μ (variance)")
     cov_weight: float = Field(default=1.0, ge=0.0, description="VICReg ν (covariance)")
@@ -50,7 +57,7 @@ class ContrastiveLossConfig(StrictModel):
 
 
 class ContrastiveConfig(StrictModel):
-    method: Literal["jetclr", "simclr", "vicreg"] = "jetclr"
+    method: Literal["jetclr", "simclr", "vicreg", "supcon"] = "jetclr"
     model: SetEncoderConfig = Field(default_factory=SetEncoderConfig)
     views: ViewsConfig = Field(default_factory=ViewsConfig)
     loss: ContrastiveLossConfig = Field(default_factory=ContrastiveLossConfig)
@@ -62,6 +69,8 @@ class ContrastiveConfig(StrictModel):
     def _vicreg_needs_batch(self) -> ContrastiveConfig:
         if self.method == "vicreg" and self.optim.batch_size < 4:
             raise ValueError("vicreg needs optim.batch_size ≥ 4 (variance and covariance are batch statistics)")
+        if self.method == "supcon" and self.data.train_labels is not None and len(self.data.train_labels) < 2:
+            raise ValueError("supcon needs at least two process labels to contrast (--train-labels a,b or none)")
         return self
 
 
@@ -71,9 +80,10 @@ class ContrastiveMethod(BaselineMethod):
 
     def build(self) -> nn.Module:
         cfg = self.config
+        self.needs_labels = cfg.method == "supcon"
         self.both = JetAugmenter(self.spec, cfg.views.both)
         self.first = JetAugmenter(self.spec, cfg.views.first)
-        self.model_config = set_encoder_config_dict(cfg.model, self.spec.features)
+        self.model_config = set_encoder_config_dict(cfg.model, self.spec.features, self.spec.n_particles)
         return build_set_encoder(self.model_config)
 
     def views(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
@@ -83,8 +93,8 @@ class ContrastiveMethod(BaselineMethod):
         x2, m2 = self.both(x, mask, generator)
         return (x1, m1), (x2, m2)
 
-    def training_step(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
-                      ) -> dict[str, torch.Tensor]:
+    def training_step(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+                      labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         (x1, m1), (x2, m2) = self.views(x, mask, generator)
         encoder: SetEncoder = self.module  # type: ignore[assignment]
         z1, z2 = encoder.project(x1, m1), encoder.project(x2, m2)
@@ -92,7 +102,10 @@ class ContrastiveMethod(BaselineMethod):
         if self.config.method == "vicreg":
             loss, terms = vicreg_loss(z1, z2, lc.sim_weight, lc.var_weight, lc.cov_weight, lc.gamma)
             return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
-        loss = nt_xent_loss(z1, z2, lc.temperature)
+        if self.config.method == "supcon":
+            loss = supcon_loss(z1, z2, labels, lc.temperature)
+        else:
+            loss = nt_xent_loss(z1, z2, lc.temperature)
         with torch.no_grad():
             # Alignment: mean cosine similarity of positive pairs (→ 1 as the views are learned to be invariant).
             cos = torch.nn.functional.cosine_similarity(z1, z2, dim=-1).mean()

@@ -4,7 +4,8 @@ A method (:class:`BaselineMethod`: :mod:`.jetclr`, :mod:`.vae`, :mod:`.contrasti
 module and its loss; this loop owns everything else and reuses the jBOT infrastructure: the streamed, shuffled
 HDF5 batches (:class:`~jbot_edge.pretrain.stream.JetStream`), the input-normalisation fit, the learning-rate
 schedule, atomic checkpoints (:mod:`jbot_edge.pretrain.checkpoint`) and the teacher artifact
-(:mod:`jbot_edge.pretrain.artifact`). Single process (CPU or one GPU); no DDP.
+(:mod:`jbot_edge.pretrain.artifact`). Single process (CPU or one GPU): under torchrun (WORLD_SIZE > 1) it refuses
+in one line on every rank before touching the run directory, so there are never two silent trainings.
 
 Outputs in ``RUN_DIR`` — the same layout as jBOT, so ``evaluate``/``qat``/``synth`` work unchanged::
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +39,7 @@ from jbot_edge.logs import get_logger, progress_bar
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.checkpoint import (capture_rng, checkpoint_path, load_checkpoint, restore_rng,
                                            save_checkpoint)
+from jbot_edge.pretrain.distributed import launched_by_torchrun
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
 from jbot_edge.pretrain.train import (check_resume_config, fit_model_input_norm, learning_rate, prepare_data,
                                       prepare_metrics_file, select_device, step_schedule)
@@ -54,6 +57,8 @@ class BaselineMethod:
 
     names: ClassVar[tuple[str, ...]] = ()
     config_cls: ClassVar[type[StrictModel]]
+    #: Whether :meth:`training_step` needs the process labels of the batch (supervised contrastive).
+    needs_labels: bool = False
 
     def __init__(self, config: Any, spec: InputSpec, device: torch.device):
         self.config, self.spec, self.device = config, spec, device
@@ -65,9 +70,10 @@ class BaselineMethod:
     def start(self, step: int) -> None:
         """Called once before training (``step`` = steps already done): open auxiliary streams here."""
 
-    def training_step(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
-                      ) -> dict[str, torch.Tensor]:
-        """Loss (key ``loss``, differentiable) and detached monitoring terms for one batch."""
+    def training_step(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+                      labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss (key ``loss``, differentiable) and detached monitoring terms for one batch (``labels``: file label
+        ids ``[B]`` when :attr:`needs_labels`, else None)."""
         raise NotImplementedError
 
     def export(self) -> tuple[nn.Module, dict[str, Any]]:
@@ -84,6 +90,9 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
                  resume: bool = False) -> dict[str, Any]:
     """Train one baseline method; returns the summary (also written to ``out_dir/summary.json``)."""
     out_dir = Path(out_dir)
+    if launched_by_torchrun():
+        raise JbotEdgeError(f"pretrain --method {config.method}: baselines train in one process (DDP is implemented "
+                            f"for --method jbot only); run it without torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']})")
     config = config.model_copy(deep=True)  # the fitted input normalisation is written into it below
     tc, oc = config.train, config.optim
     if tc.num_threads:
@@ -150,11 +159,12 @@ def run_baseline(method_cls: type[BaselineMethod], config: Any, out_dir: str | P
     try:
         while step < stop_at:
             t0 = time.perf_counter()
-            _, x, mask = next(batches)
+            position, x, mask = next(batches)
+            labels = (torch.from_numpy(stream.batch_labels(position)).to(device) if method.needs_labels else None)
             lr = learning_rate(step, total_steps, warmup, peak_lr, oc.schedule, oc.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            terms = method.training_step(x, mask, generator)
+            terms = method.training_step(x, mask, generator, labels)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if oc.clip_grad > 0:

@@ -26,7 +26,7 @@ from jbot_edge.baselines.loss.distance_correlation import distance_correlation
 from jbot_edge.baselines.loss.vae_losses import margin_loss
 from jbot_edge.baselines.physics import jet_mass_from_inputs
 from jbot_edge.baselines.train import BaselineMethod
-from jbot_edge.baselines.vae_model import ConstituentVAE, VAEModelConfig, build_vae, vae_config_dict
+from jbot_edge.models.vae import ConstituentVAE, VAEModelConfig, build_vae, vae_config_dict
 from jbot_edge.config import StrictModel
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
@@ -112,8 +112,8 @@ class VAEMethod(BaselineMethod):
             return terms["kl"]
         return terms["recon"] + beta * terms["kl"]
 
-    def training_step(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator
-                      ) -> dict[str, torch.Tensor]:
+    def training_step(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator,
+                      labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         lc = self.config.loss
         vae: ConstituentVAE = self.module  # type: ignore[assignment]
         terms = vae.losses(x, mask, generator)

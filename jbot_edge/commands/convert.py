@@ -47,11 +47,11 @@ def register(app: typer.Typer) -> None:
             help="Source files (several are merged, e.g. one JetNet file per class), then optional config overrides "
                  "such as n_particles=16."),
         from_format: str | None = typer.Option(
-            None, "--from", help="Source format: jetnet, toptagging, jetclass or adc2021."),
+            None, "--from", help="Source format: jetnet, toptagging, jetclass, adc2021 or cms-nanoaod (PFNano AK8 jets)."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Output canonical jet file (.h5)."),
         labels: list[str] | None = typer.Option(
             None, "--label", "-l",
-            help="Class name per file (jetnet, adc2021): repeat once per SRC in order, give once for all files, or "
+            help="Class name per file (jetnet, adc2021, cms-nanoaod): repeat once per SRC in order, give once for all files, or "
                  "omit to infer from published file names (q.hdf5, g150.hdf5, background_for_training.h5, ...)."),
         n_particles: int | None = typer.Option(
             None, "--n-particles", help="Particle slots P (pT-ordered, truncated or zero-padded). Default: the "
@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
                                    "command."),
     ) -> None:
-        """Convert JetNet, Top Tagging, JetClass or CMS ADC2021 files into the canonical jet format."""
+        """Convert JetNet, Top Tagging, JetClass, CMS ADC2021 or CMS NanoAOD (PFNano) files into the canonical
+        jet format."""
         import time
 
         from jbot_edge.atomic import write_json
@@ -82,7 +83,7 @@ def register(app: typer.Typer) -> None:
                         "labels": labels or None, "n_particles": n_particles, "max_jets": max_jets},
         )
         if cfg.format is None:
-            raise JbotEdgeError("--from is required (one of jetnet, toptagging, jetclass, adc2021)")
+            raise JbotEdgeError("--from is required (one of jetnet, toptagging, jetclass, adc2021, cms-nanoaod)")
         converter = get_converter(cfg.format)
         if cfg.out is None:
             raise JbotEdgeError("--out FILE.h5 is required")

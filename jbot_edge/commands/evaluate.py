@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         background: str = typer.Option(None, "--background", help="Comma-separated background labels (default q,g)."),
         signals: str = typer.Option(None, "--signals", help="Comma-separated signal labels (default: all others)."),
         scorer: str = typer.Option(None, "--scorer",
-                                   help="Score head saved for qat: knn, cosine, mahalanobis (default), gmm, kmeans."),
+                                   help=("Score head saved for qat: knn, cosine, mahalanobis (default), gmm, kmeans; "
+                                         "recon or kl (VAE teachers: headline score, no score head).")),
         out: Path = typer.Option(None, "--out", help="Evaluation directory (default RUN_DIR/evaluate)."),
         config: Path = typer.Option(None, "--config", help="YAML config (see configs/evaluate/default.yaml)."),
         compare_untrained: bool = typer.Option(
@@ -35,7 +36,8 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
                                    "command."),
     ) -> None:
-        """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, fine-tuning vs scratch.
+        """Evaluate a teacher: every anomaly scorer, trigger view, clustering, probes, LCT, two-sample test,
+        fine-tuning vs scratch.
 
         Extra KEY=VALUE arguments override config keys (e.g. data.bank_size=5000 finetune.enabled=false)."""
         from jbot_edge.config import packaged_config, resolve_config

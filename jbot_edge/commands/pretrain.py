@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many steps."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
         method: str = typer.Option("jbot", "--method", help=(
-            "jbot | jetclr | vae | oe-vae | simclr | vicreg (baselines: jbot_edge/baselines, same outputs).")),
+            "jbot | jetclr | simclr | vicreg | supcon | vae | oe-vae (baselines: jbot_edge/baselines, same outputs; "
+            "one process: refused under torchrun).")),
     ) -> None:
         """Pre-train a jBOT teacher. Extra KEY=VALUE arguments override config keys (e.g. optim.batch_size=512)."""
         from jbot_edge.config import packaged_config, resolve_config

@@ -8,13 +8,17 @@ from pydantic import Field, field_validator, model_validator
 
 from jbot_edge.config import StrictModel
 from jbot_edge.data.pseudo_anomalies import PseudoAnomalyConfig
+from jbot_edge.evaluate.lct import LctSettings
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
 from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnParams, OutlierExposureParams,
                                        MahalanobisParams)
+from jbot_edge.evaluate.two_sample import TwoSampleSettings
 
 ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans", "oe"]
 SplitChoice = Literal["auto", "train", "val", "test", "all"]
 ObservableName = Literal["mass", "m_over_pt", "multiplicity", "tau21", "tau32"]
+#: Scores a teacher computes itself from the inputs (jbot_edge.models.registry.NATIVE_SCORES: the VAE's).
+NativeScorerName = Literal["recon", "kl"]
 
 
 class DataSettings(StrictModel):
@@ -123,6 +127,11 @@ class FinetuneSettings(StrictModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     dropout: float = Field(default=0.2, ge=0, lt=1)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
+    signal_labels: list[str] | None = Field(default=None, description=(
+        "binary fine-tuning: these labels (class 1) vs data.background (class 0), other labels dropped; "
+        "null: one class per label present"))
+    save_model: bool = Field(default=True, description=(
+        "write EVAL_DIR/finetuned.pt: the fine-tuned classifier of the largest label fraction"))
 
     @field_validator("label_fractions")
     @classmethod
@@ -133,7 +142,9 @@ class FinetuneSettings(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    scorer: ScorerName = Field(default="oe", description="scorer saved as RUN_DIR's score head")
+    scorer: ScorerName | NativeScorerName = Field(default="oe", description=(
+        "scorer saved as RUN_DIR's score head; recon|kl (VAE teachers) are reported as the headline score but "
+        "write no score head (they are not functions of the embedding)"))
     compare: list[ScorerName] = Field(default_factory=lambda: ["oe", "knn", "cosine", "mahalanobis",
                                                                "mahalanobis_cc", "relative_mahalanobis", "gmm",
                                                                "kmeans"],
@@ -154,10 +165,16 @@ class EvaluateConfig(StrictModel):
     reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     pseudo_anomalies: PseudoAnomalyConfig = Field(default_factory=PseudoAnomalyConfig, description=(
         "how the oe scorer's pseudo-anomalous jets are made from the bank jets (jbot_edge.data.pseudo_anomalies)"))
+    lct: LctSettings = Field(default_factory=LctSettings)
+    two_sample: TwoSampleSettings = Field(default_factory=TwoSampleSettings)
+
+    @property
+    def native_scorer(self) -> bool:
+        return self.scorer in ("recon", "kl")
 
     @model_validator(mode="after")
     def _score_head_is_compared(self) -> EvaluateConfig:
-        if self.scorer not in self.compare:
+        if not self.native_scorer and self.scorer not in self.compare:
             self.compare = [*self.compare, self.scorer]
         if len(set(self.compare)) != len(self.compare):
             raise ValueError(f"compare lists a scorer twice: {self.compare}")

@@ -8,21 +8,35 @@ after a short warm-up), the same steps and the same data; they differ only in th
 * ``finetune``: the teacher's weights, with layer-wise learning-rate decay: the head gets ``lr``, the last
   transformer block ``lr·decay``, ..., the token embedding / [CLS] / mask token ``lr·decay^(L+1)``
   (reference decay ~0.65-0.8), so the pre-trained early layers move least;
-* ``scratch``: :func:`jbot_edge.models.transformer.build_encoder` freshly initialised, with ``scratch_layer_decay``
-  (default 1: every layer learns at ``lr``, the fair setting for random weights).
+* ``scratch``: the same architecture freshly initialised (:meth:`Teacher.fresh_encoder
+  <jbot_edge.pretrain.artifact.Teacher.fresh_encoder>`, any method of :mod:`jbot_edge.models.registry`), with
+  ``scratch_layer_decay`` (default 1: every layer learns at ``lr``, the fair setting for random weights).
+
+Encoders without ``blocks`` (the VAE) are one layer group below the head.
 
 Each label fraction (1 %, 10 %, 100 % of the training split, stratified) trains for ``epochs`` passes over its
 subset but at least ``min_steps`` optimiser steps, so that the 1 % arm is not starved of updates. Accuracy and
 macro one-vs-rest AUC are measured on the same held-out test split for every run.
+
+Binary fine-tuning (``finetune.signal_labels``: those labels vs ``data.background``, Kishimoto et al.'s event
+classification with few labels) uses the same classifier with two classes. The fine-tuned classifier of the
+largest label fraction is saved as ``EVAL_DIR/finetuned.pt`` (:func:`save_classifier`; schema below) and
+reloaded with :func:`load_classifier`::
+
+    {"format": "jbot-edge.finetuned", "version": 1, "method": <teacher method>, "model_config": {...},
+     "input_spec": {...}, "class_names": [...], "dropout": p, "label_fraction": f, "test_metrics": {...},
+     "state_dict": {...}}      # JetClassifier weights: encoder.* (the method's encoder) + head.*
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import re
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +64,7 @@ def layer_id(param_name: str, n_layers: int) -> int:
 
 def layer_decay_groups(model: JetClassifier, lr: float, decay: float, weight_decay: float) -> list[dict]:
     """AdamW parameter groups with lr · decay^(L+1-layer) (biases, norms and tokens without weight decay)."""
-    n_layers = len(model.encoder.blocks)
+    n_layers = len(getattr(model.encoder, "blocks", ()))
     groups: dict[tuple[int, bool], dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -159,10 +173,11 @@ def train_classifier(model: JetClassifier, data: FinetuneData, subset: np.ndarra
 
 def finetune_vs_scratch(teacher, data: FinetuneData, fractions: Sequence[float], *, lr: float, layer_decay: float,
                         scratch_layer_decay: float, weight_decay: float, epochs: int, min_steps: int,
-                        batch_size: int, dropout: float, warmup_fraction: float, seed: int) -> dict:
-    """For each label fraction: train the fine-tuned and the from-scratch classifier, report test metrics."""
-    from jbot_edge.models.transformer import build_encoder
+                        batch_size: int, dropout: float, warmup_fraction: float, seed: int,
+                        on_trained: Callable[[float, str, JetClassifier, dict], None] | None = None) -> dict:
+    """For each label fraction: train the fine-tuned and the from-scratch classifier, report test metrics.
 
+    ``on_trained(fraction, arm, model, metrics)`` is called after each training (e.g. to keep a model)."""
     n_classes = len(data.class_names)
     plans = []
     for fraction in fractions:
@@ -177,15 +192,15 @@ def finetune_vs_scratch(teacher, data: FinetuneData, fractions: Sequence[float],
             for arm in ("finetune", "scratch"):
                 torch.manual_seed(seed)  # same head initialisation and dropout stream in both arms
                 if arm == "finetune":
-                    encoder = copy.deepcopy(teacher.encoder).requires_grad_(True)
-                    decay = layer_decay
+                    encoder, decay = teacher.fine_tunable(), layer_decay
                 else:
-                    encoder = build_encoder(teacher.model_config)
-                    decay = scratch_layer_decay
+                    encoder, decay = teacher.fresh_encoder(), scratch_layer_decay
                 model = JetClassifier(encoder, n_classes, dropout)
                 row[arm] = train_classifier(model, data, subset, lr=lr, layer_decay=decay, weight_decay=weight_decay,
                                             epochs=epochs, min_steps=min_steps, batch_size=batch_size,
                                             warmup_fraction=warmup_fraction, seed=seed, progress=progress, task=task)
+                if on_trained is not None:
+                    on_trained(float(fraction), arm, model, row[arm])
             log.info("label fraction %g: fine-tune accuracy %.3f AUC %.3f | scratch accuracy %.3f AUC %.3f",
                      fraction, row["finetune"]["accuracy"], row["finetune"]["auc_macro_ovr"],
                      row["scratch"]["accuracy"], row["scratch"]["auc_macro_ovr"])
@@ -193,3 +208,42 @@ def finetune_vs_scratch(teacher, data: FinetuneData, fractions: Sequence[float],
     return {"classes": data.class_names, "n_train_total": int(len(data.y_train)), "n_test": int(len(data.y_test)),
             "layer_decay": layer_decay, "scratch_layer_decay": scratch_layer_decay, "lr": lr, "epochs": epochs,
             "min_steps": min_steps, "batch_size": batch_size, "runs": rows}
+
+
+FINETUNED_FORMAT = "jbot-edge.finetuned"
+FINETUNED_VERSION = 1
+FINETUNED_FILE = "finetuned.pt"
+
+
+def save_classifier(path: str | os.PathLike[str], model: JetClassifier, teacher, class_names: Sequence[str],
+                    dropout: float, label_fraction: float, test_metrics: dict) -> Path:
+    """Write a fine-tuned classifier atomically (loadable with ``torch.load(weights_only=True)``)."""
+    from jbot_edge.atomic import atomic_path
+
+    payload = {"format": FINETUNED_FORMAT, "version": FINETUNED_VERSION, "method": teacher.method,
+               "model_config": dict(teacher.model_config), "input_spec": teacher.input_spec.model_dump(mode="json"),
+               "class_names": list(class_names), "dropout": float(dropout), "label_fraction": float(label_fraction),
+               "test_metrics": {k: v for k, v in test_metrics.items() if k in ("accuracy", "auc_macro_ovr")},
+               "state_dict": {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_classifier(path: str | os.PathLike[str]) -> tuple[JetClassifier, Any, list[str]]:
+    """(classifier in eval mode, its InputSpec, class names) from :func:`save_classifier`'s file."""
+    from jbot_edge.data.preprocessing import InputSpec
+    from jbot_edge.models.registry import build_teacher_encoder
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # missing or not a torch file: one line
+        raise JbotEdgeError(f"fine-tuned classifier {path} cannot be read ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FINETUNED_FORMAT:
+        raise JbotEdgeError(f"{path}: not a {FINETUNED_FORMAT} file")
+    encoder = build_teacher_encoder(payload["method"], payload["model_config"])
+    model = JetClassifier(encoder, len(payload["class_names"]), payload["dropout"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval(), InputSpec.model_validate(payload["input_spec"]), list(payload["class_names"])

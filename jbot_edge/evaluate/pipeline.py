@@ -11,9 +11,13 @@ Outputs (EVAL_DIR is written to a temporary sibling and renamed into place whole
         scorers {SCORER: {params, fpga_friendly, fpga_note, fit_info, fit_seconds, score_seconds,
                           signals {SIGNAL: METRICS}, trigger [TRIGGER_ROW, ...],
                           mass_sculpting {...}}}   (when the file stores jet_mass; see sculpting.py)
+                 SCORER also includes the teacher's native scores (VAE: recon, kl; "native": true)
+        lct {...}                            the linear classifier test per signal (see lct.py)
+        two_sample {...}                     signal-agnostic two-sample test + null calibration (two_sample.py)
         clustering {nmi, ari, purity, n_jets, n_clusters, normalize}, projections {pca: {...}, tsne: {...}}
         probes {linear {accuracy, auc_macro_ovr}, knn {...}, majority_class_accuracy, n_train, n_test}
-        finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}]}
+        finetune {classes, runs [{label_fraction, finetune {accuracy, auc_macro_ovr, history, ...}, scratch {...}}],
+                  saved: "finetuned.pt" | null}   (binary with finetune.signal_labels; model: see finetune.py)
         plots [file names], timing {stage: seconds}
       METRICS = {auc, tpr_at_fpr {"1e-1": .., "1e-2": .., "1e-3": .., "1e-4": ..}, tpr_at_fpr_resolved {...},
                  inv_bkg_eff_at_sig_eff {"0.3": .., "0.5": ..}, inv_bkg_eff_lower_bound {...},
@@ -42,7 +46,7 @@ from jbot_edge import __version__
 from jbot_edge.atomic import atomic_directory, write_json
 from jbot_edge.config import save_config
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.evaluate.config import EvaluateConfig
+from jbot_edge.evaluate.config import EvaluateConfig, MetricSettings, TriggerSettings
 from jbot_edge.evaluate.metrics import metrics_with_uncertainty
 from jbot_edge.evaluate.scores import fit_scorer
 from jbot_edge.logs import get_logger
@@ -157,6 +161,60 @@ def _score_stats(background_scores: np.ndarray) -> dict[str, float]:
             "q999": float(q[3])}
 
 
+def scorer_signal_report(scores: np.ndarray, is_background: np.ndarray, eval_labels: np.ndarray,
+                         signal_ids: dict[str, int], eval_mass: np.ndarray | None, m: MetricSettings,
+                         t: TriggerSettings) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
+    """Metrics per signal, trigger view and mass sculpting of one per-jet score (higher = more anomalous)."""
+    from jbot_edge.evaluate.metrics import metrics_with_uncertainty, trigger_view
+    from jbot_edge.evaluate.sculpting import mass_sculpting
+
+    background = scores[is_background]
+    signals = {s: scores[eval_labels == i] for s, i in signal_ids.items()}
+    report = {
+        "signals": {s: metrics_with_uncertainty(background, sig, m.fpr_targets, m.sig_eff_targets, m.uncertainty,
+                                                m.n_resamples, m.seed) for s, sig in signals.items()},
+        "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz, t.jets_per_crossing),
+    }
+    if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
+        report["mass_sculpting"] = mass_sculpting(background, eval_mass[is_background])
+    return report, background, signals
+
+
+def finetune_classes(x: np.ndarray, mask: np.ndarray, y_file: np.ndarray, label_names: list[str],
+                     background: list[str], signal_labels: list[str] | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(x, mask, class ids, class names): one class per label present, or binary background vs ``signal_labels``."""
+    if signal_labels is None:
+        present = np.unique(y_file)
+        return x, mask, np.searchsorted(present, y_file), [label_names[i] for i in present]
+    unknown = [s for s in signal_labels if s not in label_names or s in background]
+    if unknown:
+        raise JbotEdgeError(f"finetune.signal_labels: {unknown} are not non-background labels of the file "
+                            f"(labels {label_names}, background {background})")
+    sig = np.isin(y_file, [label_names.index(s) for s in signal_labels])
+    keep = sig | np.isin(y_file, [label_names.index(b) for b in background])
+    if sig[keep].all() or not sig[keep].any():
+        raise JbotEdgeError(f"finetune.signal_labels {signal_labels}: the fine-tuning jets hold only one class")
+    return x[keep], mask[keep], sig[keep].astype(np.int64), ["+".join(background), "+".join(signal_labels)]
+
+
+def embedding_tests(cfg: EvaluateConfig, bank: np.ndarray, background: np.ndarray,
+                    signals: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The ``lct`` and ``two_sample`` sections (each when enabled): label-aware and signal-agnostic tests."""
+    from jbot_edge.evaluate.lct import lct_report
+    from jbot_edge.evaluate.two_sample import two_sample_report
+
+    out: dict[str, Any] = {}
+    if cfg.lct.enabled:
+        out["lct"] = lct_report(background, signals, cfg.lct, seed=cfg.seed)
+        log.info("LCT: " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in out["lct"]["signals"].items()))
+    if cfg.two_sample.enabled:
+        out["two_sample"] = two_sample_report(bank, background, signals, cfg.two_sample, seed=cfg.seed)
+        log.info("two-sample test: null KS p %.3f; " % out["two_sample"]["null"]["ks_pvalue"]
+                 + "  ".join(f"{s}: p {r['p_value']:.3g}" for s, r in out["two_sample"]["signals"].items()))
+    return out
+
+
 def _by_class(scores: np.ndarray, labels: np.ndarray, is_background: np.ndarray,
               signal_ids: dict[str, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Scores of the background jets and of each signal's jets."""
@@ -228,6 +286,10 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         raise JbotEdgeError(f"--out {out_dir}: EVAL_DIR is replaced as a whole, so it must not be the run directory "
                             f"{run_dir} or contain it (default: {run_dir / 'evaluate'})")
     teacher_sha = file_sha256(teacher.path)
+    if cfg.native_scorer and cfg.scorer not in teacher.native_score_names:
+        raise JbotEdgeError(f"--scorer {cfg.scorer}: a {teacher.method} teacher has no such score (native scores: "
+                            f"{', '.join(teacher.native_score_names) or 'none'}; recon and kl need a vae or oe-vae "
+                            "teacher)")
 
     bank_path = data_path if bank_path is None else Path(bank_path)
     separate_bank = bank_path.resolve() != data_path.resolve()
@@ -248,7 +310,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         eval_emb = embed_index(teacher, jet_file, split.eval_index, d.batch_size, "embedding evaluation jets")
         lap("embed")
         untrained_emb = None
-        if cfg.reference.untrained:
+        # The untrained row re-fits the score-head scorer on embeddings: not defined for a native (recon/kl) head.
+        if cfg.reference.untrained and not cfg.native_scorer:
             untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features)
             untrained_emb = (embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
                              embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
@@ -278,6 +341,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
             pick = _subsample(len(split.eval_index), cfg.finetune.max_jets, cfg.seed)
             finetune_inputs = (*_gather_inputs(jet_file, split.eval_index[pick], teacher.input_spec),
                                eval_labels[pick])
+        # The teacher's own scores (VAE: reconstruction, KL) need the inputs, not the embedding.
+        native = (teacher.native_scores(*_gather_inputs(jet_file, split.eval_index, teacher.input_spec))
+                  if teacher.native_score_names else {})
 
     is_background = np.isin(eval_labels, [label_names.index(n) for n in split.background])
     signal_ids = {n: label_names.index(n) for n in split.signals}
@@ -292,22 +358,24 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         t1 = time.perf_counter()
         scores = scorer.score(eval_emb)
         t2 = time.perf_counter()
-        background, signals = _by_class(scores, eval_labels, is_background, signal_ids)
-        per_signal = _metrics_per_signal(background, signals, cfg.metrics)
-        t = cfg.trigger
+        section, background, signals = scorer_signal_report(scores, is_background, eval_labels, signal_ids,
+                                                            eval_mass, cfg.metrics, cfg.trigger)
         scorer_reports[name] = {
             "params": scorer.params.model_dump(mode="json"), "fpga_friendly": scorer.fpga_friendly,
             "fpga_note": scorer.fpga_note, "formula": scorer.formula, "fit_info": scorer.info,
-            "fit_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3),
-            "signals": per_signal,
-            "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz,
-                                    t.jets_per_crossing),
+            "fit_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3), **section,
         }
-        if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
-            scorer_reports[name]["mass_sculpting"] = mass_sculpting(background, eval_mass[is_background])
         fitted[name] = scorer
         eval_scores[name] = (background, signals)
-        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in per_signal.items()), name)
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
+    for name, scores in native.items():
+        section, background, signals = scorer_signal_report(scores, is_background, eval_labels, signal_ids,
+                                                            eval_mass, cfg.metrics, cfg.trigger)
+        scorer_reports[name] = {"native": True, "fpga_friendly": False, "fpga_note": (
+            f"the {teacher.method} teacher's own score from the inputs (not a function of the embedding): "
+            "no score head"), **section}
+        eval_scores[name] = (background, signals)
+        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
     lap("scores")
     observable_reports: dict[str, dict] = {}
     observable_by_class = {}
@@ -346,14 +414,20 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                  "label_names": label_names, "bank_path": str(bank_path)},
         "split": split_report,
     }
-    head_scorer = fitted[cfg.scorer]
-    head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
-                     teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]),
-                     embedding=cfg.embedding.model_dump())
-    report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
-                            "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
-                            "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
-                            "score_stats": head.score_stats}
+    head = None
+    if cfg.native_scorer:  # reported as the headline score; qat needs a score of the embedding
+        report["score_head"] = {"name": cfg.scorer, "written": False, "path": None, "fpga_friendly": False,
+                                "fpga_note": scorer_reports[cfg.scorer]["fpga_note"],
+                                "score_stats": _score_stats(eval_scores[cfg.scorer][0])}
+    else:
+        head_scorer = fitted[cfg.scorer]
+        head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
+                         teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]),
+                         embedding=cfg.embedding.model_dump())
+        report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
+                                "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
+                                "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
+                                "score_stats": head.score_stats}
     report["signals"] = scorer_reports[cfg.scorer]["signals"]
     report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
     report["scorers"] = scorer_reports
@@ -385,21 +459,30 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                  report["probes"]["linear"]["accuracy"], report["probes"]["knn"]["accuracy"],
                  report["probes"]["majority_class_accuracy"])
         lap("probes")
+    if cfg.lct.enabled or cfg.two_sample.enabled:
+        report.update(embedding_tests(cfg, bank, eval_emb[is_background],
+                                      {s: eval_emb[eval_labels == i] for s, i in signal_ids.items()}))
+        lap("embedding_tests")
+    kept: dict[str, Any] = {}  # the fine-tuned classifier to save (largest label fraction)
     if finetune_inputs is not None:
         from jbot_edge.evaluate.finetune import FinetuneData, finetune_vs_scratch
 
         f = cfg.finetune
-        x, mask, y_file = finetune_inputs
-        present = np.unique(y_file)
-        y = np.searchsorted(present, y_file)  # file label ids → 0..C-1
+        x, mask, y, class_names = finetune_classes(*finetune_inputs, label_names, split.background,
+                                                   f.signal_labels)
         train, test = stratified_split(y, f.train_fraction, cfg.seed)
-        data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test],
-                            [label_names[i] for i in present])
+        data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test], class_names)
+
+        def keep_last(fraction: float, arm: str, model: Any, metrics: dict) -> None:
+            if arm == "finetune":  # fractions run in increasing order: the last is the largest
+                kept.update(fraction=fraction, model=model, metrics=metrics)
+
         report["finetune"] = finetune_vs_scratch(
             teacher, data, f.label_fractions, lr=f.lr, layer_decay=f.layer_decay,
             scratch_layer_decay=f.scratch_layer_decay, weight_decay=f.weight_decay, epochs=f.epochs,
             min_steps=f.min_steps, batch_size=f.batch_size, dropout=f.dropout, warmup_fraction=f.warmup_fraction,
-            seed=cfg.seed)
+            seed=cfg.seed, on_trained=keep_last if f.save_model else None)
+        report["finetune"]["saved"] = None
         lap("finetune")
 
     # -- write -------------------------------------------------------------------------------------------------------
@@ -424,10 +507,16 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         report["plots"] = written
         report["timing"] = timing
         assert_finite(report)
+        if kept:
+            from jbot_edge.evaluate.finetune import FINETUNED_FILE, save_classifier
+
+            save_classifier(tmp / FINETUNED_FILE, kept["model"], teacher, report["finetune"]["classes"],
+                            cfg.finetune.dropout, kept["fraction"], kept["metrics"])
+            report["finetune"]["saved"] = FINETUNED_FILE
         save_config(cfg, tmp / "config.yaml")
         write_json(tmp / "evaluate.json", report)
-        if cfg.write_score_head:
+        if cfg.write_score_head and head is not None:
             head.save(run_dir)  # inside the block: a failure here leaves no report claiming a head was written
     log.info("wrote %s (score head: %s%s)", out_dir / "evaluate.json", cfg.scorer,
-             f" → {run_dir / 'score_head.json'}" if cfg.write_score_head else ", not written")
+             f" → {run_dir / 'score_head.json'}" if report["score_head"]["written"] else ", not written")
     return report

@@ -1,17 +1,21 @@
-"""The pretrain artifact ``RUN_DIR/teacher.pt``: the frozen jBOT teacher backbone, self-describing.
+"""The pretrain artifact ``RUN_DIR/teacher.pt``: the frozen teacher backbone (jBOT or a baseline), self-describing.
 
 Schema (one file, loadable with ``torch.load(weights_only=True)``; plain Python types and tensors only)::
 
     {
       "format": "jbot-edge.teacher",
       "version": 1,
-      "method": "jbot",
+      "method": "jbot",             # or jetclr | simclr | vicreg | supcon | vae | oe-vae: selects the encoder
+                                    # builder in jbot_edge.models.registry (absent = "jbot")
       "state_dict": {...},          # EMA-teacher backbone weights (JetEncoder), float32 CPU tensors, including the
                                     # input-normalisation buffers input_norm.{log_columns,shift,scale} when on
-      "model_config": {...},        # jbot_edge.models.transformer.ModelConfig fields + "in_features"; with
+      "model_config": {...},        # jbot: jbot_edge.models.transformer.ModelConfig fields + "in_features"; with
                                     # "input_norm": "standardize" | "none" and the fitted "input_norm_stats"
                                     # ({features, log, shift, scale}); files without "input_norm" predate it
-                                    # and are loaded as "none" (raw inputs)
+                                    # and are loaded as "none" (raw inputs).
+                                    # jetclr/simclr/vicreg/supcon: models.set_encoder.SetEncoderConfig fields +
+                                    # "in_features", "pt_index", "n_particles"; vae/oe-vae: models.vae.VAEModelConfig
+                                    # fields + "in_features", "n_particles"
       "input_spec": {"features": [...], "n_particles": P},   # jbot_edge.data.preprocessing.InputSpec
       "data": {"preset": "jetnet" | "l1" | None,   # the training file's provenance["preset"]
                "file": "/path/train.h5", "train_labels": ["q", "g"] | None},
@@ -23,11 +27,13 @@ Schema (one file, loadable with ``torch.load(weights_only=True)``; plain Python 
 Usage::
 
     teacher = load_teacher(run_dir)        # RUN_DIR or RUN_DIR/teacher.pt
-    emb = teacher.embed(batch)             # [N, D] raw [CLS], float32 numpy
+    emb = teacher.embed(batch)             # [N, D] raw [CLS] (jBOT) / the method's embedding, float32 numpy
     student = load_teacher(run_dir, source="student")          # the student backbone instead of the EMA teacher
     untrained = load_teacher(run_dir, source="untrained")      # same architecture, same seeded initialisation
     both = load_teacher(run_dir, features="cls+mean")          # [N, 2D]: [CLS] ‖ mean of the particle tokens
     cls, tokens = teacher.encoder(x, mask) # the nn.Module itself (eval mode)
+    model = teacher.fine_tunable()         # trainable copy of the backbone; teacher.fresh_encoder(): same, untrained
+    scores = teacher.native_scores(x, mask)  # {"recon": .., "kl": ..} for VAE teachers, {} otherwise
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.models.transformer import JetEncoder, build_encoder
+from jbot_edge.models.registry import build_teacher_encoder, native_score_names
 
 TEACHER_FORMAT = "jbot-edge.teacher"
 TEACHER_VERSION = 1
@@ -60,7 +66,7 @@ FEATURES = ("cls", "cls+mean")
 class Teacher:
     """A loaded, frozen teacher backbone plus everything needed to feed it the right inputs."""
 
-    encoder: JetEncoder
+    encoder: nn.Module
     input_spec: InputSpec
     model_config: dict[str, Any]
     data_preset: str | None = None
@@ -105,6 +111,35 @@ class Teacher:
         """Frozen raw [CLS] embeddings ``[N, D]`` (float32) of a :class:`JetBatch`; eval mode, no grad."""
         x, mask = build_inputs(batch, self.input_spec)
         return self.embed_inputs(x, mask, batch_size=batch_size)
+
+    def fine_tunable(self) -> nn.Module:
+        """A trainable copy of the backbone (the teacher itself stays frozen)."""
+        import copy
+
+        return copy.deepcopy(self.encoder).train().requires_grad_(True)
+
+    def fresh_encoder(self) -> nn.Module:
+        """The same architecture, randomly initialised (the from-scratch arm of fine-tuning)."""
+        return build_teacher_encoder(self.method, self.model_config)
+
+    @property
+    def native_score_names(self) -> tuple[str, ...]:
+        """The method's own anomaly scores (VAE: ``recon``, ``kl``); empty for embedding-only methods."""
+        return native_score_names(self.method)
+
+    @torch.no_grad()
+    def native_scores(self, x: np.ndarray, mask: np.ndarray, batch_size: int = 4096) -> dict[str, np.ndarray]:
+        """Per-jet native scores ``{name: [N] float64}`` for prepared inputs (empty dict when the method has none)."""
+        if not self.native_score_names:
+            return {}
+        self.encoder.eval()
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self.native_score_names}
+        for lo in range(0, x.shape[0], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(self.device, torch.float32)
+            mb = torch.from_numpy(np.ascontiguousarray(mask[lo:lo + batch_size])).to(self.device)
+            for name, value in self.encoder.anomaly_scores(xb, mb).items():
+                out[name].append(value.double().cpu().numpy())
+        return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
 def teacher_payload(
@@ -176,12 +211,7 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
         # The pretrain loop seeds torch with train.seed right before building the student (whose copy is the
         # teacher), so the same seed here gives the untrained network both started from.
         torch.manual_seed(seed)
-        if method == "jbot":
-            encoder = build_encoder(model_config)
-        else:  # baseline methods (JetCLR, VAE, ...) bring their own encoders; see jbot_edge.baselines.registry
-            from jbot_edge.baselines.registry import encoder_builder
-
-            encoder = encoder_builder(method)(model_config)
+        encoder = build_teacher_encoder(method, model_config)
     state = payload["state_dict"]
     if source == "student":
         if "student_state_dict" not in payload:

@@ -57,6 +57,8 @@ class JetStream:
             keep = f.selection(labels, self.splits, "--train-labels")
             split_counts = f.split_counts()
         self.n_jets_file = len(all_labels)
+        self._labels = all_labels
+        self._order_cache: tuple[int, np.ndarray] | None = None
         if world_size > 1:
             # Small files: shrink blocks so that every rank owns several (sharding is by block).
             self.block_jets = max(1, min(self.block_jets, -(-self.n_jets_file // (4 * world_size))))
@@ -88,6 +90,13 @@ class JetStream:
         for lo in range(0, len(order), self.window_jets):
             order[lo:lo + self.window_jets] = rng.permutation(order[lo:lo + self.window_jets])
         return order[: self.batches_per_epoch * self.batch_size]
+
+    def batch_labels(self, position: StreamPosition) -> np.ndarray:
+        """File label ids of the jets of batch ``position`` (supervised objectives; a pure function of the plan)."""
+        if self._order_cache is None or self._order_cache[0] != position.epoch:
+            self._order_cache = (position.epoch, self.epoch_order(position.epoch))
+        lo = position.batch * self.batch_size
+        return self._labels[self._order_cache[1][lo:lo + self.batch_size]]
 
     def _load_window(self, f: JetFile, indices: np.ndarray, cache: dict[int, tuple[np.ndarray, np.ndarray]],
                      keep: set[int]):

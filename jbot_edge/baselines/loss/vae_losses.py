@@ -14,17 +14,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+# The per-jet VAE terms live with the model (they are also its anomaly scores at evaluation time).
+from jbot_edge.models.vae import gaussian_kl, masked_reconstruction_error
 
-def masked_reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-jet MSE ``[B]`` over real particles (``mask [B, P]``) and all ``F`` features."""
-    m = mask.to(x.dtype).unsqueeze(-1)
-    sq = (x - x_hat).pow(2) * m
-    return sq.sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * x.shape[-1]).clamp(min=1)
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-jet KL(N(μ, exp(logvar)) ‖ N(0, I)) ``[B]``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=-1)
+__all__ = ["gaussian_kl", "margin_loss", "masked_reconstruction_error"]
 
 
 def margin_loss(inlier_scores: torch.Tensor, outlier_scores: torch.Tensor, margin: float,

@@ -6,6 +6,7 @@ One module per format (each cites where its schema comes from):
 * :mod:`.toptagging` — Top Tagging reference dataset (pandas HDF5; extra ``toptagging``)
 * :mod:`.jetclass` — JetClass ROOT (uproot; extra ``root``)
 * :mod:`.adc2021` — CMS ADC 2021 event-level object sets
+* :mod:`.cms_nanoaod` — CMS Open Data NanoAOD/PFNano: AK8 jets with their PF candidates (uproot; extra ``root``)
 
 :func:`convert_files` checks every source before writing, streams them chunk by chunk and interleaves the sources
 chunk-wise (round robin), so that a contiguous slice of a merged multi-class file already holds every class.
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jbot_edge.data.converters.adc2021 import ADC2021Converter
+from jbot_edge.data.converters.cms_nanoaod import CMSNanoAODConverter
 from jbot_edge.data.converters.common import Converter, SourceFile, assign_labels
 from jbot_edge.data.converters.jetclass import JetClassConverter
 from jbot_edge.data.converters.jetnet import JetNetConverter
@@ -27,7 +29,8 @@ from jbot_edge.data.format import DEFAULT_SPLIT, JetBatch, JetFileWriter, SplitS
 from jbot_edge.errors import JbotEdgeError
 
 CONVERTERS: dict[str, type[Converter]] = {
-    c.name: c for c in (JetNetConverter, TopTaggingConverter, JetClassConverter, ADC2021Converter)
+    c.name: c for c in (JetNetConverter, TopTaggingConverter, JetClassConverter, ADC2021Converter,
+                        CMSNanoAODConverter)
 }
 FORMATS = tuple(CONVERTERS)
 

@@ -104,6 +104,21 @@ def require_module(module: str, extra: str, what: str) -> Any:
         raise JbotEdgeError(f"{what} needs the Python package '{module}': pip install 'jbot-edge[{extra}]'") from exc
 
 
+def open_root_tree(path: Path, tree: str, fmt: str) -> tuple[Any, Any]:
+    """(open uproot file, its TTree ``tree``), or one line naming the file and what is wrong (extra ``root``)."""
+    uproot = require_module("uproot", "root", f"reading {fmt} ROOT files")
+    try:
+        root_file = uproot.open(path)
+    except Exception as exc:  # uproot raises ValueError/OSError/struct.error on non-ROOT or truncated files
+        raise JbotEdgeError(f"{fmt} file {path} is not a readable ROOT file (truncated or corrupt?): "
+                            f"{type(exc).__name__}") from exc
+    keys = list(root_file.keys())
+    if tree not in [k.split(";")[0] for k in keys]:
+        root_file.close()
+        raise JbotEdgeError(f"{fmt} file {path}: key '{tree}' missing (has {keys})")
+    return root_file, root_file[tree]
+
+
 @dataclass
 class SourceFile:
     """One input file and the label its jets get (``None``: the format stores labels per jet)."""

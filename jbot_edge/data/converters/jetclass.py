@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from jbot_edge.data.converters.common import (Converter, SourceFile, check_finite, check_not_empty, order_and_pad,
-                                              pt_eta_phi, require_module)
+from jbot_edge.data.converters.common import (Converter, SourceFile, check_finite, check_not_empty,
+                                              open_root_tree, order_and_pad, pt_eta_phi, require_module)
 from jbot_edge.data.format import JetBatch
 from jbot_edge.errors import JbotEdgeError
 
@@ -62,18 +62,7 @@ def _modules() -> tuple[Any, Any]:
 
 
 def _open_tree(path: Path) -> tuple[Any, Any]:
-    uproot, _ = _modules()
-    try:
-        root_file = uproot.open(path)
-    except Exception as exc:  # uproot raises ValueError/OSError/struct.error on non-ROOT or truncated files
-        raise JbotEdgeError(f"jetclass file {path} is not a readable ROOT file (truncated or corrupt?): "
-                            f"{type(exc).__name__}") from exc
-    try:
-        tree = root_file[TREE]
-    except Exception as exc:
-        root_file.close()
-        raise JbotEdgeError(f"jetclass file {path}: key '{TREE}' missing (has {list(root_file.keys())})") from exc
-    return root_file, tree
+    return open_root_tree(path, TREE, "jetclass")
 
 
 class JetClassConverter(Converter):

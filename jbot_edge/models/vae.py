@@ -20,7 +20,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from jbot_edge.baselines.loss.vae_losses import gaussian_kl, masked_reconstruction_error
 from jbot_edge.config import StrictModel
 from jbot_edge.models.input_norm import InputNormalizer, InputNormStats
 
@@ -33,6 +32,18 @@ class VAEModelConfig(StrictModel):
         "scores real particles only"))
     input_norm: Literal["standardize", "none"] = "standardize"
     input_norm_stats: InputNormStats | None = None
+
+
+def masked_reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-jet MSE ``[B]`` over real particles (``mask [B, P]``) and all ``F`` features."""
+    m = mask.to(x.dtype).unsqueeze(-1)
+    sq = (x - x_hat).pow(2) * m
+    return sq.sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * x.shape[-1]).clamp(min=1)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-jet KL(N(μ, exp(logvar)) ‖ N(0, I)) ``[B]``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(dim=-1)
 
 
 def _mlp(widths: list[int]) -> nn.Sequential:

@@ -1,12 +1,16 @@
-"""Permutation-invariant set encoder with pooling, used by JetCLR and the event-level SimCLR/VICReg models.
+"""Set encoder with pooling, used by JetCLR, SimCLR, VICReg and SupCon (jets and event-level object sets).
 
 Follows JetCLR (arXiv 2108.04253): ``Linear(F→d)`` token embedding, post-LN transformer blocks whose attention
 logits are biased towards hard particles (``+ α·log pT`` of the *key*, α = 0.5 in JetCLR; padding keys get −∞),
 no [CLS] token, and (pT-weighted) sum pooling over the real particles; then an MLP projection head. The inputs
 are normalised inside the model (:class:`jbot_edge.models.input_norm.InputNormalizer`), fitted on training data.
 
-``forward(x, mask) -> (embedding [B, D], tokens [B, P, d])`` is the :class:`~jbot_edge.pretrain.artifact.Teacher`
-encoder contract. ``embedding`` is the pooled representation (``embed_output: pooled``, JetCLR's representation
+``backbone: mlp`` (Metzger et al. 2502.15926 compare MLP and transformer encoders) replaces the transformer by an
+MLP over the flattened, normalised, zero-padded P × F inputs (``num_layers`` layers of width ``embed_dim``, GELU);
+its output is the representation (no pooling, no per-particle tokens: the token tensor is ``[B, P, 0]``).
+
+``forward(x, mask) -> (embedding [B, D], tokens [B, P, d])`` is the teacher encoder contract
+(:mod:`jbot_edge.models.registry`). ``embedding`` is the pooled representation (``embed_output: pooled``, JetCLR's representation
 for the linear classifier test) or the projection-head output (``embed_output: projection``: the 4–16-dim
 embedding of arXiv 2502.15926, where anomaly detection happens). ``project(x, mask)`` is the training output.
 """
@@ -30,6 +34,8 @@ PT_FEATURES = ("part_pt", "part_pt_rel")
 
 
 class SetEncoderConfig(StrictModel):
+    backbone: Literal["transformer", "mlp"] = Field(default="transformer", description=(
+        "transformer: attention over the particles + pooling (JetCLR); mlp: MLP on the flattened padded inputs"))
     embed_dim: int = Field(default=64, ge=1, description="token width d (JetCLR: 1000)")
     num_heads: int = Field(default=4, ge=1)
     num_layers: int = Field(default=2, ge=1, description="JetCLR: 4")
@@ -56,7 +62,8 @@ class SetEncoderConfig(StrictModel):
 
 
 class SetEncoder(nn.Module):
-    def __init__(self, in_features: int, config: SetEncoderConfig, pt_index: int | None):
+    def __init__(self, in_features: int, config: SetEncoderConfig, pt_index: int | None,
+                 n_particles: int | None = None):
         super().__init__()
         self.config = config
         self.in_features = int(in_features)
@@ -64,9 +71,18 @@ class SetEncoder(nn.Module):
         d = config.embed_dim
         self.input_norm = (InputNormalizer(self.in_features, config.input_norm_stats)
                            if config.input_norm == "standardize" else None)
-        self.embed = nn.Linear(self.in_features, d)
-        self.blocks = nn.ModuleList(PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout)
-                                    for _ in range(config.num_layers))
+        if config.backbone == "mlp":
+            if not n_particles:
+                raise ValueError("backbone mlp needs n_particles (the flattened input width is P × F)")
+            self.n_particles = int(n_particles)
+            # ``blocks`` so that fine-tuning's layer-wise learning-rate decay treats both backbones alike.
+            widths = [self.n_particles * self.in_features, *([d] * config.num_layers)]
+            self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.GELU())
+                                        for a, b in zip(widths[:-1], widths[1:]))
+        else:
+            self.embed = nn.Linear(self.in_features, d)
+            self.blocks = nn.ModuleList(PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout)
+                                        for _ in range(config.num_layers))
         layers: list[nn.Module] = []
         width = d
         for i, out in enumerate(config.head_dims):
@@ -88,6 +104,8 @@ class SetEncoder(nn.Module):
     def encode(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled representation [B, d], tokens [B, P, d])."""
         mask = mask.bool()
+        if self.config.backbone == "mlp":
+            return self._encode_mlp(x, mask)
         pt = self._pt(x, mask)
         h = self.embed(self.input_norm(x, mask) if self.input_norm is not None else x)
         bias = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
@@ -105,6 +123,13 @@ class SetEncoder(nn.Module):
         else:  # "sum", or pt_sum without a pT column
             pooled = (h * m).sum(dim=1)
         return pooled, h
+
+    def _encode_mlp(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xn = self.input_norm(x, mask) if self.input_norm is not None else x
+        h = (xn * mask.unsqueeze(-1).to(xn.dtype)).flatten(1)
+        for layer in self.blocks:
+            h = layer(h)
+        return h, h.new_zeros(x.shape[0], x.shape[1], 0)
 
     def project(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         z = self.head(self.encode(x, mask)[0])
@@ -125,12 +150,14 @@ def pt_index_for(features: Sequence[str]) -> int | None:
     return None
 
 
-def set_encoder_config_dict(config: SetEncoderConfig, features: Sequence[str]) -> dict[str, Any]:
-    """The ``model_config`` stored in ``teacher.pt``: the config plus the input width and pT column."""
-    return {**config.model_dump(mode="json"), "in_features": len(features), "pt_index": pt_index_for(features)}
+def set_encoder_config_dict(config: SetEncoderConfig, features: Sequence[str], n_particles: int) -> dict[str, Any]:
+    """The ``model_config`` stored in ``teacher.pt``: the config plus the input width, pT column and P."""
+    return {**config.model_dump(mode="json"), "in_features": len(features), "pt_index": pt_index_for(features),
+            "n_particles": int(n_particles)}
 
 
 def build_set_encoder(model_config: Mapping[str, Any]) -> SetEncoder:
     fields = dict(model_config)
     in_features, pt_index = fields.pop("in_features"), fields.pop("pt_index", None)
-    return SetEncoder(int(in_features), SetEncoderConfig.model_validate(fields), pt_index)
+    n_particles = fields.pop("n_particles", None)  # absent in files written before the mlp backbone
+    return SetEncoder(int(in_features), SetEncoderConfig.model_validate(fields), pt_index, n_particles)

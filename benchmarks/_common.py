@@ -1,0 +1,27 @@
+"""Helpers shared by the benchmark scripts (run as ``python benchmarks/NAME.py``, so this module is importable)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def pretrain_small(method: str, data: Path, out: Path, steps: int, batch: int, labels: list[str] | None = None,
+                   extra: list[str] | None = None) -> dict[str, Any]:
+    """One pre-training of ``method`` for ``steps`` steps (jBOT: configs/pretrain/small.yaml; baselines: their
+    packaged config), single thread, no progress bar."""
+    from jbot_edge.baselines.registry import pretrain_method
+    from jbot_edge.config import packaged_config
+
+    config = packaged_config("pretrain/small.yaml") if method == "jbot" else None
+    overrides = [f"optim.batch_size={batch}", "train.progress=false", "train.num_threads=1", *(extra or [])]
+    return pretrain_method(method, config, overrides, {"data.file": str(data), "data.train_labels": labels,
+                                                       "optim.max_steps": steps}, out)
+
+
+def write_result(result: dict[str, Any], path: Path) -> None:
+    """Write the benchmark's JSON object to ``path`` and print it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
