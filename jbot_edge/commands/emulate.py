@@ -15,6 +15,11 @@ def register(app: typer.Typer) -> None:
         n: int | None = typer.Option(None, "--n", help="Number of jets to emulate (default: 10000)."),
         batch_size: int = typer.Option(4096, "--batch-size", help="Jets per batch."),
         out: Path | None = typer.Option(None, "--out", help="Where to write emulate.json (default FW_DIR)."),
+        fast: bool = typer.Option(False, "--fast", help="Add the vectorised integer emulator as a leg "
+                                  "(checked bit for bit against the others)."),
+        score_all: Path | None = typer.Option(None, "--score-all", help="Then stream EVERY jet of --data through "
+                                              "the fast emulator in bounded memory and write its int64 scores "
+                                              "(HDF5 dataset scores_lsb) here; implies --fast."),
     ) -> None:
         """Score N jets + the fuzz set with every leg; exit 0 only when every comparison is exact."""
         import sys
@@ -38,7 +43,8 @@ def register(app: typer.Typer) -> None:
             raise JbotEdgeError(f"--n {n_jets}: expected a positive number of jets")
         if batch_size < 1:
             raise JbotEdgeError(f"--batch-size {batch_size}: expected a positive integer")
-        fw = load_firmware(firmware)
+        fast = fast or score_all is not None
+        fw = load_firmware(firmware, fast=fast)
         log.info("C simulation: %s", fw.csim_source)
         timings: dict[str, list[float]] = {}
         results = []
@@ -69,6 +75,12 @@ def register(app: typer.Typer) -> None:
             "exact": exact,
             "throughput_jets_per_s": throughput(timings),
         }
+        if score_all is not None and exact:
+            from jbot_edge.firmware.fast_emulate import score_file
+
+            summary["score_all"] = {"out": str(score_all), **score_file(fw.scorers["fast"], data, score_all)}
+            log.info("fast emulator: %d jets scored into %s (%.0f jets/s end to end)", summary["score_all"]["n"],
+                     score_all, summary["score_all"]["jets_per_s"])
         path = write_json((out or firmware) / "emulate.json", summary)
         for name, result in summary["datasets"].items():
             for pair, c in result["comparisons"].items():

@@ -46,6 +46,8 @@ log = get_logger(__name__)
 FIRMWARE_SCHEMA = "jbot-edge.firmware/1"
 EMULATE_SCHEMA = "jbot-edge.emulate/1"
 LEGS = ("brevitas", "qonnx", "csim")
+#: Optional leg (``emulate --fast``): the vectorised integer emulator, for rate studies on 10^8 jets.
+FAST_LEG = "fast"
 MAX_REPORTED_MISMATCHES = 10
 
 
@@ -65,6 +67,8 @@ class Firmware:
         """Integer scores (int64 [N], output LSB units) of one leg on codes [N, P, F]."""
         from jbot_edge.firmware.export import to_codes
 
+        if leg == FAST_LEG:  # scores integer codes directly (jbot_edge.firmware.fast_emulate)
+            return self.scorers[leg](codes)
         x = self.spec.to_model_input(codes)
         if leg == "brevitas":
             return self.scorers[leg](x)
@@ -81,10 +85,11 @@ def read_firmware_metadata(fw_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
+def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024, fast: bool = False) -> Firmware:
     """Load the legs listed in ``FW_DIR/firmware.json`` (brevitas, qonnx, and csim and/or rtl). The RTL leg is the
     Verilator simulation of ``FW_DIR/rtl`` (built once, cached there); next to an HLS project it is skipped with a
     warning when verilator is not installed, for ``synth --backend rtl`` it is required.
+    With ``fast`` the vectorised integer emulator (:mod:`jbot_edge.firmware.fast_emulate`) is a leg too.
     The C simulation library written by synth is loaded as is; if it is
     missing it is rebuilt from the saved QONNX graph (deterministic: same graph, same config) into a scratch
     directory, and ``csim_source`` says so."""
@@ -101,7 +106,7 @@ def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
     if not fw_dir.is_dir():
         raise JbotEdgeError(f"firmware directory {fw_dir} does not exist")
     meta = read_firmware_metadata(fw_dir)
-    model, _, spec, _ = load_student(fw_dir / "student.pt")
+    model, student_cfg, spec, _ = load_student(fw_dir / "student.pt")
     graph = load_qonnx(fw_dir / "model.qonnx.onnx")
     lsb = output_scale_from_graph(graph)
     if lsb != output_lsb(model):
@@ -123,6 +128,11 @@ def load_firmware(fw_dir: str | Path, qonnx_batch: int = 1024) -> Firmware:
             legs.remove("rtl")
         else:
             scorers["rtl"] = rtl
+    if fast:
+        from jbot_edge.firmware.fast_emulate import FastEmulator
+
+        scorers[FAST_LEG] = FastEmulator.from_model(model, student_cfg, spec)
+        legs.append(FAST_LEG)
     return Firmware(fw_dir, spec, lsb, scorers, source, meta, legs=tuple(legs))
 
 
