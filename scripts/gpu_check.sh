@@ -3,7 +3,7 @@
 #   1. the `gpu`-marked tests (CUDA pre-training with bf16 autocast, no host syncs in a training step, DDP over
 #      one GPU with NCCL, teacher embeddings on GPU == CPU, fast integer emulator on GPU == CPU);
 #   2. benchmarks/pretrain.py on CUDA for small and base at batch 1024, 4096 and 8192 (eager and torch.compile),
-#      with nvidia-smi utilisation/memory sampled while it runs.
+#      and benchmarks/knn_scale.py (bank 10^6, 10^7 queries), with nvidia-smi utilisation/memory sampled.
 # Writes benchmarks/results/gpu_check-<date>.json (+ the raw pieces) and copies them to $OUT when set.
 # Usage: scripts/gpu_check.sh            (PYTHON=... to choose the interpreter; carry .cache/test-data to skip
 #                                          generating the test jets)
@@ -35,6 +35,9 @@ for BATCH in 1024 4096 8192; do
         --steps 50 --compile > "$RAW/pretrain-b$BATCH.json" 2> "$RAW/pretrain-b$BATCH.err"
     echo "pretrain batch $BATCH: rc=$?"
 done
+timeout 400 "$PYTHON" benchmarks/knn_scale.py --bank 1000000 --queries 10000000 --devices cuda \
+    > "$RAW/knn_scale.json" 2> "$RAW/knn_scale.err"
+echo "knn_scale (bank 1e6, queries 1e7): rc=$?"
 kill "$SMI" 2>/dev/null
 
 "$PYTHON" - "$RAW" "$TESTS_RC" > "$RES/gpu_check-$STAMP.json" <<'PY'
@@ -64,6 +67,8 @@ print(json.dumps({
     "goal_small_jets_per_s": 200000,
     "gpu_utilisation_percent": {"mean": sum(busy) / len(busy) if busy else None, "max": max(busy, default=None)},
     "gpu_memory_used_mib_max": max(mem, default=None),
+    "knn_scale": json.loads((raw / "knn_scale.json").read_text() or "null") if (raw / "knn_scale.json").is_file()
+    and (raw / "knn_scale.json").stat().st_size else None,
 }, indent=2))
 PY
 cat "$RES/gpu_check-$STAMP.json"
