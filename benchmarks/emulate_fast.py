@@ -49,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
+    from jbot_edge.commands.emulate import _merge as merge_results  # per-batch results → totals, as the CLI
     from jbot_edge.firmware.emulate import all_exact, compare, load_firmware, throughput
     from jbot_edge.firmware.fast_emulate import score_file
     from jbot_edge.firmware.fuzz import fuzz_codes
@@ -61,14 +62,8 @@ def main() -> None:
     codes, n_real = _codes(args.data, fw.spec, args.n_exact, args.seed)
     legs = tuple(args.legs.split(",")) if args.legs else fw.legs
     timings: dict[str, list[float]] = {}
-    totals: dict[str, dict[str, int]] = {}
-    for lo in range(0, len(codes), args.batch):
-        result = compare(fw, codes[lo:lo + args.batch], legs=legs, timings=timings)
-        for pair, c in result["comparisons"].items():
-            t = totals.setdefault(pair, {"exact": 0, "mismatched": 0, "max_abs_diff_lsb": 0})
-            t["exact"] += c["exact"]
-            t["mismatched"] += c["mismatched"]
-            t["max_abs_diff_lsb"] = max(t["max_abs_diff_lsb"], c["max_abs_diff_lsb"])
+    totals = merge_results([(None, compare(fw, codes[lo:lo + args.batch], legs=legs, timings=timings))
+                            for lo in range(0, len(codes), args.batch)])["comparisons"]
     fuzz, names = fuzz_codes(fw.spec)
     fuzz_result = compare(fw, fuzz, names, legs=fw.legs)  # the fuzz set on every leg, rtl included
     exact = all(t["mismatched"] == 0 for t in totals.values()) and all_exact(fuzz_result)
