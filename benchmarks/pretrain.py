@@ -54,8 +54,17 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX-BF16 in /proc/cpuinfo: only then is bf16 autocast on the CPU faster than fp32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def bench_step(preset: str, device: torch.device, batch: int, steps: int, warmup: int,
-               compile_model: bool) -> dict:
+               compile_model: bool, bf16: bool | None = None) -> dict:
     cfg = resolve_config(PretrainConfig, config_file=packaged_config(f"pretrain/{preset}.yaml"),
                          default_file=packaged_config("pretrain/default.yaml"))
     spec = InputSpec(n_particles=30)
@@ -67,8 +76,8 @@ def bench_step(preset: str, device: torch.device, batch: int, steps: int, warmup
     params = list(meta.student.parameters())
     gen = torch.Generator(device=device).manual_seed(0)
     x, m = synthetic_jets(batch, 30, device)
-    bf16 = device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    bf16 = device.type == "cuda" if bf16 is None else bf16
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> None:
@@ -116,6 +125,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd networks (CUDA)")
+    ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (only where the "
+                    "CPU has AVX-512 BF16 / AMX; recorded as unsupported otherwise)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,7 +134,10 @@ def main() -> None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     else:
         devices = args.devices.split(",")
-    report: dict = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "results": []}
+    import os
+
+    report: dict = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "results": [],
+                    "cpu_bf16_supported": cpu_has_bf16()}
     for name in devices:
         device = torch.device(name)
         cuda = device.type == "cuda"
@@ -147,6 +161,12 @@ def main() -> None:
                     if cuda:
                         r["fraction_of_bf16_matmul"] = r["achieved_flops"] / peaks["bf16"]
                 report["results"].append(r)
+            if device.type == "cpu" and args.cpu_bf16 and report["cpu_bf16_supported"]:
+                r = bench_step(preset, device, batch, steps, warmup, False, bf16=True)
+                r.update(device=name, fraction_of_fp32_matmul=r["achieved_flops"] / peak32)
+                report["results"].append(r)
+    # The machine may be shared: the load says how much of it the timings had.
+    report["load_average"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 
 

@@ -139,7 +139,7 @@ def _relative(value: str | None) -> str | None:
 class FirmwareFile(_Artifact):
     schema_: Literal["jbot-edge.firmware/1"] = Field(alias="schema")
     backend: Literal["hls4ml", "rtl"] = "hls4ml"
-    legs: list[Literal["brevitas", "qonnx", "csim", "rtl"]] = Field(default=["brevitas", "qonnx", "csim"],
+    legs: list[Literal["brevitas", "qonnx", "csim", "rtl", "fast"]] = Field(default=["brevitas", "qonnx", "csim"],
                                                                    min_length=2)
     project_name: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     hls_dir: str | None = None

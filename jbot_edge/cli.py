@@ -19,6 +19,7 @@ from jbot_edge.errors import JbotEdgeError, shorten
 COMMAND_MODULES = [
     "jbot_edge.commands.info",
     "jbot_edge.commands.generate",
+    "jbot_edge.commands.merge",
     "jbot_edge.commands.convert",
     "jbot_edge.commands.pretrain",
     "jbot_edge.commands.import_model",

@@ -244,3 +244,27 @@ def test_bad_inputs_are_one_line_errors(firmware_dirs, l1_file, run_cli, tmp_pat
     assert result.returncode == 2 and "firmware.json" in result.stderr
     result = run_cli("emulate", "--firmware", student, "--data", tmp_path / "missing.h5")
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["deepsets", "mlp"])
+def test_fast_leg_is_bit_exact_and_scores_a_whole_file(kind, firmware_dirs, l1_file, run_cli, tmp_path):
+    """`emulate --fast`: the vectorised integer emulator agrees with every other leg on data and fuzz; with
+    --score-all it streams the whole file and writes the same integers."""
+    import h5py
+
+    fw_dir = firmware_dirs[kind]
+    scores_path = tmp_path / "scores.h5"
+    result = run_cli("emulate", "--firmware", fw_dir, "--data", l1_file, "--n", 2000, "--out", tmp_path,
+                     "--score-all", scores_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "emulate.json").read_text())
+    assert summary["exact"] is True and summary["legs"][-1] == "fast" and "csim" in summary["legs"]
+    for dataset in ("data", "fuzz"):
+        pairs = {p: c for p, c in summary["datasets"][dataset]["comparisons"].items() if "fast" in p}
+        assert len(pairs) == len(summary["legs"]) - 1
+        assert all(c["exact"] == summary["datasets"][dataset]["n"] for c in pairs.values())
+    with h5py.File(scores_path) as h5:
+        scores = h5["scores_lsb"][:]
+    assert summary["score_all"]["n"] == len(scores) == 2000
+    fw = load_firmware(fw_dir)
+    np.testing.assert_array_equal(scores, fw.score_lsb("csim", l1_codes(l1_file, 2000)))

@@ -17,6 +17,11 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", help="Where to write emulate.json (default FW_DIR)."),
         force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
                                    "command."),
+        fast: bool = typer.Option(False, "--fast", help="Add the vectorised integer emulator as a leg "
+                                  "(checked bit for bit against the others)."),
+        score_all: Path | None = typer.Option(None, "--score-all", help="Then stream EVERY jet of --data through "
+                                              "the fast emulator in bounded memory and write its int64 scores "
+                                              "(HDF5 dataset scores_lsb) here; implies --fast."),
     ) -> None:
         """Score N jets + the fuzz set (codes, and raw inputs at/beyond the input boundaries) with every leg; exit 0
         only when every comparison is exact."""
@@ -44,9 +49,10 @@ def register(app: typer.Typer) -> None:
             raise JbotEdgeError(f"--n {n_jets}: expected a positive number of jets")
         if batch_size < 1:
             raise JbotEdgeError(f"--batch-size {batch_size}: expected a positive integer")
+        fast = fast or score_all is not None
         report_path = claim_output_file((out or firmware) / "emulate.json", "emulate",
                                         owned=has_json_schema(EMULATE_SCHEMA), inputs=[data], force=force)
-        fw = load_firmware(firmware)
+        fw = load_firmware(firmware, fast=fast)
         log.info("C simulation: %s", fw.csim_source)
         timings: dict[str, list[float]] = {}
         results = []
@@ -80,6 +86,12 @@ def register(app: typer.Typer) -> None:
             "datasets": {"data": data_result, "fuzz": fuzz_result, "fuzz_raw": raw_result},
             "throughput_jets_per_s": throughput(timings),
         }
+        if score_all is not None and summary["exact"]:
+            from jbot_edge.firmware.fast_emulate import score_file
+
+            summary["score_all"] = {"out": str(score_all), **score_file(fw.scorers["fast"].emulator, data, score_all)}
+            log.info("fast emulator: %d jets scored into %s (%.0f jets/s end to end)", summary["score_all"]["n"],
+                     score_all, summary["score_all"]["jets_per_s"])
         path = write_json(report_path, summary)
         for name, result in summary["datasets"].items():
             for pair, c in result["comparisons"].items():

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         mpi: bool = typer.Option(None, "--mpi/--no-mpi", help="Multi-parton interactions (on in both presets; "
                                  "off is ~4x faster)."),
         config: Path = typer.Option(None, "--config", help="YAML file overriding the preset's keys."),
+        shard: str = typer.Option(None, "--shard", help="K/N: write only piece K (from 0) of N for a batch system; "
+                                  "`jbot-edge merge` joins the N pieces into the unsharded run's file. Needs "
+                                  "--shards (Pythia runs per stream; same value in every piece)."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
         force: bool = typer.Option(False, "--force", help="Replace OUT even if it is not a previous output of this "
                                    "command."),
@@ -34,9 +37,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate labelled jets with Pythia 8 (pp, 13.6 TeV) and FastJet anti-kT."""
         from jbot_edge.config import load_yaml, resolve_config
-        from jbot_edge.data.generator import GeneratorConfig, parse_processes, preset_file
+        from jbot_edge.data.generator import GeneratorConfig, parse_processes, parse_shard, preset_file
         from jbot_edge.data.generator import generate as run
         from jbot_edge.data.generator import output_paths
+        from jbot_edge.errors import JbotEdgeError
         from jbot_edge.outputs import claim_output_file, is_jet_file
 
         if preset is None:
@@ -48,9 +52,13 @@ def register(app: typer.Typer) -> None:
             "n_jets": n_jets, "seed": seed, "workers": workers, "shards": shards, "mpi": mpi,
         }
         settings = resolve_config(GeneratorConfig, config, overrides or [], cli_values, default_file=default_file)
+        piece = None if shard is None else parse_shard(shard)
+        if piece is not None and settings.shards is None:
+            raise JbotEdgeError("--shard needs --shards (or shards= in the config): the number of Pythia runs per "
+                                "stream fixes the jets, so every piece and the unsharded run must use the same one")
         paths = output_paths(out.resolve())  # resolved: `--out .` must reach the check, not crash naming sidecars
         claim_output_file(out, "generate", owned=is_jet_file, sidecars=[paths["summary"], paths["config"]],
                           inputs=[config], force=force)
-        summary = run(settings, out, show_progress=progress)
+        summary = run(settings, out, show_progress=progress, shard=piece)
         typer.echo(json.dumps({"out": summary["out"], "n_jets": summary["n_jets"], "counts": summary["counts"],
                                "wall_time_s": round(summary["wall_time_s"], 3)}))

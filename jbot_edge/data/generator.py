@@ -65,7 +65,7 @@ import numpy as np
 import pydantic
 
 from jbot_edge.config import CONFIG_DIR
-from jbot_edge.data.format import SCHEMA_VERSION, JetBatch, JetFileWriter, SplitSettings
+from jbot_edge.data.format import SCHEMA_VERSION, JetBatch, JetFileWriter, SplitSettings, SplitSpec
 from jbot_edge.data.processes import (EVENT_PRESETS, EVENT_PROCESS_NAMES, PROCESS_NAMES, Stream, catalogue,
                                       process_names, stream_of, streams_for)
 from jbot_edge.errors import JbotEdgeError
@@ -588,21 +588,37 @@ def _drain(progress_queue: Any, progress: ProgressCallback, timeout: float) -> N
 
 
 # -- merge --------------------------------------------------------------------------------------------------------
-def _merge(sources: list[Path], out: Path, config: GeneratorConfig, provenance: dict[str, Any]) -> int:
-    """Concatenate shard files in the given order into ``out`` (atomically); with ``shuffle``, interleave them."""
+@dataclass(frozen=True)
+class _Source:
+    """Jets ``[start, start + size)`` of a file: one (shard, label) piece of the output."""
+
+    path: Path
+    start: int = 0
+    size: int | None = None  # None: to the end of the file
+
+
+def _merge(sources: list[_Source], out: Path, config: GeneratorConfig, provenance: dict[str, Any],
+           shuffle: bool | None = None, split_spec: SplitSpec | None | str = "config") -> int:
+    """Concatenate the sources in the given order into ``out`` (atomically); with ``shuffle`` (default: the
+    config's), interleave them. ``split_spec``: the config's (default), or None for a ``--shard`` piece, whose
+    held-out split is assigned only by position in the merged file (so the union equals the unsharded run)."""
     from jbot_edge.data.reader import JetFile
 
+    shuffle = config.shuffle if shuffle is None else shuffle
+    split_spec = config.split_spec() if split_spec == "config" else split_spec
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(JetFile(path)) for path in sources]
-        sizes = [len(f) for f in files]
+        opened = {path: stack.enter_context(JetFile(path)) for path in dict.fromkeys(s.path for s in sources)}
+        files = [opened[s.path] for s in sources]
+        starts = [s.start for s in sources]
+        sizes = [len(f) - s.start if s.size is None else s.size for f, s in zip(files, sources)]
         total = sum(sizes)
         writer = stack.enter_context(JetFileWriter(
             out, config.n_particles, *_features(config), config.processes, source="pythia8",
-            provenance=provenance, split_spec=config.split_spec()))
-        if not config.shuffle:
-            for f in files:
-                for lo in range(0, len(f), _MERGE_ROUND_JETS):
-                    writer.append(f.read(slice(lo, min(lo + _MERGE_ROUND_JETS, len(f)))))
+            provenance=provenance, split_spec=split_spec))
+        if not shuffle:
+            for f, start, size in zip(files, starts, sizes):
+                for lo in range(0, size, _MERGE_ROUND_JETS):
+                    writer.append(f.read(slice(start + lo, start + min(lo + _MERGE_ROUND_JETS, size))))
             return total
         # Round r takes the r-th proportional slice of every source, so all sources run out together and each
         # round is a mixture in the file's class proportions; a seeded permutation then mixes the round.
@@ -610,10 +626,10 @@ def _merge(sources: list[Path], out: Path, config: GeneratorConfig, provenance: 
         n_rounds = max(1, math.ceil(total / _MERGE_ROUND_JETS))
         for r in range(n_rounds):
             parts = []
-            for f, size in zip(files, sizes):
+            for f, start, size in zip(files, starts, sizes):
                 lo, hi = size * r // n_rounds, size * (r + 1) // n_rounds
                 if hi > lo:
-                    parts.append(f.read(slice(lo, hi)))
+                    parts.append(f.read(slice(start + lo, start + hi)))
             if parts:
                 block = JetBatch.concatenate(parts)
                 writer.append(block.select(rng.permutation(len(block))))
@@ -645,30 +661,94 @@ def _package_version(name: str) -> str:
         return "unknown"
 
 
-def generate(config: GeneratorConfig, out: str | os.PathLike[str], show_progress: bool = True) -> dict[str, Any]:
-    """Generate ``config.n_jets`` jets of every process into ``out``; return (and write) the run summary."""
+def plan_tasks(config: GeneratorConfig, workdir: str | os.PathLike[str]) -> list[ShardTask]:
+    """Every Pythia run of the full output, in the fixed order the output is merged in (by stream, then shard).
+    It depends on the settings, ``seed`` and ``shards`` only — never on ``workers`` or ``--shard K/N``."""
+    label_names = list(config.processes)
+    tasks = []
+    for stream in streams_for(label_names, catalogue(config.preset)):
+        split = split_count(config.n_jets, config.n_shards)
+        for k in range(config.n_shards):
+            quotas = {label: split[k] for label in stream.labels if label in label_names}
+            if any(quotas.values()):
+                tasks.append(ShardTask(config.model_dump(mode="json"), stream.name, k,
+                                       derive_seed(config.seed, stream.name, k), quotas, label_names, str(workdir)))
+    return tasks
+
+
+def source_order(tasks: list[ShardTask], label_names: list[str]) -> list[tuple[ShardTask, str]]:
+    """(task, label) pieces in merge order: by label in the requested order, then by task."""
+    return [(task, label) for label in label_names for task in tasks if task.quotas.get(label, 0) > 0]
+
+
+def run_provenance(config: GeneratorConfig, tasks: list[ShardTask], pythia_version: str) -> dict[str, Any]:
+    """Provenance of the whole output (identical for an unsharded run and a merge of its ``--shard`` pieces)."""
+    streams = catalogue(config.preset)
+    shard_seeds: dict[str, list[int]] = {}
+    for task in tasks:
+        shard_seeds.setdefault(task.stream, []).append(task.seed)
+    # Everything that determines the jets, and nothing that does not (``workers`` only sets the speed), so
+    # the file is byte-identical whenever the jets are.
+    settings = config.model_dump(mode="json", exclude={"workers"})
+    settings["shards"] = config.n_shards
+    provenance = {
+        "generator": "pythia8+fastjet",
+        "preset": config.preset,
+        "settings": settings,
+        "seed": config.seed,
+        "shard_seeds": shard_seeds,
+        # Shard 0's lines; the other shards differ only in Random:seed (see shard_seeds).
+        "pythia_settings": {s: pythia_settings(config, streams[s], seeds[0]) for s, seeds in shard_seeds.items()},
+        "pythia_version": pythia_version,
+        "pythia8mc_version": _package_version("pythia8mc"),
+        "fastjet_version": _package_version("fastjet"),
+        "schema_version": SCHEMA_VERSION,
+        "jet_definition": f"anti-kT R={config.jet_r}",
+    }
+    if config.preset in EVENT_PRESETS:
+        from jbot_edge.data.events import PROVENANCE
+
+        provenance.update(PROVENANCE)
+    return provenance
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """``"K/N"`` → (K, N) with 0 <= K < N; anything else is a one-line error naming --shard."""
+    try:
+        k, n = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise JbotEdgeError(f"--shard {value!r}: expected K/N, e.g. 0/4 (piece K of N, counted from 0)") from None
+    if n < 1 or not 0 <= k < n:
+        raise JbotEdgeError(f"--shard {value!r}: expected 0 <= K < N")
+    return k, n
+
+
+def generate(config: GeneratorConfig, out: str | os.PathLike[str], show_progress: bool = True,
+             shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Generate ``config.n_jets`` jets of every process into ``out``; return (and write) the run summary.
+
+    With ``shard = (K, N)`` only the Pythia runs ``K, K + N, K + 2N, ...`` of :func:`plan_tasks` are made and
+    ``out`` is a *piece*: their jets unshuffled, with the piece layout in the provenance. ``jbot-edge merge`` joins
+    all N pieces into exactly the file the unsharded run writes (same jets, same order, same provenance)."""
     from jbot_edge.atomic import write_json
     from jbot_edge.config import save_config
     from jbot_edge.logs import progress_bar
 
     paths = output_paths(out)
     out = paths["jets"]
-    shards = config.n_shards
     label_names = list(config.processes)
-    tasks: list[ShardTask] = []
     workdir = _shard_workdir(out)
-    streams = catalogue(config.preset)
-    for stream in streams_for(label_names, streams):
-        split = split_count(config.n_jets, shards)
-        for k in range(shards):
-            quotas = {label: split[k] for label in stream.labels if label in label_names}
-            if any(quotas.values()):
-                tasks.append(ShardTask(config.model_dump(mode="json"), stream.name, k,
-                                       derive_seed(config.seed, stream.name, k), quotas, label_names, str(workdir)))
-    total_jets = config.n_jets * len(label_names)
-    log.info("generating %d jets (%s × %d) with preset %s, %d shard(s) per stream on %d worker(s), MPI %s",
-             total_jets, ",".join(label_names), config.n_jets, config.preset, shards, config.workers,
-             "on" if config.mpi else "off")
+    tasks = plan_tasks(config, workdir)
+    mine = tasks if shard is None else tasks[shard[0]::shard[1]]
+    if not mine:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise JbotEdgeError(f"--shard {shard[0]}/{shard[1]}: this run has only {len(tasks)} Pythia runs "
+                            f"(processes × shards); raise --shards to at least N / streams")
+    total_jets = sum(sum(task.quotas.values()) for task in mine)
+    log.info("generating %d jets (%s × %d%s) with preset %s, %d shard(s) per stream on %d worker(s), MPI %s",
+             total_jets, ",".join(label_names), config.n_jets,
+             "" if shard is None else f", piece {shard[0]}/{shard[1]}: {len(mine)} of {len(tasks)} runs",
+             config.preset, config.n_shards, config.workers, "on" if config.mpi else "off")
     start = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
@@ -684,41 +764,26 @@ def generate(config: GeneratorConfig, out: str | os.PathLike[str], show_progress
                     done = bar.tasks[task_id].completed
                     bar.update(task_id, rate=f"{done / max(time.perf_counter() - start, 1e-9):.0f}")
 
-            results = _run_tasks(tasks, config.workers, callback)
+            results = _run_tasks(mine, config.workers, callback)
         generation_s = time.perf_counter() - start
-        shard_seeds: dict[str, list[int]] = {}
-        for task in tasks:
-            shard_seeds.setdefault(task.stream, []).append(task.seed)
-        pythia_version = results[0].pythia_version if results else "unknown"
-        # Everything that determines the jets, and nothing that does not (``workers`` only sets the speed), so
-        # the file is byte-identical whenever the jets are.
-        settings = config.model_dump(mode="json", exclude={"workers"})
-        settings["shards"] = shards
-        provenance = {
-            "generator": "pythia8+fastjet",
-            "preset": config.preset,
-            "settings": settings,
-            "seed": config.seed,
-            "shard_seeds": shard_seeds,
-            # Shard 0's lines; the other shards differ only in Random:seed (see shard_seeds).
-            "pythia_settings": {s: pythia_settings(config, streams[s], seeds[0]) for s, seeds in shard_seeds.items()},
-            "pythia_version": pythia_version,
-            "pythia8mc_version": _package_version("pythia8mc"),
-            "fastjet_version": _package_version("fastjet"),
-            "schema_version": SCHEMA_VERSION,
-            "jet_definition": f"anti-kT R={config.jet_r}",
-        }
-        if config.preset in EVENT_PRESETS:
-            from jbot_edge.data.events import PROVENANCE
-
-            provenance.update(PROVENANCE)
-        sources = [task.path(label) for label in label_names for task in tasks
-                   if label in task.quotas and task.quotas[label] > 0]
-        n_written = _merge(sources, out, config, provenance)
+        provenance = run_provenance(config, tasks, results[0].pythia_version if results else "unknown")
+        pieces = source_order(mine, label_names)
+        sources = [_Source(task.path(label)) for task, label in pieces]
+        if shard is not None:
+            provenance["piece"] = {
+                "index": shard[0], "of": shard[1],
+                "sources": [{"stream": task.stream, "shard": task.shard, "label": label,
+                             "n": result_of(results, task).kept[label]} for task, label in pieces],
+                "results": [asdict(r) for r in results],
+            }
+        n_written = _merge(sources, out, config, provenance, shuffle=False if shard is not None else None,
+                           split_spec=None if shard is not None else "config")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     wall_s = time.perf_counter() - start
     summary = _summary(config, out, results, label_names, n_written, wall_s, generation_s)
+    if shard is not None:
+        summary["piece"] = {"index": shard[0], "of": shard[1], "runs": len(mine), "of_runs": len(tasks)}
     write_json(paths["summary"], summary)
     save_config(config, paths["config"])
     for label in label_names:
@@ -726,6 +791,60 @@ def generate(config: GeneratorConfig, out: str | os.PathLike[str], show_progress
         log.info("%s: %d jets from %d events (efficiency %.3f jets/event)", label, entry["jets"], entry["events"],
                  entry["efficiency"])
     log.info("wrote %s (%d jets, %.1f s, %.0f jets/s)", out, n_written, wall_s, n_written / max(wall_s, 1e-9))
+    return summary
+
+
+def result_of(results: list[ShardResult], task: ShardTask) -> ShardResult:
+    return next(r for r in results if r.stream == task.stream and r.shard == task.shard)
+
+
+def merge_pieces(inputs: list[Path], out: Path) -> dict[str, Any]:
+    """Join the N pieces of one ``generate --shard K/N`` run (any order) into ``out``: the file, summary and
+    config the unsharded run would have written."""
+    from jbot_edge.atomic import write_json
+    from jbot_edge.config import save_config
+    from jbot_edge.data.reader import JetFile
+
+    start = time.perf_counter()
+    provenances = []
+    for path in inputs:
+        with JetFile(path) as f:
+            provenances.append(f.provenance)
+    first = provenances[0]
+    of = first["piece"]["of"]
+    for path, prov in zip(inputs, provenances):
+        rest = {k: v for k, v in prov.items() if k != "piece"}
+        if rest != {k: v for k, v in first.items() if k != "piece"} or prov["piece"]["of"] != of:
+            raise JbotEdgeError(f"{path}: is a piece of a different generate run than {inputs[0]} "
+                                "(settings, seed or N differ)")
+    indices = sorted(prov["piece"]["index"] for prov in provenances)
+    if indices != list(range(of)):
+        missing = sorted(set(range(of)) - set(indices))
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        raise JbotEdgeError(f"merge: pieces of a {of}-piece run are incomplete (missing {missing}, "
+                            f"repeated {repeated})")
+    config = GeneratorConfig.model_validate(first["settings"])
+    tasks = plan_tasks(config, "")
+    where: dict[tuple[str, int, str], _Source] = {}
+    results: list[ShardResult] = []
+    for path, prov in zip(inputs, provenances):
+        offset = 0
+        for entry in prov["piece"]["sources"]:
+            where[(entry["stream"], entry["shard"], entry["label"])] = _Source(Path(path), offset, entry["n"])
+            offset += entry["n"]
+        results += [ShardResult(**r) for r in prov["piece"]["results"]]
+    order = source_order(tasks, list(config.processes))
+    results.sort(key=lambda r: [(t.stream, t.shard) for t in tasks].index((r.stream, r.shard)))
+    provenance = {k: v for k, v in first.items() if k != "piece"}
+    paths = output_paths(out)
+    n_written = _merge([where[(task.stream, task.shard, label)] for task, label in order], paths["jets"], config,
+                       provenance)
+    wall_s = time.perf_counter() - start
+    summary = _summary(config, paths["jets"], results, list(config.processes), n_written, wall_s,
+                       sum(r.time_s for r in results))
+    summary["merged_from"] = [str(p) for p in inputs]
+    write_json(paths["summary"], summary)
+    save_config(config, paths["config"])
     return summary
 
 

@@ -48,9 +48,8 @@ from pydantic import Field
 
 from jbot_edge.config import StrictModel
 from jbot_edge.errors import JbotEdgeError, shorten
+from jbot_edge.evaluate.knn import nearest_k
 
-#: Work on at most this many query×bank similarities at once (float64: 64 MB), so 10^5 queries × 2·10^4 bank fit.
-_BLOCK_ELEMENTS = 8_000_000
 
 
 # -- parameters (also the ``scorers:`` section of the evaluate config) ------------------------------------------
@@ -127,12 +126,6 @@ def _require_bank(bank: np.ndarray, needed: int, scorer: str, param: str) -> Non
     if bank.shape[0] < needed:
         raise JbotEdgeError(f"scorer '{scorer}': {param}={needed} needs a background bank of at least {needed} jets, "
                             f"got {bank.shape[0]} (raise data.bank_size or lower scorers.{scorer}.{param})")
-
-
-def _blocks(n_queries: int, n_bank: int):
-    step = max(1, _BLOCK_ELEMENTS // max(n_bank, 1))
-    for lo in range(0, n_queries, step):
-        yield slice(lo, min(lo + step, n_queries))
 
 
 def _check_finite(scores: np.ndarray, name: str) -> np.ndarray:
@@ -227,15 +220,8 @@ class KnnScorer(Scorer):
     def _score(self, x):
         p = self.params.model_copy(update={"k": self.k})
         x = l2_normalize(x) if p.normalize else x
-        bank = self.arrays["bank"]
-        bank_sq = np.einsum("ij,ij->i", bank, bank)
-        out = np.empty(len(x))
-        for rows in _blocks(len(x), len(bank)):
-            q = x[rows]
-            d2 = np.einsum("ij,ij->i", q, q)[:, None] + bank_sq[None, :] - 2.0 * (q @ bank.T)
-            nearest = np.partition(d2, p.k - 1, axis=1)[:, : p.k]
-            out[rows] = np.sqrt(np.maximum(nearest, 0.0)).mean(axis=1)
-        return out
+        nearest = nearest_k(x, self.arrays["bank"], p.k, "l2sq")
+        return np.sqrt(np.maximum(nearest, 0.0)).mean(axis=1)
 
 
 class CosineScorer(Scorer):
@@ -256,14 +242,9 @@ class CosineScorer(Scorer):
 
         p = self.params
         x = l2_normalize(x)
-        bank = self.arrays["bank"]
-        out = np.empty(len(x))
-        for rows in _blocks(len(x), len(bank)):
-            sims = x[rows] @ bank.T
-            top = -np.partition(-sims, p.k - 1, axis=1)[:, : p.k]
-            # Similar to the bank → large log-sum-exp → low score.
-            out[rows] = -p.tau * logsumexp(top / p.tau, axis=1)
-        return out
+        top = nearest_k(x, self.arrays["bank"], p.k, "dot")
+        # Similar to the bank → large log-sum-exp → low score.
+        return -p.tau * logsumexp(top / p.tau, axis=1)
 
 
 class MahalanobisScorer(Scorer):

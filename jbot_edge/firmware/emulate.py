@@ -59,6 +59,8 @@ log = get_logger(__name__)
 FIRMWARE_SCHEMA = "jbot-edge.firmware/1"
 EMULATE_SCHEMA = "jbot-edge.emulate/1"
 LEGS = ("brevitas", "qonnx", "csim")
+#: Optional leg (``emulate --fast``): the vectorised integer emulator, for rate studies on 10^8 jets.
+FAST_LEG = "fast"
 MAX_REPORTED_MISMATCHES = 10
 
 
@@ -86,6 +88,7 @@ class LegContext:
     graph: Any
     qonnx_batch: int
     notes: dict[str, str] = field(default_factory=dict)
+    student_config: Any = None
 
 
 @dataclass(frozen=True)
@@ -161,10 +164,11 @@ def tools_required() -> bool:
     return os.environ.get(REQUIRE_RTL_TOOLS_ENV) == "1"
 
 
-def load_firmware(fw_dir: str | os.PathLike[str], qonnx_batch: int = 1024) -> Firmware:
+def load_firmware(fw_dir: str | os.PathLike[str], qonnx_batch: int = 1024, fast: bool = False) -> Firmware:
     """Load the legs listed in ``FW_DIR/firmware.json`` (brevitas, qonnx, and csim and/or rtl). A leg that cannot run
     here (the RTL leg without verilator) is skipped with its reason in ``Firmware.skipped`` — the emulation verdict
     then says so, and under CI (:func:`tools_required`) or for ``synth --backend rtl`` it is a failure.
+    With ``fast`` the vectorised integer emulator (:mod:`jbot_edge.firmware.fast_emulate`) is one more leg.
     The C simulation library written by synth is loaded as is; if it is
     missing it is rebuilt from the saved QONNX graph (deterministic: same graph, same config) into a scratch
     directory, and ``csim_source`` says so."""
@@ -175,16 +179,16 @@ def load_firmware(fw_dir: str | os.PathLike[str], qonnx_batch: int = 1024) -> Fi
     if not fw_dir.is_dir():
         raise JbotEdgeError(f"firmware directory {fw_dir} does not exist")
     meta = read_firmware_metadata(fw_dir)
-    model, _, spec, _ = load_student(fw_dir / "student.pt")
+    model, student_cfg, spec, _ = load_student(fw_dir / "student.pt")
     graph = load_qonnx(fw_dir / "model.qonnx.onnx")
     lsb = output_scale_from_graph(graph)
     if lsb != output_lsb(model):
         raise JbotEdgeError(f"{fw_dir}: output LSB of model.qonnx.onnx ({lsb}) differs from student.pt's "
                             f"({output_lsb(model)}); the firmware directory is inconsistent")
-    context = LegContext(fw_dir, meta, spec, model, graph, qonnx_batch)
+    context = LegContext(fw_dir, meta, spec, model, graph, qonnx_batch, student_config=student_config)
     scorers: dict[str, Scorer] = {}
     skipped: dict[str, str] = {}
-    for name in meta.get("legs", LEGS):
+    for name in [*meta.get("legs", LEGS), *([FAST_LEG] if fast else [])]:
         try:
             scorers[name] = leg_type(name).load(context)
         except LegUnavailable as exc:
@@ -254,10 +258,30 @@ def _load_csim(context: LegContext) -> Scorer:
     return csim
 
 
+@dataclass(frozen=True)
+class FastLeg:
+    """The fast leg as a scorer of model inputs (on the input grid); ``emulator`` scores integer codes directly."""
+
+    emulator: Any
+    input_scale: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.emulator(np.rint(np.asarray(x, dtype=np.float64) / self.input_scale).astype(np.int64))
+
+
+def _load_fast(context: LegContext) -> Scorer:
+    """The vectorised integer emulator: exact integer arithmetic from student.pt's fixed-point parameters."""
+    from jbot_edge.firmware.fast_emulate import FastEmulator
+
+    emulator = FastEmulator.from_model(context.model, context.student_config, context.spec)
+    return FastLeg(emulator, context.spec.input_scale)
+
+
 register_leg("brevitas", _load_brevitas, returns_codes=True)
 register_leg("qonnx", _load_qonnx)
 register_leg("csim", _load_csim, hardware=True)
 register_leg("rtl", _load_rtl, hardware=True, reads_codes=True)
+register_leg(FAST_LEG, _load_fast, returns_codes=True, reads_codes=True)
 
 
 def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, Any],
