@@ -83,8 +83,11 @@ def test_torch_maker_matches_the_recipe_and_is_reproducible(qcd_jetnet_file):
     xb, _ = make(3)
     assert xa.shape == (128, 30, 5) and torch.equal(xa, xb)
     assert torch.isfinite(xa).all() and ma.any(dim=1).all()
-    pt_rel = xa[..., FEATURES.index("part_pt_rel")]
-    torch.testing.assert_close(pt_rel.sum(dim=1), torch.ones(128), rtol=1e-5, atol=1e-5)
+    pt_rel, pt = xa[..., FEATURES.index("part_pt_rel")], xa[..., FEATURES.index("part_pt")]
+    # fractions of the whole merged jet: at most 1 after truncation, proportional to pT within a jet
+    assert (pt_rel.sum(dim=1) <= 1 + 1e-5).all() and (pt_rel.sum(dim=1) > 0.3).all()
+    ratio = torch.where(ma, pt_rel / pt.clamp(min=1e-12), torch.zeros_like(pt))
+    torch.testing.assert_close(ratio.amax(dim=1), ratio[:, 0], rtol=1e-4, atol=0)
     assert torch.equal(xa[..., FEATURES.index("mask")].bool(), ma)
     assert (xa[~ma] == 0).all(), "padding must stay all-zero"
     batch = JetBatch(particles={f: xa[..., i].numpy() for i, f in enumerate(FEATURES[:-1])}, mask=ma.numpy(), jets={})

@@ -14,8 +14,8 @@ narrow prongs** (k = 2, 3) and no assumption about its mass beyond the jet's own
    prong system, ``m² / pT² = Σ_{i<j} z_i z_j ΔR_ij²``, equals ``ρ² `` with ``ρ ~ U(rho_min, rho_max)``.
    The range of ρ = m / pT is set by the jet, not by any signal: prongs must be resolvable (ΔR ≳ 0.1, ρ ≳ R/8) and
    contained in the jet (ΔR ≲ R, ρ ≲ R/2); ``rho_min/rho_max`` default to those fractions of the file's jet radius.
-4. the merged particles are re-centred on their pT-weighted axis, pT-ordered, truncated to the file's particle
-   count, and ``part_pt_rel`` is recomputed.
+4. the merged particles are re-centred on their pT-weighted axis, pT-ordered and truncated to the file's particle
+   count; ``part_pt_rel`` is pT over the merged jet's total pT (before truncation, as in the canonical format).
 
 ``mode: overlay`` keeps the older recipe (two unshrunk jets, the second scaled in pT by U(scale_min, scale_max) and
 displaced by U(offset_min, offset_max)), used by ``qat``'s outlier exposure before prongs existed.
@@ -96,11 +96,10 @@ def _merge(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray, mask: np.ndarray,
     deta = deta - (weight * deta).sum(axis=1, keepdims=True) / total
     dphi = dphi - (weight * dphi).sum(axis=1, keepdims=True) / total
     order = pt_order(pt, mask)
-    gathered = gather_particles({"part_pt": pt, "part_deta": deta, "part_dphi": dphi, "mask": mask}, order,
-                                n_particles)
+    # part_pt_rel is relative to the whole merged jet (as in the canonical format), before truncation
+    gathered = gather_particles({"part_pt": pt, "part_deta": deta, "part_dphi": dphi, "mask": mask,
+                                 "part_pt_rel": pt / np.maximum(total, 1e-12)}, order, n_particles)
     keep = gathered.pop("mask").astype(bool)
-    kept_pt = np.where(keep, gathered["part_pt"], 0.0)
-    gathered["part_pt_rel"] = kept_pt / np.maximum(kept_pt.sum(axis=1, keepdims=True), 1e-12)
     particles = {k: np.where(keep, v, 0.0).astype(np.float32) for k, v in gathered.items()}
     return JetBatch(particles=particles, mask=keep, jets={}, labels=np.full(len(pt), -1, dtype=np.int64))
 

@@ -17,7 +17,6 @@ from pydantic import Field, model_validator
 
 from jbot_edge.config import StrictModel
 from jbot_edge.data.format import JetBatch
-from jbot_edge.data.preprocessing import gather_particles, pt_order
 from jbot_edge.errors import JbotEdgeError
 
 #: Features an overlaid jet can be rebuilt with (everything else would need the full four-vectors).
@@ -48,24 +47,11 @@ def check_overlay_features(features: list[str]) -> None:
 
 def overlay_jets(first: JetBatch, second: JetBatch, cfg: OutlierExposureConfig,
                  rng: np.random.Generator) -> JetBatch:
-    """One pseudo-anomaly per pair ``(first[k], second[k])``; both batches need part_pt, part_deta, part_dphi."""
-    n, p = len(first), first.n_particles
-    theta = rng.uniform(-np.pi, np.pi, n)
-    offset = rng.uniform(cfg.offset_min, cfg.offset_max, n)
-    scale = rng.uniform(cfg.scale_min, cfg.scale_max, n)
-    mask = np.concatenate([first.mask, second.mask], axis=1)
-    pt = np.concatenate([first.particles["part_pt"], second.particles["part_pt"] * scale[:, None]], axis=1)
-    deta = np.concatenate([first.particles["part_deta"],
-                           second.particles["part_deta"] + (offset * np.cos(theta))[:, None]], axis=1)
-    dphi = np.concatenate([first.particles["part_dphi"],
-                           second.particles["part_dphi"] + (offset * np.sin(theta))[:, None]], axis=1)
-    weight = np.where(mask, pt, 0.0)
-    total = weight.sum(axis=1, keepdims=True)
-    deta = deta - (weight * deta).sum(axis=1, keepdims=True) / total
-    dphi = dphi - (weight * dphi).sum(axis=1, keepdims=True) / total
-    values = {"part_pt": pt, "part_deta": deta, "part_dphi": dphi, "part_pt_rel": pt / total}
-    order = pt_order(pt, mask)
-    gathered = gather_particles({**values, "mask": mask}, order, p)
-    keep = gathered.pop("mask").astype(bool)
-    particles = {k: np.where(keep, v, 0.0).astype(np.float32) for k, v in gathered.items()}
-    return JetBatch(particles=particles, mask=keep, jets={}, labels=np.full(n, -1, dtype=np.int64))
+    """One pseudo-anomaly per pair ``(first[k], second[k])``; both batches need part_pt, part_deta, part_dphi.
+    The recipe is the data layer's ``mode: overlay`` (:func:`jbot_edge.data.pseudo_anomalies.overlay_jets`)."""
+    from jbot_edge.data.pseudo_anomalies import PseudoAnomalyConfig
+    from jbot_edge.data.pseudo_anomalies import overlay_jets as overlay
+
+    recipe = PseudoAnomalyConfig(mode="overlay", scale_min=cfg.scale_min, scale_max=cfg.scale_max,
+                                 offset_min=cfg.offset_min, offset_max=cfg.offset_max)
+    return overlay(first, second, recipe, rng)

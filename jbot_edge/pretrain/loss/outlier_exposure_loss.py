@@ -103,8 +103,8 @@ class PseudoAnomalyMaker:
         order = torch.where(real, -pt, torch.full_like(pt, float("inf"))).argsort(dim=1)[:, :p]
         keep = real.gather(1, order)
         pt, deta, dphi = pt.gather(1, order), deta.gather(1, order), dphi.gather(1, order)
-        kept_total = pt.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        columns = {"part_deta": deta, "part_dphi": dphi, "part_pt": pt, "part_pt_rel": pt / kept_total,
+        # pT fraction of the whole merged jet, before truncation (the canonical format's part_pt_rel)
+        columns = {"part_deta": deta, "part_dphi": dphi, "part_pt": pt, "part_pt_rel": pt / total,
                    "mask": keep.to(x.dtype)}
         out = torch.stack([torch.where(keep, columns[f], torch.zeros_like(pt)) for f in self.cols], dim=-1)
         return out.to(x.dtype), keep
