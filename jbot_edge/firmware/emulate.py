@@ -185,7 +185,7 @@ def load_firmware(fw_dir: str | os.PathLike[str], qonnx_batch: int = 1024, fast:
     if lsb != output_lsb(model):
         raise JbotEdgeError(f"{fw_dir}: output LSB of model.qonnx.onnx ({lsb}) differs from student.pt's "
                             f"({output_lsb(model)}); the firmware directory is inconsistent")
-    context = LegContext(fw_dir, meta, spec, model, graph, qonnx_batch, student_config=student_config)
+    context = LegContext(fw_dir, meta, spec, model, graph, qonnx_batch, student_config=student_cfg)
     scorers: dict[str, Scorer] = {}
     skipped: dict[str, str] = {}
     for name in [*meta.get("legs", LEGS), *([FAST_LEG] if fast else [])]:
