@@ -55,7 +55,19 @@ for _module in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="jbot-edge", standalone_mode=True)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # typer releases that use click itself
+        from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[no-redef]
+    try:
+        code = app(args=argv, prog_name="jbot-edge", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `jbot-edge` or a group without arguments: the help text, as usual
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # usage errors (unknown option, `--n abc`, ...): one line, like every other error
+        where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "jbot-edge"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {shorten(message, 300, quote=False)} (see `{where} --help`)", err=True)
+        sys.exit(JbotEdgeError.exit_code)
     except JbotEdgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -67,3 +79,5 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"error: a path is too long for the file system: {shorten(str(exc.filename or ''), 120)}",
                    err=True)
         sys.exit(JbotEdgeError.exit_code)
+    if isinstance(code, int) and code:  # typer.Exit(code) inside a command
+        sys.exit(code)
