@@ -165,14 +165,12 @@ def scorer_signal_report(scores: np.ndarray, is_background: np.ndarray, eval_lab
                          signal_ids: dict[str, int], eval_mass: np.ndarray | None, m: MetricSettings,
                          t: TriggerSettings) -> tuple[dict, np.ndarray, dict[str, np.ndarray]]:
     """Metrics per signal, trigger view and mass sculpting of one per-jet score (higher = more anomalous)."""
-    from jbot_edge.evaluate.metrics import metrics_with_uncertainty, trigger_view
+    from jbot_edge.evaluate.metrics import trigger_view
     from jbot_edge.evaluate.sculpting import mass_sculpting
 
-    background = scores[is_background]
-    signals = {s: scores[eval_labels == i] for s, i in signal_ids.items()}
+    background, signals = _by_class(scores, eval_labels, is_background, signal_ids)
     report = {
-        "signals": {s: metrics_with_uncertainty(background, sig, m.fpr_targets, m.sig_eff_targets, m.uncertainty,
-                                                m.n_resamples, m.seed) for s, sig in signals.items()},
+        "signals": _metrics_per_signal(background, signals, m),
         "trigger": trigger_view(background, signals, t.rate_budget_khz, t.background_rate_mhz, t.jets_per_crossing),
     }
     if eval_mass is not None:  # background mass sculpting by this score's cut (see sculpting.py)
@@ -261,10 +259,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     from jbot_edge.evaluate import plots
     from jbot_edge.evaluate.clustering import cluster_metrics, project_2d
     from jbot_edge.evaluate.embed import choose_jets, embed_index
-    from jbot_edge.evaluate.metrics import trigger_view
     from jbot_edge.evaluate.probes import run_probes, stratified_split
     from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
-    from jbot_edge.evaluate.sculpting import mass_sculpting, read_jet_feature
+    from jbot_edge.evaluate.sculpting import read_jet_feature
     from jbot_edge.pretrain.artifact import load_teacher
 
     if cfg.threads:
