@@ -74,18 +74,20 @@ def test_incomplete_or_foreign_pieces_are_refused(unsharded, tmp_path, run_cli):
 
 
 def test_plain_files_concatenate_with_every_per_jet_dataset(unsharded, tmp_path):
-    """A per-jet dataset the format does not know yet (here: a split) is carried over generically."""
+    """A per-jet dataset the format does not know yet (here: a flag per jet) is carried over generically, and the
+    held-out split travels with its jets."""
     copies = []
     for i in range(2):
         path = tmp_path / f"c{i}.h5"
         path.write_bytes(unsharded.read_bytes())
         with h5py.File(path, "a") as h5:
-            h5.create_dataset("split", data=np.full(len(h5["labels"]), i, dtype=np.int8))
+            h5.create_dataset("extra_flag", data=np.full(len(h5["labels"]), i, dtype=np.int8))
         copies.append(path)
     merge_files(copies, tmp_path / "both.h5")
     want = _contents(unsharded)["data"]
     got = _contents(tmp_path / "both.h5")
-    np.testing.assert_array_equal(got["data"]["split"], np.repeat([0, 1], len(want["labels"])))
+    np.testing.assert_array_equal(got["data"]["extra_flag"], np.repeat([0, 1], len(want["labels"])))
+    np.testing.assert_array_equal(got["data"]["split"], np.concatenate([want["split"], want["split"]]))
     for name, values in want.items():
         np.testing.assert_array_equal(got["data"][name], np.concatenate([values, values]))
     assert [m["path"] for m in got["provenance"]["merged_from"]] == [str(p) for p in copies]

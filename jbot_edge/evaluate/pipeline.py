@@ -132,6 +132,25 @@ def _read_jets(jet_file, index: np.ndarray, features: list[str]):
     return JetBatch.concatenate(parts)
 
 
+def without_unusable_oe(cfg: EvaluateConfig, teacher) -> tuple[EvaluateConfig, str | None]:
+    """``oe`` needs pseudo-anomalies rebuilt from (pT, Δη, Δφ): for teachers whose inputs carry more (particle ids,
+    event-level objects) it is dropped from ``compare``; when it was the headline, Mahalanobis takes its place. The
+    returned note says so (logged and recorded in evaluate.json); nothing else changes."""
+    from jbot_edge.data.pseudo_anomalies import check_rebuildable
+
+    if "oe" not in cfg.compare and cfg.scorer != "oe":
+        return cfg, None
+    try:
+        check_rebuildable(teacher.input_spec.features, "scorer oe")
+    except JbotEdgeError as exc:
+        compare = [s for s in cfg.compare if s != "oe"]
+        scorer = "mahalanobis" if cfg.scorer == "oe" else cfg.scorer
+        note = f"{exc}: oe left out" + ("; score head: mahalanobis" if cfg.scorer == "oe" else "")
+        log.warning("%s", note)
+        return cfg.model_copy(update={"compare": compare or [scorer], "scorer": scorer}), note
+    return cfg, None
+
+
 def pseudo_anomaly_embeddings(cfg: EvaluateConfig, teachers: list, bank_file, bank_index: np.ndarray) -> list:
     """Embeddings, one array per teacher, of pseudo-anomalies made of the bank jets (for the ``oe`` scorer)."""
     from jbot_edge.data.provenance import jet_radius
@@ -277,6 +296,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
 
     data_path = Path(data_path)
     teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
+    cfg, oe_note = without_unusable_oe(cfg, teacher)
     run_dir = teacher.path.parent
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
     if out_dir.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out_dir.resolve()):
@@ -425,6 +445,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                                 "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
                                 "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
                                 "score_stats": head.score_stats}
+    if oe_note:
+        report["score_head"]["note"] = oe_note
     report["signals"] = scorer_reports[cfg.scorer]["signals"]
     report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
     report["scorers"] = scorer_reports

@@ -267,7 +267,7 @@ class CSim:
         self.n_outputs = int(n_outputs)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(len(x), -1 if len(x) else self.n_inputs))
         if x.shape[1] != self.n_inputs:
             raise JbotEdgeError(f"C simulation expects {self.n_inputs} inputs per jet, got {x.shape[1]}")
         y = np.zeros((len(x), self.n_outputs), dtype=np.float64)

@@ -222,7 +222,7 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
         # Only the fitted input normalisation (statistics, not learnt) is taken from the artifact.
         state = {k: v for k, v in state.items() if k.startswith("input_norm.")}
         state = {**encoder.state_dict(), **state}
-    with artifact_errors(path, "state_dict"):
+    with artifact_errors(path, "model_config/state_dict"):
         missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise JbotEdgeError(f"{path}: weights do not match model_config (missing {missing[:3]}, "
