@@ -73,13 +73,13 @@ def test_resume_reproduces_uninterrupted_training(tmp_path, teacher_run, l1_file
     the first ``collect_stats_steps`` steps and does not checkpoint that running state, so the interruption comes
     after them (the documented limitation of resuming)."""
     stats = "student.collect_stats_steps=4"
-    straight = train_student(_config("optim.epochs=4", "optim.schedule=constant", stats), teacher_run, l1_file,
-                             tmp_path / "straight")
+    train_student(_config("optim.epochs=4", "optim.schedule=constant", stats), teacher_run, l1_file,
+                  tmp_path / "straight")
     train_student(_config("optim.epochs=2", "optim.schedule=constant", stats), teacher_run, l1_file,
                   tmp_path / "resumed")
     assert torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
-    resumed = train_student(_config("optim.epochs=4", "optim.schedule=constant", stats), teacher_run, l1_file,
-                            tmp_path / "resumed", resume=True)
+    train_student(_config("optim.epochs=4", "optim.schedule=constant", stats), teacher_run, l1_file,
+                  tmp_path / "resumed", resume=True)
 
     def losses(run: str) -> list[tuple[float, float]]:
         rows = [json.loads(r) for r in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
