@@ -142,10 +142,10 @@ class FinetuneSettings(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    scorer: ScorerName | NativeScorerName = Field(default="oe", description=(
+    scorer: ScorerName | NativeScorerName = Field(default="knn", description=(
         "scorer saved as RUN_DIR's score head; recon|kl (VAE teachers) are reported as the headline score but "
         "write no score head (they are not functions of the embedding)"))
-    compare: list[ScorerName] = Field(default_factory=lambda: ["oe", "knn", "cosine", "mahalanobis",
+    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "oe", "cosine", "mahalanobis",
                                                                "mahalanobis_cc", "relative_mahalanobis", "gmm",
                                                                "kmeans"],
                                       description="scorers evaluated (the score-head scorer is always added)")
