@@ -163,6 +163,15 @@ class FirmwareFile(_Artifact):
         return self
 
 
+def read_torch_artifact(path: str | os.PathLike[str], expected: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; any unpickling failure (truncated, garbage, a malicious pickle)
+    is one line naming ``path`` and what was ``expected`` there (e.g. "a jbot-edge teacher.pt")."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
+        raise JbotEdgeError(f"{path} cannot be read ({type(exc).__name__}); expected {expected}") from exc
+
+
 @contextlib.contextmanager
 def artifact_errors(path: str | os.PathLike[str], what: str) -> Iterator[None]:
     """Turn the errors a schema-valid but inconsistent payload raises while it is being built into a model (a

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, validate_artifact
+from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, read_torch_artifact, validate_artifact
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
@@ -197,11 +197,7 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
         path = path / TEACHER_FILE
     if not path.is_file():
         raise JbotEdgeError(f"teacher artifact {path} does not exist (run `jbot-edge pretrain` first)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
-        raise JbotEdgeError(f"teacher artifact {path} cannot be read ({type(exc).__name__}); "
-                            "expected a jbot-edge teacher.pt") from exc
+    payload = read_torch_artifact(path, "a jbot-edge teacher.pt")
     validate_artifact(TeacherFile, payload, path)
     spec = validate_artifact(InputSpec, payload["input_spec"], f"{path} (input_spec)")
     model_config = dict(payload["model_config"])

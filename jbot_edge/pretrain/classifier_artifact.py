@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from jbot_edge.artifact_schemas import read_torch_artifact
 from jbot_edge.atomic import atomic_path
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.classifier import JetClassifier
@@ -54,11 +55,7 @@ def load_classifier(run_dir: str | os.PathLike[str]) -> tuple[JetClassifier, lis
     path = run_dir / CLASSIFIER_FILE
     if not path.is_file():
         raise JbotEdgeError(f"{path} does not exist (import a fine-tuned model with `jbot-edge import --classifier`)")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; the user only needs to know the file is bad
-        raise JbotEdgeError(f"{path} cannot be read ({type(exc).__name__}); "
-                            "expected a jbot-edge classifier.pt") from exc
+    payload = read_torch_artifact(path, "a jbot-edge classifier.pt")
     if not isinstance(payload, dict) or payload.get("format") != CLASSIFIER_FORMAT:
         raise JbotEdgeError(f"{path}: not a {CLASSIFIER_FORMAT!r} file")
     if payload.get("version") != CLASSIFIER_VERSION:
