@@ -43,7 +43,8 @@ def _codes(data: Path, spec, n: int, seed: int) -> tuple[np.ndarray, int]:
     return np.concatenate([real, extra.astype(np.int32)]), len(real)
 
 
-def _firmware_for(args) -> Path:
+def _firmware_for(args, **student_overrides) -> Path:
+    """A freshly built firmware directory for a briefly trained ``args.kind`` student (StudentConfig overrides)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from student_factory import l1_codes, make_student_dir
 
@@ -55,10 +56,10 @@ def _firmware_for(args) -> Path:
 
     root = Path(tempfile.mkdtemp(prefix="jbot-edge-bench-"))
     codes = l1_codes(args.data, 2000)
-    student = make_student_dir(root / "student", args.kind, codes)
-    if args.saturate_output:
+    student = make_student_dir(root / "student", args.kind, codes, **student_overrides)
+    if getattr(args, "saturate_output", False):
         student = saturating_variant(student, root / "saturating", codes)
-    rtl = RtlSettings(estimate="always" if args.rtl else "never")
+    rtl = RtlSettings(estimate="always" if getattr(args, "rtl", False) else "never")
     build_firmware(student, SynthConfig(rtl=rtl), root / "fw")
     return root / "fw"
 

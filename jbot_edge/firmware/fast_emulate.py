@@ -17,6 +17,13 @@ integer codes followed by the activation quantizer, in the narrowest *exact* flo
 * ReLU + unsigned quantizer is ``clamp(Q(pre), 0, 2^b - 1)``; the output quantizer clamps to its signed range, so
   the returned value is the score in units of the output LSB — the integers every other leg is compared in.
 * Deep Sets mean pooling over ``P = 2^k`` particles is the integer sum with the scale divided by ``P`` (exact).
+* the bias enters the GEMM as one more weight column against a row of ones in the activations (``[W | b] @ [h; 1]``):
+  one more integer multiple of ``V`` in the same sum, already counted in the bound, so folding it in stays exact
+  and saves the separate bias pass.
+
+Speed (CPU): activations are transposed (``[width + 1, rows]``, rows = jets × particles, particle-major) so that the
+long axis is the GEMM's N dimension and the pooling sum runs over a middle axis (vectorised over jets); each thread
+reuses one set of buffers (no allocation per chunk) and chunks are sized so a chunk's activations stay in L2 cache.
 
 :func:`score_file` streams a canonical jet file through the L1 input quantizer and this emulator in fixed-size
 batches (memory bounded by the batch, not the file) — the tool for 10^8-jet background rates.
@@ -27,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +48,8 @@ from jbot_edge.errors import JbotEdgeError
 
 #: Integers below 2**MANTISSA_BITS[dtype] are exact in that float type (implicit bit included).
 MANTISSA_BITS = {torch.float32: 24, torch.float64: 53}
-#: Jets per CPU work item: small enough that a Deep Sets chunk's [32, 16·chunk] activations stay in L2 cache.
+#: Jets per CPU work item: a Deep Sets chunk's [16 + 1, 16·512] activations (0.5 MiB) stay in L2 cache; fewer jets
+#: per chunk and the per-op Python overhead dominates (measured: benchmarks/emulate_fast.py --chunks).
 CPU_CHUNK_JETS = 512
 
 
@@ -54,13 +63,35 @@ class QuantLayer:
     hi: int
     rounding: str  # "floor" | "round_half_even"
 
-    def transposed(self, h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``h`` [n_in, rows] → output codes [n_out, rows] (a widening cast of the constants stays exact)."""
-        weight = self.weight.T.to(h.device, dtype)
-        bias = self.bias[:, None].to(h.device, dtype)
-        pre = torch.addmm(bias, weight, h)
-        pre = pre.floor_() if self.rounding == "floor" else pre.round_()
-        return pre.clamp_(self.lo, self.hi)
+    def augmented(self, dtype: torch.dtype) -> torch.Tensor:
+        """``[W^T | b]`` [n_out, n_in + 1]: the bias as the weight of a row of ones (a widening cast stays exact)."""
+        return torch.cat([self.weight.T, self.bias[:, None]], dim=1).to(dtype).contiguous()
+
+    def apply(self, augmented: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``h`` [n_in + 1, rows] (last row ones) → output codes in ``out[:-1]`` ([n_out + 1, rows], last row ones)."""
+        pre = out[:-1]
+        torch.mm(augmented, h, out=pre)
+        (pre.floor_() if self.rounding == "floor" else pre.round_()).clamp_(self.lo, self.hi)
+        return out
+
+
+class Workspace:
+    """Activation buffers ``[width + 1, rows]`` whose last row is ones (the augmented GEMMs' bias input), kept per
+    tag and reused across chunks: one per thread, so a chunk allocates nothing. ``rows`` may change between calls
+    (the last chunk of a batch): the buffer is a flat allocation of the largest size seen, viewed contiguously."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype = device, dtype
+        self._flat: dict[str, torch.Tensor] = {}
+
+    def take(self, tag: str, width: int, rows: int) -> torch.Tensor:
+        size = (width + 1) * rows
+        flat = self._flat.get(tag)
+        if flat is None or flat.numel() < size:
+            flat = self._flat[tag] = torch.empty(size, dtype=self.dtype, device=self.device)
+        buffer = flat[:size].view(width + 1, rows)
+        buffer[width].fill_(1)
+        return buffer
 
 
 def _pow2_exponent(value: float, what: str) -> int:
@@ -118,6 +149,7 @@ class FastEmulator:
         self.per_jet = per_jet
         self.input_range = input_range
         self.output_lsb = output_lsb
+        self._augmented: dict[torch.device, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     @classmethod
     def from_student(cls, path: str | os.PathLike[str]) -> FastEmulator:
@@ -156,6 +188,13 @@ class FastEmulator:
         layers = [*self.per_particle, *self.per_jet]
         return torch.float64 if any(layer.weight.dtype == torch.float64 for layer in layers) else torch.float32
 
+    def _weights(self, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The augmented weights ``[W^T | b]`` of the per-particle and per-jet layers on ``device`` (made once)."""
+        if device not in self._augmented:
+            self._augmented[device] = ([layer.augmented(self.dtype).to(device) for layer in self.per_particle],
+                                       [layer.augmented(self.dtype).to(device) for layer in self.per_jet])
+        return self._augmented[device]
+
     def score_codes(self, codes: np.ndarray | torch.Tensor, device: str | torch.device | None = None,
                     threads: int | None = None, chunk: int = CPU_CHUNK_JETS) -> np.ndarray:
         """Scores (int64 [N], output LSB units) of integer codes ``[N, P, F]``.
@@ -165,14 +204,18 @@ class FastEmulator:
         another ``device`` (``cuda``) the whole batch is one GEMM per layer."""
         device = torch.device(device or "cpu")
         if device.type != "cpu":
-            return self._forward(torch.as_tensor(codes).to(device)).cpu().numpy()
+            codes = torch.as_tensor(codes).to(device)
+            return self._forward(codes, Workspace(device, self.dtype)).to(torch.int64).cpu().numpy()
         codes = torch.as_tensor(np.asarray(codes))
         out = torch.empty(len(codes), dtype=torch.int64)
         pieces = [(lo, min(lo + chunk, len(codes))) for lo in range(0, len(codes), chunk)]
         threads = threads or torch.get_num_threads()
+        local = threading.local()
 
         def run(piece: tuple[int, int]) -> None:
-            out[piece[0]:piece[1]] = self._forward(codes[piece[0]:piece[1]])
+            if not hasattr(local, "workspace"):
+                local.workspace = Workspace(device, self.dtype)
+            out[piece[0]:piece[1]] = self._forward(codes[piece[0]:piece[1]], local.workspace)
 
         if threads <= 1 or len(pieces) <= 1:
             for piece in pieces:
@@ -190,22 +233,30 @@ class FastEmulator:
         return out.numpy()
 
     @torch.no_grad()
-    def _forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """int codes [n, P, F] → int64 [n]. Activations are kept transposed ([width, rows]): the long row axis is
-        the GEMM's N dimension, which BLAS handles far better than a [rows, 32] × [32, 32] product."""
-        dtype = self.dtype
+    def _forward(self, codes: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+        """int codes [n, P, F] → scores [n] (integer-valued floats). Activations are transposed ([width + 1, rows],
+        last row ones): the long row axis is the GEMM's N dimension, which BLAS handles far better than a
+        [rows, 32] × [32, 32] product; Deep Sets rows are particle-major (P blocks of n jets), so pooling sums P
+        contiguous [width, n] blocks instead of reducing a length-P inner axis."""
         n, p, f = codes.shape
-        x = codes.to(dtype).clamp_(*self.input_range)
-        if self.pool_shift is None:
-            h = x.reshape(n, p * f).T
+        if self.pool_shift is None:  # MLP: one row per (particle, feature), as the flattened [n, P·F] input
+            x = workspace.take("input", p * f, n)
+            x[:-1].view(p, f, n).copy_(codes.permute(1, 2, 0))
         else:
-            h = x.permute(2, 0, 1).reshape(f, n * p)
-            for layer in self.per_particle:
-                h = layer.transposed(h, dtype)
-            h = h.view(-1, n, p).sum(dim=2)  # integer codes: the sum over particles is exact
-        for layer in self.per_jet:
-            h = layer.transposed(h, dtype)
-        return h.reshape(n).to(torch.int64)
+            x = workspace.take("input", f, p * n)
+            x[:-1].view(f, p, n).copy_(codes.permute(2, 1, 0))
+        x[:-1].clamp_(*self.input_range)
+        h = x
+        per_particle_w, per_jet_w = self._weights(x.device)
+        for i, (layer, weight) in enumerate(zip(self.per_particle, per_particle_w)):
+            h = layer.apply(weight, h, workspace.take(f"phi{i}", weight.shape[0], h.shape[1]))
+        if self.pool_shift is not None:
+            pooled = workspace.take("pool", h.shape[0] - 1, n)
+            torch.sum(h[:-1].view(-1, p, n), dim=1, out=pooled[:-1])  # integer codes: the sum is exact
+            h = pooled
+        for i, (layer, weight) in enumerate(zip(self.per_jet, per_jet_w)):
+            h = layer.apply(weight, h, workspace.take(f"rho{i}", weight.shape[0], n))
+        return h[0]
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
         return self.score_codes(codes)
