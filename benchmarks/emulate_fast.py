@@ -83,12 +83,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8192, help="jets per compare() call in the exactness step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--legs", default=None, help="comma-separated legs to compare (default: all of the firmware "
-                        "directory's, plus fast); e.g. drop the slow rtl leg for 10^5 jets")
+                        "directory's; fast is always added); e.g. drop the slow rtl leg for 10^5 jets")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from jbot_edge.commands.emulate import _merge as merge_results  # per-batch results → totals, as the CLI
-    from jbot_edge.firmware.emulate import all_exact, compare, load_firmware, throughput
+    from jbot_edge.firmware.emulate import all_exact, compare, load_firmware, merge_results, throughput
     from jbot_edge.firmware.fast_emulate import CPU_CHUNK_JETS, score_file
     from jbot_edge.firmware.fuzz import fuzz_codes
     from jbot_edge.logs import setup_logging
@@ -98,9 +97,9 @@ def main() -> None:
     fw = load_firmware(fw_dir, fast=True)
     fast = fw.scorers["fast"].emulator
     codes, n_real = _codes(args.data, fw.spec, args.n_exact, args.seed)
-    legs = tuple(args.legs.split(",")) if args.legs else fw.legs
+    legs = tuple(dict.fromkeys([*args.legs.split(","), "fast"])) if args.legs else fw.legs
     timings: dict[str, list[float]] = {}
-    totals = merge_results([(None, compare(fw, codes[lo:lo + args.batch], legs=legs, timings=timings))
+    totals = merge_results([compare(fw, codes[lo:lo + args.batch], legs=legs, timings=timings)
                             for lo in range(0, len(codes), args.batch)])["comparisons"]
     fuzz, names = fuzz_codes(fw.spec)
     fuzz_result = compare(fw, fuzz, names, legs=fw.legs)  # the fuzz set on every leg, rtl included

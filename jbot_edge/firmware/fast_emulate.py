@@ -23,7 +23,9 @@ integer codes followed by the activation quantizer, in the narrowest *exact* flo
 
 Speed (CPU): activations are transposed (``[width + 1, rows]``, rows = jets × particles, particle-major) so that the
 long axis is the GEMM's N dimension and the pooling sum runs over a middle axis (vectorised over jets); each thread
-reuses one set of buffers (no allocation per chunk) and chunks are sized so a chunk's activations stay in L2 cache.
+reuses one set of buffers (no allocation per chunk) and chunks are sized so a chunk's activations stay near L2
+cache. ``torch.compile`` of the chunk forward (fusing floor, clamp and the pooling sum) was measured 17–23 % faster
+single-threaded but costs 25–106 s of compilation per process on this 2-core CI machine, so it is not used.
 
 :func:`score_file` streams a canonical jet file through the L1 input quantizer and this emulator in fixed-size
 batches (memory bounded by the batch, not the file) — the tool for 10^8-jet background rates.
@@ -48,9 +50,11 @@ from jbot_edge.errors import JbotEdgeError
 
 #: Integers below 2**MANTISSA_BITS[dtype] are exact in that float type (implicit bit included).
 MANTISSA_BITS = {torch.float32: 24, torch.float64: 53}
-#: Jets per CPU work item: a Deep Sets chunk's [16 + 1, 16·512] activations (0.5 MiB) stay in L2 cache; fewer jets
-#: per chunk and the per-op Python overhead dominates (measured: benchmarks/emulate_fast.py --chunks).
-CPU_CHUNK_JETS = 512
+#: Jets per CPU work item: large enough that the ~20 Python-level ops of a chunk are a small share, small enough that
+#: its activations (Deep Sets: [16 + 1, 16·1024] float32, 1.1 MiB) stay near L2 cache. Measured single-thread CPU
+#: rates (benchmarks/emulate_fast.py --chunks): Deep Sets flat from 512 to 2048, MLP best at 1024–2048, both lower
+#: at 256 and 4096.
+CPU_CHUNK_JETS = 1024
 
 
 @dataclass(frozen=True)
@@ -67,31 +71,29 @@ class QuantLayer:
         """``[W^T | b]`` [n_out, n_in + 1]: the bias as the weight of a row of ones (a widening cast stays exact)."""
         return torch.cat([self.weight.T, self.bias[:, None]], dim=1).to(dtype).contiguous()
 
-    def apply(self, augmented: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``h`` [n_in + 1, rows] (last row ones) → output codes in ``out[:-1]`` ([n_out + 1, rows], last row ones)."""
-        pre = out[:-1]
-        torch.mm(augmented, h, out=pre)
-        (pre.floor_() if self.rounding == "floor" else pre.round_()).clamp_(self.lo, self.hi)
-        return out
+    def apply(self, augmented: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> None:
+        """``h`` [n_in + 1, rows] (last row ones) → output codes in ``out`` [n_out, rows]."""
+        torch.mm(augmented, h, out=out)
+        (out.floor_() if self.rounding == "floor" else out.round_()).clamp_(self.lo, self.hi)
 
 
 class Workspace:
-    """Activation buffers ``[width + 1, rows]`` whose last row is ones (the augmented GEMMs' bias input), kept per
-    tag and reused across chunks: one per thread, so a chunk allocates nothing. ``rows`` may change between calls
-    (the last chunk of a batch): the buffer is a flat allocation of the largest size seen, viewed contiguously."""
+    """Activation buffers ``[width + 1, rows]`` whose last row is ones (the augmented GEMMs' bias input), made once
+    per (tag, rows) and reused by every chunk of that size: one workspace per thread and call, so a chunk allocates
+    nothing and the per-chunk Python work is a handful of ops. Holds at most two sizes per tag (full chunk + tail)."""
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
         self.device, self.dtype = device, dtype
-        self._flat: dict[str, torch.Tensor] = {}
+        self._buffers: dict[tuple[str, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def take(self, tag: str, width: int, rows: int) -> torch.Tensor:
-        size = (width + 1) * rows
-        flat = self._flat.get(tag)
-        if flat is None or flat.numel() < size:
-            flat = self._flat[tag] = torch.empty(size, dtype=self.dtype, device=self.device)
-        buffer = flat[:size].view(width + 1, rows)
-        buffer[width].fill_(1)
-        return buffer
+    def take(self, tag: str, width: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(buffer [width + 1, rows] with its ones row, its first ``width`` rows as a contiguous view)."""
+        key = (tag, width, rows)
+        if key not in self._buffers:
+            buffer = torch.empty(width + 1, rows, dtype=self.dtype, device=self.device)
+            buffer[width].fill_(1)
+            self._buffers[key] = buffer, buffer[:width]
+        return self._buffers[key]
 
 
 def _pow2_exponent(value: float, what: str) -> int:
@@ -232,31 +234,33 @@ class FastEmulator:
             torch.set_num_threads(before)
         return out.numpy()
 
-    @torch.no_grad()
     def _forward(self, codes: torch.Tensor, workspace: Workspace) -> torch.Tensor:
-        """int codes [n, P, F] → scores [n] (integer-valued floats). Activations are transposed ([width + 1, rows],
-        last row ones): the long row axis is the GEMM's N dimension, which BLAS handles far better than a
-        [rows, 32] × [32, 32] product; Deep Sets rows are particle-major (P blocks of n jets), so pooling sums P
-        contiguous [width, n] blocks instead of reducing a length-P inner axis."""
+        """int codes [n, P, F] → scores [n] (integer-valued floats; no tensor here requires grad, so no autograd).
+        Activations are transposed ([width + 1, rows], last row ones): the long row axis is the GEMM's N dimension,
+        which BLAS handles far better than a [rows, 32] × [32, 32] product; Deep Sets rows are particle-major
+        (P blocks of n jets), so pooling sums P contiguous [width, n] blocks instead of a length-P inner axis."""
         n, p, f = codes.shape
         if self.pool_shift is None:  # MLP: one row per (particle, feature), as the flattened [n, P·F] input
-            x = workspace.take("input", p * f, n)
-            x[:-1].view(p, f, n).copy_(codes.permute(1, 2, 0))
+            h, body = workspace.take("input", p * f, n)
+            body.view(p, f, n).copy_(codes.permute(1, 2, 0))
         else:
-            x = workspace.take("input", f, p * n)
-            x[:-1].view(f, p, n).copy_(codes.permute(2, 1, 0))
-        x[:-1].clamp_(*self.input_range)
-        h = x
-        per_particle_w, per_jet_w = self._weights(x.device)
+            h, body = workspace.take("input", f, p * n)
+            body.view(f, p, n).copy_(codes.permute(2, 1, 0))
+        body.clamp_(*self.input_range)
+        per_particle_w, per_jet_w = self._weights(codes.device)
         for i, (layer, weight) in enumerate(zip(self.per_particle, per_particle_w)):
-            h = layer.apply(weight, h, workspace.take(f"phi{i}", weight.shape[0], h.shape[1]))
+            out, body = workspace.take(f"phi{i}", weight.shape[0], p * n)
+            layer.apply(weight, h, body)
+            h = out
         if self.pool_shift is not None:
-            pooled = workspace.take("pool", h.shape[0] - 1, n)
-            torch.sum(h[:-1].view(-1, p, n), dim=1, out=pooled[:-1])  # integer codes: the sum is exact
+            pooled, pooled_body = workspace.take("pool", body.shape[0], n)
+            torch.sum(body.view(-1, p, n), dim=1, out=pooled_body)  # integer codes: the sum is exact
             h = pooled
         for i, (layer, weight) in enumerate(zip(self.per_jet, per_jet_w)):
-            h = layer.apply(weight, h, workspace.take(f"rho{i}", weight.shape[0], n))
-        return h[0]
+            out, body = workspace.take(f"rho{i}", weight.shape[0], n)
+            layer.apply(weight, h, body)
+            h = out
+        return body[0]
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
         return self.score_codes(codes)
