@@ -60,6 +60,20 @@ def _demo_student_overrides(kind: str, bits: int) -> dict:
     return cfg.student.model_dump(exclude={"kind", "collect_stats_steps"})
 
 
+def _exactness(fw, codes: np.ndarray, legs: tuple[str, ...], batch: int, timings: dict[str, list[float]]) -> dict:
+    """Every pair of ``legs`` on ``codes`` (in batches) and of all the firmware's legs on the fuzz set."""
+    from jbot_edge.firmware.emulate import all_exact, compare, merge_results
+    from jbot_edge.firmware.fuzz import fuzz_codes
+
+    totals = merge_results([compare(fw, codes[lo:lo + batch], legs=legs, timings=timings)
+                            for lo in range(0, len(codes), batch)])["comparisons"]
+    fuzz, names = fuzz_codes(fw.spec)
+    fuzz_result = compare(fw, fuzz, names, legs=fw.legs)  # the fuzz set on every leg, rtl included
+    exact = bool(totals) and all(t["mismatched"] == 0 for t in totals.values()) and all_exact(fuzz_result)
+    return {"comparisons": totals, "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]},
+            "exact": exact}
+
+
 def _commit() -> str:
     root = Path(__file__).resolve().parent.parent
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
@@ -79,6 +93,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per thread count (best and median)")
     parser.add_argument("--chunks", default="", help="comma-separated chunk sizes to time as well (jets per work "
                         "item, --threads threads)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the exactness step (1) and the leg rates; "
+                        "for re-timing on a quiet machine (\"exactness\": null in the JSON)")
     parser.add_argument("--bits", type=int, default=6, help="(built student) weight and activation bits")
     parser.add_argument("--batch", type=int, default=8192, help="jets per compare() call in the exactness step")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,9 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    from jbot_edge.firmware.emulate import all_exact, compare, load_firmware, merge_results, throughput
+    from jbot_edge.firmware.emulate import load_firmware, throughput
     from jbot_edge.firmware.fast_emulate import CPU_CHUNK_JETS, score_file
-    from jbot_edge.firmware.fuzz import fuzz_codes
     from jbot_edge.logs import setup_logging
 
     setup_logging()
@@ -99,11 +114,12 @@ def main() -> None:
     codes, n_real = _codes(args.data, fw.spec, args.n_exact, args.seed)
     legs = tuple(dict.fromkeys([*args.legs.split(","), "fast"])) if args.legs else fw.legs
     timings: dict[str, list[float]] = {}
-    totals = merge_results([compare(fw, codes[lo:lo + args.batch], legs=legs, timings=timings)
-                            for lo in range(0, len(codes), args.batch)])["comparisons"]
-    fuzz, names = fuzz_codes(fw.spec)
-    fuzz_result = compare(fw, fuzz, names, legs=fw.legs)  # the fuzz set on every leg, rtl included
-    exact = all(t["mismatched"] == 0 for t in totals.values()) and all_exact(fuzz_result)
+    exactness = None if args.speed_only else _exactness(fw, codes, legs, args.batch, timings)
+    exactness = exactness and {"n": len(codes), "n_real_jets": int(n_real), **exactness}
+    if args.speed_only and "csim" in fw.legs:  # the ratio's denominator, timed under the same load
+        start = time.perf_counter()
+        fw.score_lsb("csim", codes[:20000])
+        timings["csim"] = [time.perf_counter() - start, len(codes[:20000])]
 
     tiled = np.ascontiguousarray(codes[np.arange(args.n_speed) % len(codes)])
     fast.score_codes(tiled[:65536], threads=args.threads)  # warm-up
@@ -122,8 +138,7 @@ def main() -> None:
         "kind": fw.metadata.get("student_config", {}).get("kind", args.kind),
         "legs": list(legs),
         "fuzz_legs": list(fw.legs),
-        "exactness": {"n": len(codes), "n_real_jets": int(n_real), "comparisons": totals,
-                      "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]}, "exact": exact},
+        "exactness": exactness,
         "fast": {"codes": "pre-quantised int32 codes in memory (no HDF5 reading, no L1 quantisation)",
                  "float_type": str(fast.dtype).removeprefix("torch."), **speed, "single_thread": speed_1t,
                  "chunk_sweep": chunk_sweep},
