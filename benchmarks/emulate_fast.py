@@ -104,7 +104,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from jbot_edge.firmware.emulate import load_firmware, throughput
-    from jbot_edge.firmware.fast_emulate import CPU_CHUNK_JETS, score_file
+    from jbot_edge.firmware.fast_emulate import CPU_CHUNK_JETS, CPU_CHUNK_JETS_THREADED, score_file
     from jbot_edge.logs import setup_logging
 
     setup_logging()
@@ -123,7 +123,8 @@ def main() -> None:
 
     tiled = np.ascontiguousarray(codes[np.arange(args.n_speed) % len(codes)])
     fast.score_codes(tiled[:65536], threads=args.threads)  # warm-up
-    speed = _repeated(fast, tiled, args.threads, CPU_CHUNK_JETS, args.repeats)
+    speed = _repeated(fast, tiled, args.threads, CPU_CHUNK_JETS_THREADED if args.threads > 1 else CPU_CHUNK_JETS,
+                      args.repeats)
     speed_1t = _repeated(fast, tiled, 1, CPU_CHUNK_JETS, args.repeats)
     chunk_sweep = [_repeated(fast, tiled, args.threads, int(c), args.repeats) for c in args.chunks.split(",") if c]
     for entry in chunk_sweep:

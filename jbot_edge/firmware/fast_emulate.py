@@ -50,11 +50,14 @@ from jbot_edge.errors import JbotEdgeError
 
 #: Integers below 2**MANTISSA_BITS[dtype] are exact in that float type (implicit bit included).
 MANTISSA_BITS = {torch.float32: 24, torch.float64: 53}
-#: Jets per CPU work item: large enough that the ~20 Python-level ops of a chunk are a small share, small enough that
-#: its activations (Deep Sets: [16 + 1, 16·1024] float32, 1.1 MiB) stay near L2 cache. Measured single-thread CPU
-#: rates (benchmarks/emulate_fast.py --chunks): Deep Sets flat from 512 to 2048, MLP best at 1024–2048, both lower
-#: at 256 and 4096.
+#: Jets per CPU work item with one thread: large enough that the ~20 Python-level ops of a chunk are a small share,
+#: small enough that its activations (Deep Sets: [16 + 1, 16·1024] float32, 1.1 MiB) stay near L2 cache. Measured
+#: single-thread (benchmarks/emulate_fast.py --chunks): Deep Sets flat from 512 to 2048, MLP best at 1024–2048.
 CPU_CHUNK_JETS = 1024
+#: ... with several threads: every torch op releases and re-takes the GIL, and with two threads each hand-over waits
+#: for the other thread's wake-up, so fewer, larger chunks win (2 threads, Deep Sets: 512 → 1.3–1.6, 1024 → 1.6–2.5,
+#: 2048 → 2.2–3.8, 4096 → 2.8–3.4 M jets/s on this shared 2-core machine; MLP best at 4096).
+CPU_CHUNK_JETS_THREADED = 4096
 
 
 @dataclass(frozen=True)
@@ -198,11 +201,12 @@ class FastEmulator:
         return self._augmented[device]
 
     def score_codes(self, codes: np.ndarray | torch.Tensor, device: str | torch.device | None = None,
-                    threads: int | None = None, chunk: int = CPU_CHUNK_JETS) -> np.ndarray:
+                    threads: int | None = None, chunk: int | None = None) -> np.ndarray:
         """Scores (int64 [N], output LSB units) of integer codes ``[N, P, F]``.
 
-        On CPU the batch is cut into ``chunk``-jet pieces whose activations stay in cache, scored by ``threads``
-        Python threads (torch releases the GIL; default: torch's thread count) with one intra-op thread each. On
+        On CPU the batch is cut into ``chunk``-jet pieces (default :data:`CPU_CHUNK_JETS`, or
+        :data:`CPU_CHUNK_JETS_THREADED` with several threads), scored by ``threads`` Python threads (torch releases
+        the GIL; default: torch's thread count) with one intra-op thread each. On
         another ``device`` (``cuda``) the whole batch is one GEMM per layer."""
         device = torch.device(device or "cpu")
         if device.type != "cpu":
@@ -210,8 +214,9 @@ class FastEmulator:
             return self._forward(codes, Workspace(device, self.dtype)).to(torch.int64).cpu().numpy()
         codes = torch.as_tensor(np.asarray(codes))
         out = torch.empty(len(codes), dtype=torch.int64)
-        pieces = [(lo, min(lo + chunk, len(codes))) for lo in range(0, len(codes), chunk)]
         threads = threads or torch.get_num_threads()
+        chunk = chunk or (CPU_CHUNK_JETS if threads <= 1 else CPU_CHUNK_JETS_THREADED)
+        pieces = [(lo, min(lo + chunk, len(codes))) for lo in range(0, len(codes), chunk)]
         local = threading.local()
 
         def run(piece: tuple[int, int]) -> None:
