@@ -53,12 +53,19 @@ class QuantLayer:
     lo: int
     hi: int
     rounding: str  # "floor" | "round_half_even"
+    name: str = ""
+    #: Bits of the exact pre-activation below the output LSB (0: the quantizer never rounds at this layer).
+    dropped_bits: int = 0
 
-    def transposed(self, h: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``h`` [n_in, rows] → output codes [n_out, rows] (a widening cast of the constants stays exact)."""
+    def transposed(self, h: torch.Tensor, dtype: torch.dtype,
+                   trace: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``h`` [n_in, rows] → output codes [n_out, rows] (a widening cast of the constants stays exact); with
+        ``trace``, the exact pre-activation (output-code units, before rounding and clamping) is appended to it."""
         weight = self.weight.T.to(h.device, dtype)
         bias = self.bias[:, None].to(h.device, dtype)
         pre = torch.addmm(bias, weight, h)
+        if trace is not None:
+            trace.append(pre.clone())
         pre = pre.floor_() if self.rounding == "floor" else pre.round_()
         return pre.clamp_(self.lo, self.hi)
 
@@ -101,7 +108,7 @@ def make_layer(w_int: np.ndarray, in_scale: float, w_scale: float, b_int: np.nda
     to_out = 2.0 ** (e_unit - e_out)
     weight = torch.tensor(w_int.T * 2.0 ** (e_gemm - e_out), dtype=dtype).contiguous()
     bias = torch.tensor(bias_units * to_out, dtype=dtype)
-    layer = QuantLayer(weight, bias, int(out_range[0]), int(out_range[1]), rounding)
+    layer = QuantLayer(weight, bias, int(out_range[0]), int(out_range[1]), rounding, name, e_out - e_unit)
     return layer, max(abs(out_range[0]), abs(out_range[1]))
 
 
@@ -189,8 +196,20 @@ class FastEmulator:
             torch.set_num_threads(before)
         return out.numpy()
 
+    @property
+    def layers(self) -> list[QuantLayer]:
+        """Every quantized layer in order (per-particle, then per-jet, the output head last)."""
+        return [*self.per_particle, *self.per_jet]
+
+    def pre_activations(self, codes: np.ndarray) -> list[np.ndarray]:
+        """The exact pre-activation of every layer (output-code units, float64 ``[rows, n_out]``) on codes
+        ``[N, P, F]``: rows are jets, or ``jet * P + particle`` for the per-particle layers of a Deep Sets."""
+        trace: list[torch.Tensor] = []
+        self._forward(torch.as_tensor(np.asarray(codes)), trace)
+        return [pre.T.to(torch.float64).numpy() for pre in trace]
+
     @torch.no_grad()
-    def _forward(self, codes: torch.Tensor) -> torch.Tensor:
+    def _forward(self, codes: torch.Tensor, trace: list[torch.Tensor] | None = None) -> torch.Tensor:
         """int codes [n, P, F] → int64 [n]. Activations are kept transposed ([width, rows]): the long row axis is
         the GEMM's N dimension, which BLAS handles far better than a [rows, 32] × [32, 32] product."""
         dtype = self.dtype
@@ -201,10 +220,10 @@ class FastEmulator:
         else:
             h = x.permute(2, 0, 1).reshape(f, n * p)
             for layer in self.per_particle:
-                h = layer.transposed(h, dtype)
+                h = layer.transposed(h, dtype, trace)
             h = h.view(-1, n, p).sum(dim=2)  # integer codes: the sum over particles is exact
         for layer in self.per_jet:
-            h = layer.transposed(h, dtype)
+            h = layer.transposed(h, dtype, trace)
         return h.reshape(n).to(torch.int64)
 
     def __call__(self, codes: np.ndarray) -> np.ndarray:
