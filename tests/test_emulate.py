@@ -73,6 +73,8 @@ def test_emulate_cli_is_bit_exact_on_data_and_fuzz(kind, firmware_dirs, l1_file,
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((fw_dir / "emulate.json").read_text())
     assert summary["exact"] is True and summary["n"] >= 1000 and summary["n_fuzz"] > 50
+    assert summary["fuzz_rounding"]["found"] and not any("not met" in why
+                                                         for why in summary["fuzz_rounding"]["missing"].values())
     assert summary["csim_source"] == "compiled library from synth"
     legs = json.loads((fw_dir / "firmware.json").read_text())["legs"]
     assert legs[:3] == ["brevitas", "qonnx", "csim"]

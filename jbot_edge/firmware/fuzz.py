@@ -139,7 +139,8 @@ def layer_rounding_codes(emulator: Any, n_candidates: int = 2048, max_batches: i
     Candidate jets (random multiplicity, codes over the full range shrunk by a random power of two so that every
     activation level occurs) are drawn in batches; for each target the first jet whose pre-activation of some
     neuron (of some particle, in a per-particle layer) has exactly that bit pattern inside the layer's unclamped
-    range is kept. Deterministic for a given seed; the emulator verifies every kept jet by construction."""
+    range is kept. A target no input can reach (the neurons' fixed bias bits below the weights' step rule the
+    pattern out, :func:`_reachable`) is listed as unreachable and not searched. Deterministic for a given seed."""
     spec = emulator.spec
     rng = np.random.default_rng(seed)
     rows_per_jet = [spec.n_particles] * len(emulator.per_particle) + [1] * len(emulator.per_jet)
@@ -154,7 +155,12 @@ def layer_rounding_codes(emulator: Any, n_candidates: int = 2048, max_batches: i
             for pattern in ROUNDING_PATTERNS:
                 # Round-half-even resolves a tie by the parity of the code below it: both parities are targets.
                 parities = ("_even", "_odd") if pattern == "half" and layer.rounding != "floor" else ("",)
-                targets += [(index, layer, pattern + parity, sign) for parity in parities]
+                for target in [(index, layer, pattern + parity, sign) for parity in parities]:
+                    if _reachable(layer, pattern):
+                        targets.append(target)
+                    else:
+                        missing[_target_name(target)] = ("unreachable: on every neuron the bias's fixed low bits "
+                                                         "keep the pre-activation off this pattern")
     found: dict[str, np.ndarray] = {}
     for _ in range(max_batches):
         pending = [t for t in targets if _target_name(t) not in found]
@@ -180,6 +186,18 @@ def layer_rounding_codes(emulator: Any, n_candidates: int = 2048, max_batches: i
             missing[_target_name(t)] = f"not met in {max_batches * n_candidates} candidate jets"
     codes = np.stack([found[name] for name in names]) if names else np.zeros((0, spec.n_particles, spec.n_features))
     return spec.check_codes(codes.astype(np.int32)), names, {"found": names, "missing": missing}
+
+
+def _reachable(layer: Any, pattern: str) -> bool:
+    """Whether some neuron's pre-activation can carry ``pattern`` in its dropped bits at all: in accumulator units
+    it is ``bias_j + Σ_i w_ij·h_i``, so its residue modulo ``2^d`` only moves in steps of ``gcd_i(w_ij, 2^d)``."""
+    d = layer.dropped_bits
+    modulus = 1 << d
+    weight = np.rint(layer.weight.double().numpy() * modulus).astype(np.int64)  # [n_in, n_out], exact integers
+    bias = np.rint(layer.bias.double().numpy() * modulus).astype(np.int64)
+    step = np.gcd.reduce(np.vstack([weight, np.full((1, weight.shape[1]), modulus)]), axis=0)
+    want = ROUNDING_PATTERNS[pattern](d)
+    return bool(np.any(np.mod(want - bias, step) == 0))
 
 
 def _target_name(target: tuple) -> str:
