@@ -36,8 +36,10 @@ Each pattern is met at every layer, for each sign the layer keeps (``pos``; also
 inside the unclamped range. The jets are found by search, not sampled blindly: random candidate jets (multiplicity
 and magnitude varied) are run through the student's exact integer model
 (:meth:`~jbot_edge.firmware.fast_emulate.FastEmulator.pre_activations`) and the first one that puts the pattern on
-some neuron of that layer is kept. They are integer codes, fed to every leg (the RTL included). A layer whose
-input-dependent sum has no bits below its output LSB (``d = 0``) cannot tie and is listed as such in the coverage.
+some neuron of that layer is kept. They are integer codes, fed to every leg (the RTL included). The coverage lists
+what cannot be met, with the reason: a layer whose input-dependent sum has no bits below its output LSB (``d = 0``)
+never rounds; a pattern that the fixed low bits of every neuron's bias rule out (round-half-even keeps the bias's
+bits below the weights' step) is unreachable by any input; anything else not met within the search budget says so.
 """
 
 from __future__ import annotations
