@@ -141,7 +141,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="configs/pretrain/small.yaml,configs/pretrain/reference.yaml",
                     help="comma-separated pretrain configs")
-    ap.add_argument("--scorers", default="knn,oe,mahalanobis_cc", help="first one is the headline scorer")
+    ap.add_argument("--scorers", default="knn_oe,knn,oe,mahalanobis_cc", help="first one is the headline scorer")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "ad_quality")
     ap.add_argument("--n-train", type=int, default=8334, help="q and g jets each in the training file (its train "
                     "split, 60%% by default, gives 10k training jets)")

@@ -82,11 +82,12 @@ def main() -> None:
         compare,
         compare_raw,
         emulation_verdict,
+        fuzz_set,
         load_firmware,
         merge_results,
         throughput,
     )
-    from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
+    from jbot_edge.firmware.fuzz import fuzz_raw_inputs
     from jbot_edge.logs import setup_logging
 
     setup_logging()
@@ -107,7 +108,8 @@ def main() -> None:
         saturated["top"] += int((scores == top - 1).sum())
         saturated["bottom"] += int((scores == -top).sum())
     data = merge_results(results)
-    fuzz_result = compare(fw, *fuzz_codes(fw.spec))
+    fuzz, names, rounding_coverage = fuzz_set(fw)
+    fuzz_result = compare(fw, fuzz, names)
     raw_result = compare_raw(fw, *fuzz_raw_inputs(fw.spec))
     verdict = emulation_verdict(fw, data, fuzz_result, raw_result)
     print(json.dumps({
@@ -122,7 +124,9 @@ def main() -> None:
         **verdict,
         "output_saturated_jets": saturated,
         "comparisons": data["comparisons"],
-        "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]},
+        "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"],
+                 "rounding_targets_met": len(rounding_coverage["found"]),
+                 "rounding_missing": rounding_coverage["missing"]},
         "fuzz_raw": {"n": raw_result["n"], "legs": raw_result["legs"], "comparisons": raw_result["comparisons"]},
         "jets_per_s": throughput(timings),
         "wall_s": round(time.perf_counter() - start, 2),

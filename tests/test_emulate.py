@@ -19,8 +19,16 @@ from student_factory import l1_codes, make_student_dir, saturating_variant
 
 from jbot_edge.sweep import figure_columns
 
-from jbot_edge.firmware.emulate import all_exact, compare, compare_raw, emulation_verdict, load_firmware
-from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
+from jbot_edge.firmware.emulate import (
+    all_exact,
+    compare,
+    compare_raw,
+    emulation_verdict,
+    fuzz_set,
+    load_firmware,
+)
+from jbot_edge.firmware.fast_emulate import FastEmulator
+from jbot_edge.firmware.fuzz import ROUNDING_PATTERNS, fuzz_codes, fuzz_raw_inputs
 from jbot_edge.models.students import load_student, output_lsb, save_student
 
 
@@ -65,6 +73,8 @@ def test_emulate_cli_is_bit_exact_on_data_and_fuzz(kind, firmware_dirs, l1_file,
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((fw_dir / "emulate.json").read_text())
     assert summary["exact"] is True and summary["n"] >= 1000 and summary["n_fuzz"] > 50
+    assert summary["fuzz_rounding"]["found"] and not any("not met" in why
+                                                         for why in summary["fuzz_rounding"]["missing"].values())
     assert summary["csim_source"] == "compiled library from synth"
     legs = json.loads((fw_dir / "firmware.json").read_text())["legs"]
     assert legs[:3] == ["brevitas", "qonnx", "csim"]
@@ -141,6 +151,122 @@ def test_a_corrupted_hls_weight_is_caught_by_the_fuzz_set(firmware_dirs, tmp_pat
     assert result["comparisons"]["brevitas_vs_csim"]["mismatched"] > 0
     assert result["comparisons"]["qonnx_vs_csim"]["mismatched"] > 0
     assert not emulation_verdict(fw, result, result)["exact"]
+
+
+#: One da4ml adder ``shift_adder #(bw0, bw1, signed0, signed1, bw_out, shift, is_sub) op_k (in0[...], in1[...], ...)``.
+_SHIFT_ADDER = re.compile(r"shift_adder #\((\d+), (\d+), ([01]), ([01]), (\d+), (-?\d+), ([01])\) (op_\d+) "
+                          r"\((v\d+)\[[^\]]*\], (v\d+)\[")
+
+
+def corrupt_one_verilog_weight(src_dir) -> str:
+    """In the da4ml Verilog a constant weight is a shift-and-add network: ``x*3`` is ``shift_adder(x, x, shift -2,
+    sub)`` = 4x - x. Move the shift of the first such constant multiple by one (4x - x becomes 2x - x: a weight factor
+    3 turned into 1, every bit width still valid) and return the changed line."""
+    for path in sorted(src_dir.glob("*_stage*.v"), key=lambda p: int(re.sub(r"\D", "", p.stem.split("stage")[-1]))):
+        text = path.read_text()
+        for match in _SHIFT_ADDER.finditer(text):
+            shift, sub, op, in0, in1 = int(match[6]), match[7], match[8], match[9], match[10]
+            if in0 == in1 and abs(shift) >= 2:
+                new_shift = shift + (1 if shift < 0 else -1)
+                bad = match[0].replace(f", {shift}, {sub}) {op} ", f", {new_shift}, {sub}) {op} ")
+                path.write_text(text.replace(match[0], bad, 1))
+                return f"{path.name}: {bad}"
+    raise AssertionError(f"no constant multiple (shift_adder of one wire with itself) in {src_dir}")
+
+
+@pytest.mark.rtl
+def test_a_corrupted_verilog_weight_is_caught_by_the_fuzz_set(firmware_dirs, l1_file, run_cli, tmp_path):
+    """One constant multiplier of the da4ml Verilog changed (the student, its QONNX graph and the HLS project
+    untouched): `emulate` runs the Verilator RTL leg on the corrupted design, the fuzz set alone shows it disagreeing
+    with every other leg while Brevitas, QONNX and the C simulation still agree, and the command exits non-zero."""
+    src = firmware_dirs["mlp"]
+    if "rtl" not in json.loads((src / "firmware.json").read_text())["legs"]:
+        pytest.skip("da4ml not installed: this firmware has no RTL leg")
+    if shutil.which("verilator") is None:
+        if os.environ.get("JBOT_EDGE_REQUIRE_RTL_TOOLS") == "1":
+            pytest.fail("verilator not on PATH, but JBOT_EDGE_REQUIRE_RTL_TOOLS=1")
+        pytest.skip("verilator not on PATH (apt-get install -y verilator)")
+    fw_dir = tmp_path / "fw"
+    # The HLS project is shared, not copied: its compiled C simulation then stays valid (no 45 s recompile).
+    shutil.copytree(src, fw_dir, ignore=shutil.ignore_patterns("hls", "emulate.json"))
+    (fw_dir / "hls").symlink_to(src / "hls")
+    changed = corrupt_one_verilog_weight(fw_dir / "rtl" / "src")
+    result = run_cli("emulate", "--firmware", fw_dir, "--data", l1_file, "--n", 100, timeout=600)
+    assert result.returncode == 1 and "error:" in result.stderr, (changed, result.stderr[-2000:])
+    summary = json.loads((fw_dir / "emulate.json").read_text())
+    assert summary["legs_run"] == ["brevitas", "qonnx", "csim", "rtl"] and summary["exact"] is False
+    assert summary["csim_source"] == "compiled library from synth"
+    fuzz = summary["datasets"]["fuzz"]["comparisons"]
+    assert fuzz["brevitas_vs_qonnx"]["mismatched"] == fuzz["brevitas_vs_csim"]["mismatched"] == 0
+    for pair in ("brevitas_vs_rtl", "qonnx_vs_rtl", "csim_vs_rtl"):
+        assert fuzz[pair]["mismatched"] > 0, (changed, pair, fuzz)
+    assert any(r.startswith("fuzz: mismatches") and "csim_vs_rtl" in r for r in summary["reasons"])
+    first = summary["datasets"]["fuzz"]["first_mismatches"][0]
+    assert first["scores_lsb"]["rtl"] != first["scores_lsb"]["csim"] == first["scores_lsb"]["brevitas"]
+
+
+def brevitas_pre_activations(model, spec, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Each QuantLinear's output on ``codes`` as Brevitas computes it, in units of the quantizer that follows it
+    (``[rows, n_out]``, rows = jets or jet·P + particle), keyed like the fast emulator's layer names."""
+    modules = dict(model.named_modules())
+    pre, hooks = {}, []
+    for name, module in modules.items():
+        if type(module).__name__ != "QuantLinear":
+            continue
+        parent, _, index = name.rpartition(".")
+        quant = model.output_quant if name == "head" else modules[f"{parent}.{int(index) + 1}"]
+        key = "head" if name == "head" else f"{'mlp' if parent == 'body' else parent}.{index}"
+
+        def hook(_module, _inputs, out, key=key, quant=quant):
+            value = getattr(out, "value", out).detach().to(torch.float64)
+            pre[key] = (value / float(quant.act_quant.scale())).reshape(-1, value.shape[-1]).numpy()
+
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(spec.to_model_input(codes)))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return pre
+
+
+@pytest.mark.parametrize("kind", ["deepsets", "mlp"])
+def test_every_layer_gets_a_rounding_tie_and_every_leg_agrees_on_it(kind, firmware_dirs):
+    """The fuzz set holds, for every layer whose quantizer drops bits, jets whose pre-activation lands exactly on the
+    output grid, on a half LSB (the tie) and one accumulator unit below the grid, for each sign the layer keeps.
+    Brevitas' own pre-activations (hooks, independent of the integer emulator that searched them) confirm each
+    pattern, and every leg (C simulation, and the Verilator RTL of the MLP when installed) agrees on them."""
+    fw = load_firmware(firmware_dirs[kind])
+    codes, names, coverage = fuzz_set(fw)
+    picked = [i for i, name in enumerate(names) if name.startswith("round_")]
+    assert [names[i] for i in picked] == coverage["found"]
+    model, _, spec, _ = load_student(firmware_dirs[kind] / "student.pt")
+    layers = FastEmulator.from_student(firmware_dirs[kind] / "student.pt").layers
+    rounding_layers = [layer for layer in layers if layer.dropped_bits > 0]
+    assert len(rounding_layers) >= len(layers) - 1  # at most the head adds no input-dependent fraction
+    pre = brevitas_pre_activations(model, spec, codes[picked])
+    for layer in layers:
+        signs = ("pos", "neg") if layer.lo < 0 else ("pos",)
+        if layer.dropped_bits == 0:
+            assert f"round_{layer.name}" in coverage["missing"]
+            assert not any(name.startswith(f"round_{layer.name}_") for name in coverage["found"])
+            continue
+        rows_per_jet = len(pre[layer.name]) // len(picked)
+        assert layer.rounding == "floor"  # these students; round-half-even splits "half" into half_even/half_odd
+        for pattern in ROUNDING_PATTERNS:
+            for sign in signs:
+                target = f"round_{layer.name}_{pattern}_{sign}"
+                assert target in coverage["found"], coverage["missing"]
+                k = coverage["found"].index(target)
+                rows = pre[layer.name][k * rows_per_jet:(k + 1) * rows_per_jet]
+                bits = np.mod(np.floor(rows * 2 ** layer.dropped_bits), 2 ** layer.dropped_bits)
+                side = rows > 0 if sign == "pos" else rows < 0
+                hit = (bits == ROUNDING_PATTERNS[pattern](layer.dropped_bits)) & side & (np.floor(rows) < layer.hi)
+                assert hit.any(), (target, rows)
+    result = compare(fw, codes[picked], coverage["found"])
+    assert all_exact(result) and result["all_legs_equal"] == len(picked), result["first_mismatches"][:2]
+    assert {"brevitas", "qonnx", "csim"} <= set(fw.legs)
 
 
 def test_the_verdict_cannot_pass_vacuously(firmware_dirs):

@@ -69,8 +69,9 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
     assert report["observables"]["mass"]["signals"]["t"]["auc"] > 0.7  # real Pythia tops are heavy
 
     fpr_keys = {"1e-1", "1e-2", "1e-3", "1e-4"}
-    assert set(report["scorers"]) == {"oe", "knn", "cosine", "mahalanobis", "mahalanobis_cc",
+    assert set(report["scorers"]) == {"oe", "knn", "knn_oe", "cosine", "mahalanobis", "mahalanobis_cc",
                                       "relative_mahalanobis", "gmm", "kmeans"}
+    assert report["scorers"]["knn_oe"]["fit_info"]["n_calibration"] == 50  # a quarter of the 200-jet bank
     assert report["scorers"]["oe"]["fit_info"]["n_outliers"] == report["scorers"]["oe"]["fit_info"]["n_bank"]
     # the untrained encoder, same scorer and jets, reported beside the trained one
     untrained = report["reference"]["untrained"]

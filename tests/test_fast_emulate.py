@@ -11,7 +11,7 @@ from student_factory import l1_codes, train_student
 
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.firmware.fast_emulate import FastEmulator, make_layer
-from jbot_edge.firmware.fuzz import fuzz_codes
+from jbot_edge.firmware.fuzz import fuzz_codes, layer_rounding_codes
 from jbot_edge.models.students import score_codes
 
 
@@ -22,7 +22,14 @@ def test_fast_emulator_matches_brevitas(kind, rounding, l1_file):
     model, cfg, spec = train_student(kind, codes, steps=30, rounding=rounding)
     fast = FastEmulator.from_model(model, cfg, spec)
     fuzz, _ = fuzz_codes(spec)
-    every = np.concatenate([codes, fuzz])
+    # Jets with an exact tie (round-half-even: both parities) or grid boundary at every layer's quantizer.
+    ties, names, coverage = layer_rounding_codes(fast)
+    if rounding == "round_half_even":
+        assert {"half_even", "half_odd"} <= {name.split("_", 2)[-1].rsplit("_", 1)[0] for name in names}, coverage
+    # Every target is met unless no input can reach it (the bias's low bits) or the layer never rounds.
+    assert not [t for t, why in coverage["missing"].items() if "not met" in why], coverage["missing"]
+    assert len(names) >= 3 * (len(fast.layers) - 1), coverage["missing"]
+    every = np.concatenate([codes, fuzz, ties])
     reference = score_codes(model, torch.from_numpy(spec.to_model_input(every)))
     assert len(np.unique(reference)) > 100  # not a vacuous comparison
     np.testing.assert_array_equal(fast.score_codes(every), reference)

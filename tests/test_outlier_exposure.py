@@ -118,9 +118,56 @@ def test_oe_scorer_learns_the_outlier_direction_and_round_trips(tmp_path, classi
     assert json.loads((tmp_path / "score_head.json").read_text())["name"] == "oe"
 
 
-def test_oe_scorer_needs_outliers():
+@pytest.mark.parametrize("name", ["oe", "knn_oe"])
+def test_oe_scorers_need_outliers(name):
     with pytest.raises(JbotEdgeError, match="pseudo-anomalous"):
-        fit_scorer("oe", np.zeros((10, 4)), {})
+        fit_scorer(name, np.zeros((10, 4)), {})
+
+
+def test_knn_oe_is_fishers_combination_of_held_out_p_values():
+    """Numpy reference: the same calibration split, a brute-force kNN, the oe part, and p-values counted by hand."""
+    from jbot_edge.evaluate.scores import OutlierExposureScorer
+
+    rng = np.random.default_rng(3)
+    bank = rng.normal(size=(400, 5))
+    outliers = rng.normal(size=(400, 5)) + np.array([2.0, 0, 0, 0, 0])
+    params = {"knn": {"k": 7, "normalize": False}, "oe": {"classifier": "logistic"}, "calibration_fraction": 0.25,
+              "seed": 11}
+    scorer = fit_scorer("knn_oe", bank, params, outliers=outliers)
+    order = np.random.default_rng(11).permutation(400)
+    calibration, fit_bank = bank[np.sort(order[:100])], bank[np.sort(order[100:])]
+    oe = OutlierExposureScorer.fit(fit_bank, scorer.params.oe, outliers=outliers)
+
+    def knn(x):
+        d = np.linalg.norm(x[:, None, :] - fit_bank[None, :, :], axis=2)
+        return np.sort(d, axis=1)[:, :7].mean(axis=1)
+
+    def minus_log_p(reference, scores):
+        """−log((count at or above + 1) / (n + 1)) at each calibration score, linear in between, and beyond the
+        last one the straight line through the 11th-highest and the highest calibration points."""
+        ref, n = np.sort(reference), len(reference)
+        level = [-np.log(((ref >= r).sum() + 1) / (n + 1)) for r in ref]
+        out = []
+        for s in scores:
+            if s <= ref[0]:
+                out.append(level[0])
+            elif s > ref[-1]:
+                out.append(level[-1] + (level[-1] - level[-11]) / (ref[-1] - ref[-11]) * (s - ref[-1]))
+            else:
+                j = int(np.searchsorted(ref, s))
+                out.append(level[j - 1] + (level[j] - level[j - 1]) * (s - ref[j - 1]) / (ref[j] - ref[j - 1]))
+        return np.array(out)
+
+    queries = np.concatenate([rng.normal(size=(50, 5)), rng.normal(size=(5, 5)) * 4.0, np.full((1, 5), 0.0)])
+    expected = minus_log_p(knn(calibration), knn(queries)) + minus_log_p(oe.score(calibration), oe.score(queries))
+    np.testing.assert_allclose(scorer.score(queries), expected, rtol=1e-12, atol=1e-12)
+    assert scorer.info["n_calibration"] == 100 and scorer.info["n_fit"] == 300
+    far = scorer.score(np.array([[0.0, 8.0, 8.0, 0, 0], [0.0, 9.0, 9.0, 0, 0]]))
+    assert far[1] > far[0]  # beyond every calibration jet the order is kept, not tied
+    # both parts count: a rare jet off the outlier direction and a common one along it both score high
+    rare, along = np.array([[0.0, 6.0, 6.0, 0, 0]]), np.array([[2.5, 0, 0, 0, 0]])
+    typical = float(np.median(scorer.score(rng.normal(size=(500, 5)))))
+    assert scorer.score(rare)[0] > typical + 2.0 and scorer.score(along)[0] > typical + 1.0
 
 
 def test_pretrain_with_outlier_exposure_logs_the_term(tmp_path, qcd_jetnet_file, run_cli):

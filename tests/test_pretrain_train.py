@@ -185,14 +185,19 @@ def test_missing_data_file_is_one_line(run_cli, tmp_path: Path) -> None:
     assert res.returncode == 2 and "does not exist" in res.stderr
 
 
-def test_ddp_two_cpu_processes_with_gloo(qcd_jetnet_file: Path, tmp_path: Path) -> None:
-    out = tmp_path / "ddp"
+def _torchrun_pretrain(data: Path, out: Path, port: int, *extra: str) -> None:
+    """``pretrain`` under ``torch.distributed.run`` with two CPU processes (gloo)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29631",
-           "-m", "jbot_edge", "pretrain", "--config", str(SMALL), "--data", str(qcd_jetnet_file), "--out", str(out),
-           "--max-steps", "3", *TINY, "train.log_every=1", "train.device=cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           "-m", "jbot_edge", "pretrain", "--config", str(SMALL), "--data", str(data), "--out", str(out),
+           *TINY, "train.log_every=1", "train.device=cpu", *extra]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_ddp_two_cpu_processes_with_gloo(qcd_jetnet_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    _torchrun_pretrain(qcd_jetnet_file, out, 29631, "--max-steps", "3")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 3
     assert summary["jets_seen"] == 3 * 128
@@ -200,3 +205,21 @@ def test_ddp_two_cpu_processes_with_gloo(qcd_jetnet_file: Path, tmp_path: Path) 
     assert len(ckpt["rng"]["augment_per_rank"]) == 2
     assert len(_metrics(out)) == 3  # rank 0 logs alone
     load_teacher(out)
+
+
+def test_ddp_resume_reproduces_the_uninterrupted_run(qcd_jetnet_file: Path, tmp_path: Path) -> None:
+    """Stopped after 2 of 5 steps and resumed under DDP, both ranks restore their own data/augmentation state: the
+    final student, EMA teacher and per-step losses equal those of the uninterrupted DDP run."""
+    common = ["optim.max_steps=5", "data.shuffle_buffer_jets=384", "data.block_jets=1024"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    _torchrun_pretrain(qcd_jetnet_file, straight, 29633, *common)
+    _torchrun_pretrain(qcd_jetnet_file, split, 29634, *common, "train.stop_at_step=2")
+    assert torch.load(split / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    _torchrun_pretrain(qcd_jetnet_file, split, 29635, "--resume", *common)
+    a = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(split / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 5
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    losses = [m["loss"] for m in _metrics(straight)]
+    assert len(losses) == 5 and losses == [m["loss"] for m in _metrics(split)]

@@ -35,11 +35,12 @@ def register(app: typer.Typer) -> None:
             compare,
             compare_raw,
             emulation_verdict,
+            fuzz_set,
             load_firmware,
             merge_results,
             throughput,
         )
-        from jbot_edge.firmware.fuzz import fuzz_codes, fuzz_raw_inputs
+        from jbot_edge.firmware.fuzz import fuzz_raw_inputs
         from jbot_edge.logs import get_logger, progress_bar
         from jbot_edge.outputs import claim_output_file, has_json_schema
 
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
                     results.append(compare(fw, codes, timings=timings))
                     progress.advance(task, len(batch))
         data_result = merge_results(results)
-        fuzz, names = fuzz_codes(fw.spec)
+        fuzz, names, rounding_coverage = fuzz_set(fw)
         fuzz_result = compare(fw, fuzz, names)
         raw_result = compare_raw(fw, *fuzz_raw_inputs(fw.spec))
         verdict = emulation_verdict(fw, data_result, fuzz_result, raw_result)
@@ -83,6 +84,7 @@ def register(app: typer.Typer) -> None:
             **verdict,
             "csim_source": fw.csim_source,
             "n_fuzz_raw": raw_result["n"],
+            "fuzz_rounding": rounding_coverage,
             "datasets": {"data": data_result, "fuzz": fuzz_result, "fuzz_raw": raw_result},
             "throughput_jets_per_s": throughput(timings),
         }

@@ -10,11 +10,12 @@ from jbot_edge.config import StrictModel
 from jbot_edge.data.pseudo_anomalies import PseudoAnomalyConfig
 from jbot_edge.evaluate.lct import LctSettings
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
-from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnParams, OutlierExposureParams,
-                                       MahalanobisParams)
+from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnOeParams,
+                                       KnnParams, MahalanobisParams, OutlierExposureParams)
 from jbot_edge.evaluate.two_sample import TwoSampleSettings
 
-ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans", "oe"]
+ScorerName = Literal["knn", "cosine", "mahalanobis", "mahalanobis_cc", "relative_mahalanobis", "gmm", "kmeans", "oe",
+                     "knn_oe"]
 SplitChoice = Literal["auto", "train", "val", "test", "all"]
 ObservableName = Literal["mass", "m_over_pt", "multiplicity", "tau21", "tau32"]
 #: Scores a teacher computes itself from the inputs (jbot_edge.models.registry.NATIVE_SCORES: the VAE's).
@@ -64,6 +65,7 @@ class ScorerSettings(StrictModel):
     gmm: GmmParams = Field(default_factory=GmmParams)
     kmeans: KmeansParams = Field(default_factory=KmeansParams)
     oe: OutlierExposureParams = Field(default_factory=OutlierExposureParams)
+    knn_oe: KnnOeParams = Field(default_factory=KnnOeParams)
 
 
 class MetricSettings(StrictModel):
@@ -142,10 +144,10 @@ class FinetuneSettings(StrictModel):
 
 
 class EvaluateConfig(StrictModel):
-    scorer: ScorerName | NativeScorerName = Field(default="knn", description=(
+    scorer: ScorerName | NativeScorerName = Field(default="knn_oe", description=(
         "scorer saved as RUN_DIR's score head; recon|kl (VAE teachers) are reported as the headline score but "
         "write no score head (they are not functions of the embedding)"))
-    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "oe", "cosine", "mahalanobis",
+    compare: list[ScorerName] = Field(default_factory=lambda: ["knn", "oe", "knn_oe", "cosine", "mahalanobis",
                                                                "mahalanobis_cc", "relative_mahalanobis", "gmm",
                                                                "kmeans"],
                                       description="scorers evaluated (the score-head scorer is always added)")

@@ -132,27 +132,37 @@ def _read_jets(jet_file, index: np.ndarray, features: list[str]):
     return JetBatch.concatenate(parts)
 
 
+def needs_pseudo_anomalies(name: str) -> bool:
+    """Whether scorer ``name`` is fitted on embeddings of pseudo-anomalies as well (``oe``, ``knn_oe``)."""
+    from jbot_edge.evaluate.scores import SCORERS
+
+    return name in SCORERS and SCORERS[name].needs_outliers
+
+
 def without_unusable_oe(cfg: EvaluateConfig, teacher) -> tuple[EvaluateConfig, str | None]:
-    """``oe`` needs pseudo-anomalies rebuilt from (pT, Δη, Δφ): for teachers whose inputs carry more (particle ids,
-    event-level objects) it is dropped from ``compare``; when it was the headline, Mahalanobis takes its place. The
-    returned note says so (logged and recorded in evaluate.json); nothing else changes."""
+    """The outlier-exposure scorers (``oe``, ``knn_oe``) need pseudo-anomalies rebuilt from (pT, Δη, Δφ): for
+    teachers whose inputs carry more (particle ids, event-level objects) they are dropped from ``compare``; when one
+    was the headline, Mahalanobis takes its place. The returned note says so (logged and recorded in evaluate.json);
+    nothing else changes."""
     from jbot_edge.data.pseudo_anomalies import check_rebuildable
 
-    if "oe" not in cfg.compare and cfg.scorer != "oe":
+    unusable = [s for s in dict.fromkeys([*cfg.compare, cfg.scorer]) if needs_pseudo_anomalies(s)]
+    if not unusable:
         return cfg, None
     try:
-        check_rebuildable(teacher.input_spec.features, "scorer oe")
+        check_rebuildable(teacher.input_spec.features, f"scorer {unusable[0]}")
     except JbotEdgeError as exc:
-        compare = [s for s in cfg.compare if s != "oe"]
-        scorer = "mahalanobis" if cfg.scorer == "oe" else cfg.scorer
-        note = f"{exc}: oe left out" + ("; score head: mahalanobis" if cfg.scorer == "oe" else "")
+        compare = [s for s in cfg.compare if s not in unusable]
+        scorer = "mahalanobis" if cfg.scorer in unusable else cfg.scorer
+        note = (f"{exc}: {', '.join(unusable)} left out"
+                + ("; score head: mahalanobis" if cfg.scorer in unusable else ""))
         log.warning("%s", note)
         return cfg.model_copy(update={"compare": compare or [scorer], "scorer": scorer}), note
     return cfg, None
 
 
 def pseudo_anomaly_embeddings(cfg: EvaluateConfig, teachers: list, bank_file, bank_index: np.ndarray) -> list:
-    """Embeddings, one array per teacher, of pseudo-anomalies made of the bank jets (for the ``oe`` scorer)."""
+    """Embeddings, one array per teacher, of pseudo-anomalies made of the bank jets (for ``oe`` and ``knn_oe``)."""
     from jbot_edge.data.provenance import jet_radius
     from jbot_edge.data.pseudo_anomalies import REBUILDABLE_FEATURES, check_rebuildable, make_pseudo_anomalies
 
@@ -334,8 +344,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
                              embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
             lap("embed untrained")
         outliers = untrained_outliers = None
-        if "oe" in cfg.compare:
-            teachers = [teacher] + ([untrained] if cfg.reference.untrained and cfg.scorer == "oe" else [])
+        if any(needs_pseudo_anomalies(name) for name in cfg.compare):
+            teachers = [teacher] + ([untrained] if cfg.reference.untrained and needs_pseudo_anomalies(cfg.scorer)
+                                    else [])
             outliers, *rest = pseudo_anomaly_embeddings(cfg, teachers, bank_file, split.bank_index)
             untrained_outliers = rest[0] if rest else None
             lap("pseudo-anomalies")

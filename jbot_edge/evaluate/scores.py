@@ -15,11 +15,20 @@ name            score                                                           
 ``gmm``         −log p(x) under a K-component Gaussian mixture fitted without labels      no: log-sum-exp over K
 ``kmeans``      L2 distance to the nearest of K k-means centroids                          yes: K distances + min
 ``oe``          logit of a classifier background vs pseudo-anomalies (outlier exposure)    yes: linear, or a tiny MLP
+``knn_oe``      −log S_knn(x) − log S_oe(x): Fisher's combination of the two above         no: needs the kNN bank
 ==============  ========================================================================  ==========================
 
 ``oe`` is the one scorer fitted on more than the bank: :mod:`jbot_edge.data.pseudo_anomalies` makes pseudo-anomalous
 jets out of bank jets (k narrow prongs, no signal sample), the caller embeds them with the same teacher and passes
 them as ``outliers``. Rarity under the background is not signal-likeness; this gives the score a direction.
+
+``knn_oe`` combines rarity and direction without labels. A jet's ``knn`` and ``oe`` scores are each turned into the
+fraction S of background jets scoring higher (its p-value under the background) and the score is
+``−log S_knn − log S_oe``, Fisher's combination of the two p-values. S is counted on *calibration* jets: a fixed
+share of the bank (``calibration_fraction``, drawn with ``seed``) that neither the kNN bank nor the classifier sees,
+so the two p-values are honest and on one scale. ``(count + 1) / (n_calibration + 1)`` keeps −log S finite; it is
+interpolated between calibration scores and extrapolated as an exponential tail beyond the highest, so the score
+stays continuous and jets far in the tail are not tied (:func:`background_survival`).
 
 Regularisation (documented so that no scorer ever returns NaN):
 
@@ -94,6 +103,14 @@ class OutlierExposureParams(StrictModel):
     normalize: bool = Field(default=False, description="L2-normalise embeddings before standardising")
     n_outliers: int = Field(default=0, ge=0, description="pseudo-anomalies to make; 0 = as many as bank jets")
     max_iter: int = Field(default=300, ge=1)
+    seed: int = 0
+
+
+class KnnOeParams(StrictModel):
+    knn: KnnParams = Field(default_factory=KnnParams, description="the rarity part (mean distance to k neighbours)")
+    oe: OutlierExposureParams = Field(default_factory=OutlierExposureParams, description="the direction part")
+    calibration_fraction: float = Field(default=0.25, gt=0, lt=1, description=(
+        "share of the bank held out of both fits to turn each score into a background p-value"))
     seed: int = 0
 
 
@@ -487,9 +504,75 @@ class OutlierExposureScorer(Scorer):
         return h[:, 0]
 
 
+#: Calibration points whose mean slope continues −log S beyond the highest calibration score (exponential tail).
+TAIL_POINTS = 10
+
+
+def background_survival(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """−log S(score), S the fraction of ``calibration`` scores (sorted ascending) at or above it.
+
+    At the i-th calibration score S = (n − i + 1) / (n + 1) (never 0); in between, −log S is interpolated linearly,
+    and beyond the highest calibration score it continues with the mean slope of the last ``TAIL_POINTS`` (an
+    exponential tail). The result is continuous and increasing in the score, so jets in the far tail — where a
+    trigger's threshold lives — keep their order instead of all sharing the last count."""
+    n = len(calibration)
+    levels = -np.log((n - np.arange(n) + 1.0) / (n + 1.0))
+    out = np.interp(scores, calibration, levels)
+    m = min(TAIL_POINTS, n - 1)
+    span = calibration[-1] - calibration[-1 - m] if m > 0 else 0.0
+    if span > 0:
+        beyond = scores > calibration[-1]
+        out[beyond] = levels[-1] + (levels[-1] - levels[-1 - m]) / span * (scores[beyond] - calibration[-1])
+    return out
+
+
+class KnnOeScorer(Scorer):
+    name = "knn_oe"
+    Params = KnnOeParams
+    needs_outliers = True
+    fpga_friendly = False
+    fpga_note = "needs the kNN bank on chip (its oe part alone is FPGA-friendly)"
+    formula = ("-log S_knn(x) - log S_oe(x), S = fraction of held-out calibration bank jets scoring at least as "
+               "high (Fisher's combination of the knn and oe p-values)")
+    _dim_array = "knn.bank"
+    _parts: ClassVar[dict[str, type[Scorer]]] = {"knn": KnnScorer, "oe": OutlierExposureScorer}
+
+    @classmethod
+    def _fit(cls, bank, params):
+        raise JbotEdgeError("scorer 'knn_oe' needs embeddings of pseudo-anomalous jets (outliers)")
+
+    @classmethod
+    def _fit_with_outliers(cls, bank, outliers, params):
+        order = np.random.default_rng(params.seed).permutation(len(bank))
+        n_calibration = int(round(params.calibration_fraction * len(bank)))
+        if n_calibration < 1 or n_calibration >= len(bank):
+            raise JbotEdgeError(f"scorer 'knn_oe': a bank of {len(bank)} jets leaves no calibration or no fit jets "
+                                f"at calibration_fraction={params.calibration_fraction}")
+        calibration, fit_bank = bank[np.sort(order[:n_calibration])], bank[np.sort(order[n_calibration:])]
+        parts = {"knn": KnnScorer.fit(fit_bank, params.knn),
+                 "oe": OutlierExposureScorer.fit(fit_bank, params.oe, outliers=outliers)}
+        arrays, info = {}, {"n_calibration": n_calibration, "n_fit": len(fit_bank)}
+        for key, part in parts.items():
+            arrays |= {f"{key}.{name}": value for name, value in part.arrays.items()}
+            arrays[f"{key}.calibration"] = np.sort(part.score(calibration))
+            info[key] = part.info
+        return cls(params, arrays, info)
+
+    def _part(self, key: str) -> Scorer:
+        prefix = f"{key}."
+        arrays = {name[len(prefix):]: value for name, value in self.arrays.items()
+                  if name.startswith(prefix) and name != f"{key}.calibration"}
+        return self._parts[key](getattr(self.params, key), arrays, self.info.get(key))
+
+    def _score(self, x):
+        return sum(background_survival(self.arrays[f"{key}.calibration"], self._part(key).score(x))
+                   for key in self._parts)
+
+
 SCORERS: dict[str, type[Scorer]] = {cls.name: cls for cls in
                                     (KnnScorer, CosineScorer, MahalanobisScorer, ClassMahalanobisScorer,
-                                     RelativeMahalanobisScorer, GmmScorer, KmeansScorer, OutlierExposureScorer)}
+                                     RelativeMahalanobisScorer, GmmScorer, KmeansScorer, OutlierExposureScorer,
+                                     KnnOeScorer)}
 
 
 def scorer_class(name: str) -> type[Scorer]:

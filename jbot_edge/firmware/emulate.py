@@ -23,6 +23,8 @@ Firmware directory (written by ``jbot-edge synth``; this module only reads it)::
      "datasets": {"data": RESULT, "fuzz": RESULT, "fuzz_raw": RESULT + {"legs", "legs_not_applicable"}},
      "exact": bool, "reasons": [why not exact],
      "counts": {"data": "2000/2000", "fuzz": "81/81", "fuzz_raw": "40/40"},
+     "fuzz_rounding": {"found": [names of the fuzz jets that put a rounding tie / grid boundary at one layer],
+                       "missing": {target: reason}},
      "throughput_jets_per_s": {leg: float}}
     RESULT = {"n": int, "all_legs_equal": int (jets on which every leg agrees),
               "comparisons": {"brevitas_vs_qonnx": {"exact": int, "mismatched": int,
@@ -282,6 +284,23 @@ register_leg("qonnx", _load_qonnx)
 register_leg("csim", _load_csim, hardware=True)
 register_leg("rtl", _load_rtl, hardware=True, reads_codes=True)
 register_leg(FAST_LEG, _load_fast, returns_codes=True, reads_codes=True)
+
+
+def fuzz_set(firmware: Firmware) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """The fuzz codes of the input spec (:func:`~jbot_edge.firmware.fuzz.fuzz_codes`) plus this student's jets that
+    put a rounding tie / grid boundary at each layer (:func:`~jbot_edge.firmware.fuzz.layer_rounding_codes`);
+    returns ``(codes, names, coverage)``, coverage saying which per-layer targets were met and why others were not."""
+    from jbot_edge.firmware.fast_emulate import FastEmulator
+    from jbot_edge.firmware.fuzz import fuzz_codes, layer_rounding_codes
+
+    codes, names = fuzz_codes(firmware.spec)
+    try:
+        emulator = (firmware.scorers[FAST_LEG].emulator if FAST_LEG in firmware.scorers
+                    else FastEmulator.from_student(firmware.directory / "student.pt"))
+    except JbotEdgeError as exc:
+        return codes, names, {"found": [], "missing": {"every layer": f"no integer model of this student: {exc}"}}
+    rounding, rounding_names, coverage = layer_rounding_codes(emulator)
+    return np.concatenate([codes, rounding]), names + rounding_names, coverage
 
 
 def emulation_verdict(firmware: Firmware, data: dict[str, Any], fuzz: dict[str, Any],

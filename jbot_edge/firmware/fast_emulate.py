@@ -69,14 +69,21 @@ class QuantLayer:
     lo: int
     hi: int
     rounding: str  # "floor" | "round_half_even"
+    name: str = ""
+    #: Bits of the exact pre-activation below the output LSB (0: the quantizer never rounds at this layer).
+    dropped_bits: int = 0
 
     def augmented(self, dtype: torch.dtype) -> torch.Tensor:
         """``[W^T | b]`` [n_out, n_in + 1]: the bias as the weight of a row of ones (a widening cast stays exact)."""
         return torch.cat([self.weight.T, self.bias[:, None]], dim=1).to(dtype).contiguous()
 
-    def apply(self, augmented: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> None:
-        """``h`` [n_in + 1, rows] (last row ones) → output codes in ``out`` [n_out, rows]."""
+    def apply(self, augmented: torch.Tensor, h: torch.Tensor, out: torch.Tensor,
+              trace: list[torch.Tensor] | None = None) -> None:
+        """``h`` [n_in + 1, rows] (last row ones) → output codes in ``out`` [n_out, rows]; with ``trace``, the exact
+        pre-activation (output-code units, before rounding and clamping) is appended to it."""
         torch.mm(augmented, h, out=out)
+        if trace is not None:
+            trace.append(out.clone())
         (out.floor_() if self.rounding == "floor" else out.round_()).clamp_(self.lo, self.hi)
 
 
@@ -137,7 +144,7 @@ def make_layer(w_int: np.ndarray, in_scale: float, w_scale: float, b_int: np.nda
     to_out = 2.0 ** (e_unit - e_out)
     weight = torch.tensor(w_int.T * 2.0 ** (e_gemm - e_out), dtype=dtype).contiguous()
     bias = torch.tensor(bias_units * to_out, dtype=dtype)
-    layer = QuantLayer(weight, bias, int(out_range[0]), int(out_range[1]), rounding)
+    layer = QuantLayer(weight, bias, int(out_range[0]), int(out_range[1]), rounding, name, e_out - e_unit)
     return layer, max(abs(out_range[0]), abs(out_range[1]))
 
 
@@ -239,11 +246,29 @@ class FastEmulator:
             torch.set_num_threads(before)
         return out.numpy()
 
-    def _forward(self, codes: torch.Tensor, workspace: Workspace) -> torch.Tensor:
+    @property
+    def layers(self) -> list[QuantLayer]:
+        """Every quantized layer in order (per-particle, then per-jet, the output head last)."""
+        return [*self.per_particle, *self.per_jet]
+
+    def pre_activations(self, codes: np.ndarray) -> list[np.ndarray]:
+        """The exact pre-activation of every layer (output-code units, float64 ``[rows, n_out]``) on codes
+        ``[N, P, F]``: rows are jets, or ``jet * P + particle`` for the per-particle layers of a Deep Sets."""
+        codes = torch.as_tensor(np.asarray(codes))
+        n, p = codes.shape[:2]
+        trace: list[torch.Tensor] = []
+        self._forward(codes, Workspace(codes.device, self.dtype), trace)
+        per_particle = len(self.per_particle)  # traced particle-major ([w, P·n]): back to jet-major rows
+        return [(pre.view(-1, p, n).permute(2, 1, 0).reshape(n * p, -1) if i < per_particle else pre.T)
+                .to(torch.float64).numpy() for i, pre in enumerate(trace)]
+
+    def _forward(self, codes: torch.Tensor, workspace: Workspace,
+                 trace: list[torch.Tensor] | None = None) -> torch.Tensor:
         """int codes [n, P, F] → scores [n] (integer-valued floats; no tensor here requires grad, so no autograd).
         Activations are transposed ([width + 1, rows], last row ones): the long row axis is the GEMM's N dimension,
         which BLAS handles far better than a [rows, 32] × [32, 32] product; Deep Sets rows are particle-major
-        (P blocks of n jets), so pooling sums P contiguous [width, n] blocks instead of a length-P inner axis."""
+        (P blocks of n jets), so pooling sums P contiguous [width, n] blocks instead of a length-P inner axis.
+        With ``trace``, each layer's pre-activation [n_out, rows] is appended (see :meth:`pre_activations`)."""
         n, p, f = codes.shape
         if self.pool_shift is None:  # MLP: one row per (particle, feature), as the flattened [n, P·F] input
             h, body = workspace.take("input", p * f, n)
@@ -255,7 +280,7 @@ class FastEmulator:
         per_particle_w, per_jet_w = self._weights(codes.device)
         for i, (layer, weight) in enumerate(zip(self.per_particle, per_particle_w)):
             out, body = workspace.take(f"phi{i}", weight.shape[0], p * n)
-            layer.apply(weight, h, body)
+            layer.apply(weight, h, body, trace)
             h = out
         if self.pool_shift is not None:
             pooled, pooled_body = workspace.take("pool", body.shape[0], n)
@@ -263,7 +288,7 @@ class FastEmulator:
             h = pooled
         for i, (layer, weight) in enumerate(zip(self.per_jet, per_jet_w)):
             out, body = workspace.take(f"rho{i}", weight.shape[0], n)
-            layer.apply(weight, h, body)
+            layer.apply(weight, h, body, trace)
             h = out
         return body[0]
 

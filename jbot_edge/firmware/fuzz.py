@@ -19,12 +19,32 @@ Every entry is a jet of integer codes ``[P, F]`` with a name saying why it is th
 * ``ties_<k>``: every input half an LSB above a grid point (a rounding tie), random codes;
 * ``offgrid_<k>``: random values a fraction of an LSB off the grid.
 
-Rounding ties *inside* the network (at each layer's quantizer) are hit by the code entries above and by the data:
-every accumulator is a multiple of the product of LSBs, so a layer whose output LSB is coarser sees exact halves
-whenever the dropped bits are 100...0 — the full-range and random entries cover those patterns.
+Rounding ties *inside* the network are constructed per student by :func:`layer_rounding_codes` (the emulate
+command adds them to the fuzz set, :func:`jbot_edge.firmware.emulate.fuzz_set`). At each layer the exact
+pre-activation is an integer number of accumulator units ``2^-d`` output LSBs, ``d`` = the bits the layer's output
+quantizer drops. What a "tie" is depends on the rounding:
+
+* ``floor`` (hls4ml ``AP_TRN``, the default and the only mode the RTL backend accepts) has no tie; its edges are the
+  grid itself. ``round_<layer>_on_grid`` drops bits 00…0 (exactly a code), ``round_<layer>_below_grid`` 11…1 (one
+  unit below the next code: the largest value that must still round down) — an off-by-one, a truncation toward
+  zero on negative values, or a rounding firmware differs from floor there — and ``round_<layer>_half`` 10…0 (half an
+  LSB: where round-half-up / -even would go up and floor must not);
+* ``round_half_even`` (hls4ml ``AP_RND_CONV``): ``half`` is the tie proper, split into ``half_even`` and ``half_odd``
+  by the parity of the code below it (the two ways the tie resolves).
+
+Each pattern is met at every layer, for each sign the layer keeps (``pos``; also ``neg`` for the signed output),
+inside the unclamped range. The jets are found by search, not sampled blindly: random candidate jets (multiplicity
+and magnitude varied) are run through the student's exact integer model
+(:meth:`~jbot_edge.firmware.fast_emulate.FastEmulator.pre_activations`) and the first one that puts the pattern on
+some neuron of that layer is kept. They are integer codes, fed to every leg (the RTL included). The coverage lists
+what cannot be met, with the reason: a layer whose input-dependent sum has no bits below its output LSB (``d = 0``)
+never rounds; a pattern that the fixed low bits of every neuron's bias rule out (round-half-even keeps the bias's
+bits below the weights' step) is unreachable by any input; anything else not met within the search budget says so.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -103,3 +123,94 @@ def fuzz_raw_inputs(spec: L1InputSpec, n_random: int = 8, seed: int = 1) -> tupl
         # Fractions of 1/64 LSB: off the grid, yet exact in float32 (what the Brevitas leg computes in).
         add((codes + rng.integers(-63, 64, size=(p, f)) / 64.0) * step, f"offgrid_{k}")
     return np.stack(jets), names
+
+
+#: Where the exact pre-activation of a layer sits relative to its output grid, in its dropped bits ``d``:
+#: ``on_grid`` 00…0 (exactly a code), ``half`` 10…0 (the rounding tie), ``below_grid`` 11…1 (one accumulator unit
+#: below the next code: the largest value floor must still round down).
+ROUNDING_PATTERNS = {"on_grid": lambda d: 0, "half": lambda d: 1 << (d - 1), "below_grid": lambda d: (1 << d) - 1}
+
+
+def layer_rounding_codes(emulator: Any, n_candidates: int = 2048, max_batches: int = 32,
+                         seed: int = 2) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Jets that put an exact rounding tie / grid boundary at the output quantizer of *each* layer (see the module
+    docstring). ``emulator`` is the student's :class:`~jbot_edge.firmware.fast_emulate.FastEmulator` (exact integer
+    pre-activations). Returns ``(codes int32 [M, P, F], names [M], coverage)`` where names are
+    ``round_<layer>_<pattern>_<pos|neg>`` and coverage ``{"found": [names], "missing": {target: reason}}``.
+
+    Candidate jets (random multiplicity, codes over the full range shrunk by a random power of two so that every
+    activation level occurs) are drawn in batches; for each target the first jet whose pre-activation of some
+    neuron (of some particle, in a per-particle layer) has exactly that bit pattern inside the layer's unclamped
+    range is kept. A target no input can reach (the neurons' fixed bias bits below the weights' step rule the
+    pattern out, :func:`_reachable`) is listed as unreachable and not searched. Deterministic for a given seed."""
+    spec = emulator.spec
+    rng = np.random.default_rng(seed)
+    rows_per_jet = [spec.n_particles] * len(emulator.per_particle) + [1] * len(emulator.per_jet)
+    targets, missing = [], {}
+    for index, layer in enumerate(emulator.layers):
+        if layer.dropped_bits == 0:
+            missing[f"round_{layer.name}"] = ("the input-dependent sum has no bits below the output LSB (only the "
+                                              "bias may, the same constant on every jet): no tie to construct")
+            continue
+        # A ReLU layer clamps negative values to 0 (no rounding to test there); a signed layer rounds both signs.
+        for sign in ("pos", "neg") if layer.lo < 0 else ("pos",):
+            for pattern in ROUNDING_PATTERNS:
+                # Round-half-even resolves a tie by the parity of the code below it: both parities are targets.
+                parities = ("_even", "_odd") if pattern == "half" and layer.rounding != "floor" else ("",)
+                for target in [(index, layer, pattern + parity, sign) for parity in parities]:
+                    if _reachable(layer, pattern):
+                        targets.append(target)
+                    else:
+                        missing[_target_name(target)] = ("unreachable: on every neuron the bias's fixed low bits "
+                                                         "keep the pre-activation off this pattern")
+    found: dict[str, np.ndarray] = {}
+    for _ in range(max_batches):
+        pending = [t for t in targets if _target_name(t) not in found]
+        if not pending:
+            break
+        candidates = _rounding_candidates(spec, rng, n_candidates)
+        pres = emulator.pre_activations(candidates)
+        for index, layer, pattern, sign in pending:
+            scaled = pres[index] * float(1 << layer.dropped_bits)  # exact: an integer in accumulator units
+            residue = np.mod(scaled, 1 << layer.dropped_bits)
+            code = np.floor(pres[index])
+            kind, _, parity = pattern.partition("_") if pattern.startswith("half") else (pattern, "", "")
+            hit = (residue == ROUNDING_PATTERNS[kind](layer.dropped_bits)) & (code >= layer.lo) & (code < layer.hi)
+            if parity:
+                hit &= np.mod(code, 2) == (parity == "odd")
+            hit &= (pres[index] > 0) if sign == "pos" else (pres[index] < 0)
+            rows = np.flatnonzero(hit.any(axis=1))
+            if rows.size:
+                found[_target_name((index, layer, pattern, sign))] = candidates[rows[0] // rows_per_jet[index]]
+    names = [_target_name(t) for t in targets if _target_name(t) in found]
+    for t in targets:
+        if _target_name(t) not in found:
+            missing[_target_name(t)] = f"not met in {max_batches * n_candidates} candidate jets"
+    codes = np.stack([found[name] for name in names]) if names else np.zeros((0, spec.n_particles, spec.n_features))
+    return spec.check_codes(codes.astype(np.int32)), names, {"found": names, "missing": missing}
+
+
+def _reachable(layer: Any, pattern: str) -> bool:
+    """Whether some neuron's pre-activation can carry ``pattern`` in its dropped bits at all: in accumulator units
+    it is ``bias_j + Σ_i w_ij·h_i``, so its residue modulo ``2^d`` only moves in steps of ``gcd_i(w_ij, 2^d)``."""
+    d = layer.dropped_bits
+    modulus = 1 << d
+    weight = np.rint(layer.weight.double().numpy() * modulus).astype(np.int64)  # [n_in, n_out], exact integers
+    bias = np.rint(layer.bias.double().numpy() * modulus).astype(np.int64)
+    step = np.gcd.reduce(np.vstack([weight, np.full((1, weight.shape[1]), modulus)]), axis=0)
+    want = ROUNDING_PATTERNS[pattern](d)
+    return bool(np.any(np.mod(want - bias, step) == 0))
+
+
+def _target_name(target: tuple) -> str:
+    _, layer, pattern, sign = target
+    return f"round_{layer.name}_{pattern}_{sign}"
+
+
+def _rounding_candidates(spec: L1InputSpec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random jets: multiplicity 1..P, codes over the full range divided by 2^k (k = 0..8) per jet."""
+    p, f = spec.n_particles, spec.n_features
+    lo, hi = spec.code_bounds()
+    codes = rng.integers(lo, hi + 1, size=(n, p, f)) >> rng.integers(0, 9, size=(n, 1, 1))
+    codes[np.arange(p)[None, :] >= rng.integers(1, p + 1, size=(n, 1))] = 0
+    return codes

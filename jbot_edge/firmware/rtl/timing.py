@@ -11,23 +11,37 @@ minutes on the demo student) and gives the per-stage figures directly.
 
 Delay model (UltraScale+, -2 speed grade; :data:`ULTRASCALE_PLUS_M2`)::
 
-    LUT1..LUT6        0.42 ns per level = 0.12 ns LUT (input pin to O) + 0.30 ns typical short route to it
+    LUT1..LUT6        0.42 ns per level = 0.12 ns LUT (input pin to O) + 0.30 ns route to it
     INV               0 ns (Vivado absorbs an inverter into the LUT or carry input it feeds)
     CARRY4/CARRY8     0.23 ns entering the chain at S/DI (fed by the LUT packed in the same slice, no route;
-                      from anything else add the route) to CO/O, then 0.03 ns per further 8 bits along the
-                      dedicated carry line (CI -> CO; Yosys 0.23 maps -family xcup adders onto CARRY4, 0.015 ns)
+                      from anything else add the route) to CO/O, then 0.04 ns per further 8 bits along the
+                      dedicated carry line (CI -> CO plus the short net to the next CARRY8; CARRY4: half of it)
     MUXF7/F8/F9       0.10 ns (dedicated slice wiring after the LUTs)
     register          0.09 ns clock-to-Q + 0.05 ns setup + 0.10 ns clock skew/uncertainty margin per stage
 
-Source and status of these figures: AMD no longer publishes per-LUT delays in the UltraScale+ data sheets
-(DS922/DS923 give clocking and I/O switching characteristics), and UG949 ("Datapath Delay and Logic Levels") states
-that on UltraScale devices route delay is about half of a path's delay. The figures above are typical values read
-from Vivado timing reports of -2 UltraScale+ parts (LUT ``Prop_*LUT_*_I*_O`` 0.04-0.15 ns, short nets 0.1-0.4 ns,
-``Prop_CARRY8_*_S[0]_CO[7]`` ~0.2 ns, ``Prop_CARRY8_*_CI_CO[7]`` ~0.03 ns, FDRE clock-to-Q ~0.08-0.1 ns), taken
-at the slow end for LUTs and routes. For comparison Yosys' own cell library (``techlibs/xilinx/cells_sim.v``, from
-Project X-Ray's Artix-7 -1 timing database) gives 0.13-0.64 ns per LUT6 pin on that older, slower family. They are
-a model: only vendor place and route proves timing closure, which is why the report labels the result
-``estimate:yosys-sta`` and records the model.
+Sources. No AMD data sheet figure is used: the DS923 (Virtex UltraScale+ switching characteristics) sections we
+could read give clock-buffer, DSP48 and I/O-delay figures, not per-LUT delays. The figures are set against two
+public sets of Vivado timing-report values for UltraScale+:
+
+* FloPoCo's ``VirtexUltrascalePlus`` target (xcvu3p -2; ``code/HWTargets/include/flopoco/Targets/
+  VirtexUltrascalePlus.hpp``, constants "copypasted from Vivado timing reports"): LUT6 0.148 ns, LUT5 0.035 ns,
+  typical local routing 0.180 ns, CARRY8 S -> CO[7] 0.115 ns and CI -> O 0.116 ns, CARRY8 CI -> CO 0.015 ns plus
+  0.026 ns COUT -> CIN between CLBs, LUT -> carry net 0.011 ns, FF 0.150 ns;
+* Vivado 2021.2 ``report_timing`` of xczu3eg -1 (a slower grade) designs before placement (net delays estimated),
+  published in ``gussmith23/lakeroad-evaluation`` under ``runs/2022-07-06-1704-full/vivado-eval/
+  xilinx-ultrascale-plus-vivado-eval/vivado-synth-opt-place-route/``: in ``lpm.futil-ultrascale-timing-opt.v``
+  ``Prop_LUT*`` 0.040-0.122 ns, nets 0.16-0.29 ns, ``Prop_CARRY8_DI[2]_O[4]`` 0.189 ns,
+  ``Prop_CARRY8_DI[2]_CO[7]`` 0.148 ns, ``Prop_CARRY8_CI_CO[7]`` 0.030 ns + 0.007 ns net, ``Prop_FDRE_C_Q``
+  0.093 ns, ``Setup_FDRE_C_D`` 0.027 ns, clock uncertainty 0.035 ns; ``Prop_LUT6_I0_O`` 0.179 ns in
+  ``invoke-memory.futil-ultrascale-timing-synth.v``.
+
+A LUT level (0.42 ns) is thus above FloPoCo's LUT6 + local route (0.33 ns) and inside the -1 report's LUT + net
+(0.20-0.47 ns); the carry entry (0.23 ns) is above 0.115-0.189 ns and the hop (0.04 ns) matches 0.037-0.041 ns;
+clock-to-Q, setup and margin are rounded up from 0.093 / 0.027 / 0.035 ns. The MUXF delay has no public figure we
+found: it is an estimate. For comparison Yosys' own cell library (``techlibs/xilinx/cells_sim.v``, ``specify``
+blocks citing Project X-Ray's Artix-7 database) gives 0.127-0.642 ns per LUT6 pin on that older, slower family.
+This is a model: only vendor place and route proves timing closure, which is why the report labels the result
+``estimate:yosys-sta`` and records the model and its sources.
 
 Results are cached in ``<rtl_dir>/timing/summary.json``, keyed by a hash of the stage sources, the delay model and
 the Yosys version: one Yosys run per design.
@@ -59,11 +73,17 @@ log = get_logger(__name__)
 class DelayModel:
     """Per-level delays in ns (see the module docstring for the figures and their source)."""
 
-    name: str = "ultrascale+ -2 (typical Vivado figures)"
+    name: str = "ultrascale+ -2 estimate"
+    #: Where the figures come from (the module docstring has the values read from each); in every timing report.
+    sources: str = ("set against Vivado timing-report values published in FloPoCo's VirtexUltrascalePlus target "
+                    "(xcvu3p -2, code/HWTargets/include/flopoco/Targets/VirtexUltrascalePlus.hpp) and in "
+                    "gussmith23/lakeroad-evaluation (Vivado 2021.2 report_timing, xczu3eg -1, "
+                    "runs/2022-07-06-1704-full/vivado-eval/xilinx-ultrascale-plus-vivado-eval/); not from an AMD "
+                    "data sheet; MUXF delay an estimate")
     lut_ns: float = 0.12
     route_ns: float = 0.30
     carry_entry_ns: float = 0.23
-    carry_hop_ns_per_8_bits: float = 0.03
+    carry_hop_ns_per_8_bits: float = 0.04
     mux_ns: float = 0.10
     clock_to_q_ns: float = 0.09
     setup_ns: float = 0.05
@@ -257,7 +277,8 @@ def timing_estimate(summary: dict[str, Any], clock_ns: float):
     note = (f"timing from the yosys {summary['version']} netlist (synth_xilinx -family {summary['family']}, one run per "
             f"stage): deepest path per stage incl. {DelayModel(**summary['delay_model']).register_overhead_ns:g} ns "
             f"register overhead = {per_stage}; fmax {summary['fmax_mhz']:g} MHz "
-            f"(delay model '{summary['delay_model']['name']}', see jbot_edge.firmware.rtl.timing)")
+            f"(delay model '{summary['delay_model']['name']}': "
+            f"{summary['delay_model'].get('sources', 'no sources recorded')}; see jbot_edge.firmware.rtl.timing)")
     if too_slow:
         note += f"; stage(s) {too_slow} do not fit the {clock_ns:g} ns clock"
     return Estimate(tool="yosys-sta", estimated_clock_ns=summary["min_clock_ns"], notes=[note], timing={
