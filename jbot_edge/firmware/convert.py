@@ -290,8 +290,9 @@ class RtlSettings(StrictModel):
     yosys: Literal["auto", "always", "never"] = Field(
         default="never", description="size the RTL with Yosys synth_xilinx (minutes to tens of minutes for large "
         "students; auto: when yosys is on PATH)")
-    adder_levels_per_ns: float = Field(default=1.0, gt=0, le=10,
-                                       description="adder levels one pipeline stage may chain per ns of clock")
+    adder_levels_per_ns: float = Field(default=0.75, gt=0, le=10, description=(
+        "adder levels one pipeline stage may chain per ns of clock (0.75: the level the netlist timing of the demo "
+        "student fits 240 MHz with; see jbot_edge/firmware/rtl/design.py)"))
     timing: Literal["auto", "always", "never"] | None = Field(
         default=None, description="measure every pipeline stage's deepest path on the yosys netlist "
         "(jbot_edge.firmware.rtl.timing; a stage slower than the clock makes the verdict 'exceeds'). None: auto "
