@@ -32,25 +32,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlier_exposure: bool = False,
+            embedding_matching: bool = False) -> list[str]:
+    """qat overrides of one distillation recipe; every key is set, so a recipe does not move with the defaults."""
+    return [f"target.kind={target}", f"target.tail_weight.power={tail_power}",
+            f"input.pt_normalisation={'{}' if pt_normalisation else 'null'}",
+            f"outlier_exposure.enabled={str(outlier_exposure).lower()}",
+            *(["embedding_matching.enabled=true"] if embedding_matching else [])]
+
+
 #: Distillation recipes: qat overrides on top of configs/qat/default.yaml. "default" is the file as it stands.
 RECIPES: dict[str, list[str]] = {
     "default": [],
-    "log-huber": ["target.kind=log_standardize", "target.tail_weight.power=0", "input.pt_normalisation=null",
-                  "outlier_exposure.enabled=false"],
-    "survival": ["target.kind=survival", "target.tail_weight.power=0", "input.pt_normalisation=null",
-                 "outlier_exposure.enabled=false"],
-    "survival-tail1": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation=null",
-                       "outlier_exposure.enabled=false"],
-    "survival-ptnorm": ["target.kind=survival", "target.tail_weight.power=0", "input.pt_normalisation={}",
-                        "outlier_exposure.enabled=false"],
-    "survival-tail1-ptnorm": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation={}",
-                              "outlier_exposure.enabled=false"],
-    "survival-tail2": ["target.kind=survival", "target.tail_weight.power=2", "input.pt_normalisation=null",
-                       "outlier_exposure.enabled=false"],
-    "survival-tail1-oe": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation=null",
-                          "outlier_exposure.enabled=true"],
-    "survival-tail1-embed": ["target.kind=survival", "target.tail_weight.power=1", "input.pt_normalisation=null",
-                             "embedding_matching.enabled=true", "outlier_exposure.enabled=false"],
+    "log-huber": _recipe("log_standardize", 0),
+    "survival": _recipe("survival", 0),
+    "survival-tail1": _recipe("survival", 1),
+    "survival-ptnorm": _recipe("survival", 0, pt_normalisation=True),
+    "survival-tail1-ptnorm": _recipe("survival", 1, pt_normalisation=True),
+    "survival-tail2": _recipe("survival", 2),
+    "survival-tail1-oe": _recipe("survival", 1, outlier_exposure=True),
+    "survival-tail1-embed": _recipe("survival", 1, embedding_matching=True),
 }
 DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
                    "survival-tail1-ptnorm", "survival-tail1-oe"]
