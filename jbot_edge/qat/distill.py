@@ -369,15 +369,21 @@ def fit_student(cfg: QatConfig, data: DistillData, out_dir: Path, resume: bool =
     if data.embeddings is not None:
         reference = data.embeddings[torch.from_numpy(data.train_idx)]
         matcher = EmbeddingMatcher(model, reference.mean(0), reference.std(0))
+    ckpt_path = out_dir / CHECKPOINT_PATH
+    # Weights first, optimizer after: loading swaps Brevitas's statistics-initialised scale Parameters for new
+    # objects, so an optimizer built before the load would keep updating the discarded ones (the scales froze).
+    checkpoint = _read_checkpoint(ckpt_path, cfg, model, matcher) if resume else None
     trainable = list(model.parameters()) + ([] if matcher is None else list(matcher.parameters()))
     optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     loss_fn = _loss_fn(cfg.optim)
     x_all, y_all, w_all, emb_all, train_idx = data.x, data.y, data.w, data.embeddings, data.train_idx
     x_val, y_val, w_val = x_all[data.val_idx], y_all[data.val_idx], w_all[data.val_idx]
-    ckpt_path = out_dir / CHECKPOINT_PATH
     start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1, "state": None, "initial_val_loss": None}
-    if resume:
-        start_epoch, best = _load_checkpoint(ckpt_path, model, optimizer, cfg, matcher)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch = int(checkpoint["epoch"])
+        best = {"val_loss": checkpoint["best_val_loss"], "epoch": checkpoint["best_epoch"],
+                "state": checkpoint["best_state"], "initial_val_loss": checkpoint["initial_val_loss"]}
         log.info("resuming from %s at epoch %d", ckpt_path, start_epoch)
 
     metrics_path = out_dir / "metrics.jsonl"
@@ -503,7 +509,9 @@ def _save_checkpoint(path: Path, model, optimizer, epoch: int, best: dict[str, A
         torch.save(payload, tmp)
 
 
-def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig, matcher=None) -> tuple[int, dict[str, Any]]:
+def _read_checkpoint(path: Path, cfg: QatConfig, model, matcher=None) -> dict[str, Any]:
+    """The checkpoint at ``path`` (validated, same configuration but optim.*), its weights loaded into ``model``
+    (and ``matcher``); the caller restores the optimizer from ``["optimizer"]`` once it is built."""
     from brevitas import config as brevitas_config
 
     try:
@@ -528,7 +536,4 @@ def _load_checkpoint(path: Path, model, optimizer, cfg: QatConfig, matcher=None)
         brevitas_config.IGNORE_MISSING_KEYS = False
     if matcher is not None:
         matcher.load_state_dict(payload["matcher"])
-    optimizer.load_state_dict(payload["optimizer"])
-    best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"], "state": payload["best_state"],
-            "initial_val_loss": payload["initial_val_loss"]}
-    return int(payload["epoch"]), best
+    return payload
