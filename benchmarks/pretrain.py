@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 5 CPU, 50 CUDA)")
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd networks (CUDA)")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
     ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (only where the "
                     "CPU has AVX-512 BF16 / AMX; recorded as unsupported otherwise)")
     args = ap.parse_args()
@@ -153,7 +153,7 @@ def main() -> None:
         steps = args.steps or (50 if cuda else 5)
         warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
         for preset in args.presets.split(","):
-            for compiled in ([False, True] if (args.compile and cuda) else [False]):
+            for compiled in ([False, True] if args.compile else [False]):
                 r = bench_step(preset, device, batch, steps, warmup, compiled)
                 r["device"] = name
                 if r["achieved_flops"] is not None:
