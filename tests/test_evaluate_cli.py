@@ -102,7 +102,10 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
     meta = json.loads((teacher_run / "score_head.json").read_text())
     assert head.name == "knn" and meta["bank_size"] == 200 and meta["background_labels"] == ["q", "g"]
     assert meta["teacher_sha256"] == file_sha256(teacher_run / "teacher.pt")
-    teacher = load_teacher(teacher_run)
+    # The head records how its inputs are embedded: the teacher's [CLS] then the standardised jet-shape observables.
+    assert meta["embedding"]["observables"]["names"] == ["log_m_over_pt", "tau21", "tau32"]
+    teacher = load_teacher(teacher_run, **head.embedding)
+    assert head.embedding_dim == teacher.embed_dim == teacher.encoder.embed_dim + 3
     with JetFile(jetnet_file) as f:
         labels = f.labels()
         s = split_jets(labels, f.label_names, ["q", "g"], ["w", "z", "t"], 200, 50000, 20000, seed=0,

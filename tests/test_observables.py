@@ -27,7 +27,7 @@ def test_two_particles_tau1_closed_form_and_mass():
     m = np.sqrt(2 * (np.cosh(2 * a) - 1))
     assert values["m_over_pt"][0] == pytest.approx(m / 2, rel=1e-6)
     assert values["multiplicity"][0] == 2
-    from jbot_edge.evaluate.observables import nsubjettiness
+    from jbot_edge.data.substructure import nsubjettiness
 
     batch = _jet([1.0, 1.0], [a, -a], [0.0, 0.0])
     tau1 = nsubjettiness(batch.particles["part_pt_rel"].astype(float), batch.particles["part_deta"].astype(float),
@@ -92,3 +92,34 @@ def test_streamed_file_matches_batch_and_separates_signals(jetnet_file):
     # the fixed orientations point the right way on real Pythia jets: W has lower τ21, top higher mass than QCD
     assert np.median(streamed["tau21"][y == names.index("w")]) > np.median(streamed["tau21"][qcd])
     assert np.median(streamed["mass"][y == names.index("t")]) > np.median(streamed["mass"][qcd])
+
+
+def test_embedding_observables_from_constituents_and_their_standardisation(l1_teacher_run):
+    """The jet-shape features a teacher appends to its embedding (evaluate's embedding.observables): the same
+    four-particle jet as above, by hand, computed from the constituents even when jet-level values are stored;
+    standardised with the recorded mean and scale; a damaged record is one error line."""
+    from jbot_edge.data.substructure import constituent_observables
+    from jbot_edge.errors import JbotEdgeError
+    from jbot_edge.pretrain.artifact import ObservableFeatures, load_teacher
+
+    phis = np.array([0.0, 0.1, 0.5, 1.0])
+    jet = _jet([1.0] * 4, [0.0] * 4, phis, jets={"jet_mass": np.array([999.0]), "jet_pt": np.array([1.0])})
+    reference = observable_values(_jet([1.0] * 4, [0.0] * 4, phis), R0)
+    got = constituent_observables(jet, ["tau32", "log_m_over_pt", "tau21"], R0)
+    expected = [reference["tau32"][0], np.log(reference["m_over_pt"][0]), reference["tau21"][0]]
+    np.testing.assert_allclose(got[0], expected, rtol=1e-6)
+    one = _jet([1.0], [0.0], [0.0])  # m = 0: the floor, and ratios of empty τ's are 1 ("no substructure")
+    np.testing.assert_allclose(constituent_observables(one, ["log_m_over_pt", "tau21"], R0)[0], [np.log(1e-4), 1.0])
+
+    two = JetBatch.concatenate([_jet([1.0] * 4, [0.0] * 4, phis), _jet([1.0, 1.0], [0.3, -0.3], [0.0, 0.0])])
+    spec = ObservableFeatures.fit(two, ["log_m_over_pt", "tau21"], R0)
+    values = constituent_observables(two, spec.names, R0)
+    np.testing.assert_allclose(spec(two), (values - values.mean(0)) / values.std(0), rtol=1e-5, atol=1e-6)
+    teacher = load_teacher(l1_teacher_run, observables=spec.model_dump())
+    assert teacher.embed_dim == teacher.encoder.embed_dim + 2
+    # a file without part_pt_rel: the observables read part_pt (ratios and m/pT do not depend on the pT scale)
+    assert {"part_pt", "part_deta", "part_dphi"} <= set(teacher.stored_features(["part_pt", "part_deta",
+                                                                                 "part_dphi"]))
+    with pytest.raises(JbotEdgeError, match="embedding.observables") as err:
+        load_teacher(l1_teacher_run, observables={**spec.model_dump(), "names": ["mass", "tau21"]})
+    assert "\n" not in str(err.value)

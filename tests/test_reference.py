@@ -72,10 +72,14 @@ def test_evaluate_reports_untrained_reference_and_student_embedding(l1_teacher_r
     for s, m in ref["signals"].items():
         trained = report["scorers"]["mahalanobis_cc"]["signals"][s]["auc"]
         assert ref["delta_auc"][s] == pytest.approx(trained - m["auc"]) and ref["delta_auc_error"][s] > 0
-    assert report["teacher"]["embedding"] == {"source": "student", "features": "cls+mean"}
+    embedding = report["teacher"]["embedding"]
+    shape = embedding.pop("observables")
+    assert embedding == {"source": "student", "features": "cls+mean"}
+    # jet-shape observables (the default) standardised on the bank, N-subjettiness at the l1 file's jet radius
+    assert shape["names"] == ["log_m_over_pt", "tau21", "tau32"] and shape["r0"] == 0.4
     head = ScoreHead.load(run)
-    assert head.embedding == {"source": "student", "features": "cls+mean"}
+    assert head.embedding == {**embedding, "observables": shape}
     teacher = load_teacher(run, **head.embedding)
-    assert head.embedding_dim == teacher.embed_dim
+    assert head.embedding_dim == teacher.embed_dim == 2 * teacher.encoder.embed_dim + 3
     with JetFile(l1_file) as f:
         assert np.isfinite(head.score(teacher.embed(f.read(np.arange(32))))).all()

@@ -42,6 +42,10 @@ class EmbeddingSettings(StrictModel):
         "backbone that embeds the jets: the EMA teacher, or the student stored next to it in teacher.pt"))
     features: Literal["cls", "cls+mean"] = Field(default="cls", description=(
         "[CLS] alone, or [CLS] concatenated with the mean particle token"))
+    observables: list[Literal["log_m_over_pt", "tau21", "tau32"]] = Field(default_factory=lambda: [
+            "log_m_over_pt", "tau21", "tau32"], description=(
+        "jet-shape features appended to the embedding, standardised on the bank jets and recorded in the score "
+        "head (pretrain.artifact.ObservableFeatures); empty: the network's embedding alone"))
 
 
 class ReferenceSettings(StrictModel):

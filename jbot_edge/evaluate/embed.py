@@ -191,7 +191,7 @@ def embed_index(teacher, jet_file, index: np.ndarray, batch_size: int = 2048,
     index = np.asarray(index)
     if len(index) and np.any(np.diff(index) <= 0):
         raise ValueError("embed_index needs sorted, unique indices")
-    features = teacher.input_spec.stored_features()
+    features = teacher.stored_features(jet_file.particle_features)
     out = np.empty((len(index), teacher.embed_dim), dtype=np.float32)
     block = max(batch_size, 16384)
     done = 0

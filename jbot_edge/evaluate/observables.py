@@ -34,12 +34,12 @@ Definitions:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from jbot_edge.data.format import JetBatch
+from jbot_edge.data.substructure import constituent_mass_and_pt, nsubjettiness, safe_ratio
 from jbot_edge.data.provenance import DEFAULT_JET_R, jet_radius
 from jbot_edge.logs import get_logger
 
@@ -51,72 +51,13 @@ OBSERVABLES: tuple[str, ...] = tuple(ORIENTATION)
 _PARTICLE_FEATURES = ("part_deta", "part_dphi", "part_pt_rel")
 _JET_FEATURES = ("jet_mass", "jet_pt", "jet_n_constituents")
 _BLOCK_JETS = 16384
-#: fjcontrib's ExclusiveJetAxes uses JetDefinition::max_allowable_R so that no constituent merges with the beam.
-_KT_MAX_R = 1000.0
-
-
-def _massless_four_vectors(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, ...]:
-    return pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)
-
-
-def _constituent_mass_and_pt(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
-                             mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Invariant mass and pT of the sum of the massless constituents (float64, padding ignored)."""
-    w = mask.astype(np.float64)
-    px, py, pz, e = ((c * w).sum(axis=1) for c in _massless_four_vectors(pt, eta, phi))
-    return np.sqrt(np.clip(e**2 - px**2 - py**2 - pz**2, 0.0, None)), np.hypot(px, py)
-
-
-def _exclusive_kt_axes(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, counts: np.ndarray,
-                       n_axes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rapidity and azimuth [J, n_axes] of the exclusive-kT axes of J jets (each with more than n_axes particles)."""
-    import awkward as ak
-    import fastjet
-    import fastjet._swig
-
-    fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
-    px, py, pz, e = _massless_four_vectors(pt, eta, phi)
-    flat = ak.zip({"px": px, "py": py, "pz": pz, "E": e}, with_name="Momentum4D")
-    events = ak.unflatten(flat, counts)
-    jet_def = fastjet.JetDefinition(fastjet.kt_algorithm, _KT_MAX_R, fastjet.E_scheme)
-    with warnings.catch_warnings():  # fastjet warns about exclusive jets for every algorithm, kT included
-        warnings.simplefilter("ignore", UserWarning)
-        axes = fastjet.ClusterSequence(events, jet_def).exclusive_jets(n_jets=n_axes)
-    ax = {k: ak.to_numpy(ak.flatten(axes[k])).astype(np.float64).reshape(-1, n_axes) for k in ("px", "py", "pz", "E")}
-    rapidity = 0.5 * np.log(np.maximum(ax["E"] + ax["pz"], 1e-300) / np.maximum(ax["E"] - ax["pz"], 1e-300))
-    return rapidity, np.arctan2(ax["py"], ax["px"])
-
-
-def nsubjettiness(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndarray, n_axes: int,
-                  r0: float) -> np.ndarray:
-    """τ_N (β = 1) of each jet [N] from constituents ``[N, P]`` (see module docstring); 0 where N ≥ multiplicity."""
-    counts = mask.sum(axis=1)
-    out = np.zeros(len(mask))
-    rows = np.flatnonzero(counts > n_axes)
-    if len(rows) == 0:
-        return out
-    m = mask[rows]
-    axis_y, axis_phi = _exclusive_kt_axes(pt[rows][m], eta[rows][m], phi[rows][m], counts[rows], n_axes)
-    deta = eta[rows][:, :, None] - axis_y[:, None, :]
-    dphi = (phi[rows][:, :, None] - axis_phi[:, None, :] + np.pi) % (2 * np.pi) - np.pi
-    nearest = np.sqrt(deta**2 + dphi**2).min(axis=2)
-    weights = np.where(m, pt[rows], 0.0)
-    out[rows] = (weights * nearest).sum(axis=1) / (weights.sum(axis=1) * r0)
-    return out
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    safe = denominator > 0
-    return np.where(safe, numerator / np.where(safe, denominator, 1.0), 1.0)
-
-
 def observable_values(batch: JetBatch, r0: float) -> dict[str, np.ndarray]:
     """Raw observable values (float64 [N] each) of an in-memory batch; see the module docstring."""
     mask = batch.mask
     pt_rel = batch.particles["part_pt_rel"].astype(np.float64)
     eta = batch.particles["part_deta"].astype(np.float64)
     phi = batch.particles["part_dphi"].astype(np.float64)
-    rel_mass, rel_pt = _constituent_mass_and_pt(pt_rel, eta, phi, mask)
+    rel_mass, rel_pt = constituent_mass_and_pt(pt_rel, eta, phi, mask)
     values: dict[str, np.ndarray] = {}
     jets = batch.jets
     if "jet_mass" in jets:
@@ -124,16 +65,16 @@ def observable_values(batch: JetBatch, r0: float) -> dict[str, np.ndarray]:
     elif "jet_pt" in jets:
         values["mass"] = rel_mass * jets["jet_pt"]
     elif "part_pt" in batch.particles:
-        values["mass"] = _constituent_mass_and_pt(batch.particles["part_pt"].astype(np.float64), eta, phi, mask)[0]
+        values["mass"] = constituent_mass_and_pt(batch.particles["part_pt"].astype(np.float64), eta, phi, mask)[0]
     if "jet_mass" in jets and "jet_pt" in jets:
-        values["m_over_pt"] = _ratio(jets["jet_mass"].astype(np.float64), jets["jet_pt"].astype(np.float64))
+        values["m_over_pt"] = safe_ratio(jets["jet_mass"].astype(np.float64), jets["jet_pt"].astype(np.float64))
     else:
-        values["m_over_pt"] = _ratio(rel_mass, rel_pt)
+        values["m_over_pt"] = safe_ratio(rel_mass, rel_pt)
     values["multiplicity"] = (jets["jet_n_constituents"].astype(np.float64) if "jet_n_constituents" in jets
                               else mask.sum(axis=1).astype(np.float64))
     tau1, tau2, tau3 = (nsubjettiness(pt_rel, eta, phi, mask, n, r0) for n in (1, 2, 3))
-    values["tau21"] = _ratio(tau2, tau1)
-    values["tau32"] = _ratio(tau3, tau2)
+    values["tau21"] = safe_ratio(tau2, tau1)
+    values["tau32"] = safe_ratio(tau3, tau2)
     return values
 
 

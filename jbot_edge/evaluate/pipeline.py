@@ -139,26 +139,48 @@ def needs_pseudo_anomalies(name: str) -> bool:
     return name in SCORERS and SCORERS[name].needs_outliers
 
 
-def without_unusable_oe(cfg: EvaluateConfig, teacher) -> tuple[EvaluateConfig, str | None]:
-    """The outlier-exposure scorers (``oe``, ``knn_oe``) need pseudo-anomalies rebuilt from (pT, Δη, Δφ): for
-    teachers whose inputs carry more (particle ids, event-level objects) they are dropped from ``compare``; when one
-    was the headline, Mahalanobis takes its place. The returned note says so (logged and recorded in evaluate.json);
-    nothing else changes."""
+def without_jet_only_parts(cfg: EvaluateConfig, teacher) -> tuple[EvaluateConfig, str | None]:
+    """The outlier-exposure scorers (``oe``, ``knn_oe``) and the embedding's jet-shape observables assume jets of
+    (pT, Δη, Δφ) constituents: for teachers whose inputs carry more (particle ids, event-level objects) the scorers
+    are dropped from ``compare`` (when one was the headline, Mahalanobis takes its place) and
+    ``embedding.observables`` is emptied. The returned note says so (logged and recorded in evaluate.json); nothing
+    else changes."""
     from jbot_edge.data.pseudo_anomalies import check_rebuildable
 
     unusable = [s for s in dict.fromkeys([*cfg.compare, cfg.scorer]) if needs_pseudo_anomalies(s)]
-    if not unusable:
+    if not unusable and not cfg.embedding.observables:
         return cfg, None
     try:
-        check_rebuildable(teacher.input_spec.features, f"scorer {unusable[0]}")
-    except JbotEdgeError as exc:
+        check_rebuildable(teacher.input_spec.features)
+    except JbotEdgeError:
         compare = [s for s in cfg.compare if s not in unusable]
         scorer = "mahalanobis" if cfg.scorer in unusable else cfg.scorer
-        note = (f"{exc}: {', '.join(unusable)} left out"
+        left_out = unusable + (["embedding.observables"] if cfg.embedding.observables else [])
+        note = (f"the teacher's inputs {list(teacher.input_spec.features)} are more than jet constituents' "
+                f"(pT, Δη, Δφ): {', '.join(left_out)} left out"
                 + ("; score head: mahalanobis" if cfg.scorer in unusable else ""))
         log.warning("%s", note)
-        return cfg.model_copy(update={"compare": compare or [scorer], "scorer": scorer}), note
+        embedding = cfg.embedding.model_copy(update={"observables": []})
+        return cfg.model_copy(update={"compare": compare or [scorer], "scorer": scorer,
+                                      "embedding": embedding}), note
     return cfg, None
+
+
+def embedding_observables(cfg: EvaluateConfig, bank_file, bank_index: np.ndarray):
+    """``embedding.observables`` as an :class:`~jbot_edge.pretrain.artifact.ObservableFeatures` standardised on the
+    bank jets, or None when the list is empty."""
+    if not cfg.embedding.observables:
+        return None
+    from jbot_edge.data.provenance import jet_radius
+    from jbot_edge.pretrain.artifact import ObservableFeatures
+
+    r0, origin = (cfg.observables.jet_r, "observables.jet_r") if cfg.observables.jet_r else jet_radius(
+        bank_file.provenance)
+    jets = _read_jets(bank_file, bank_index, ObservableFeatures.particle_features(bank_file.particle_features))
+    spec = ObservableFeatures.fit(jets, list(cfg.embedding.observables), r0)
+    log.info("embedding + %s, standardised on %d bank jets (N-subjettiness R0 = %g from %s)",
+             ", ".join(spec.names), len(bank_index), r0, origin)
+    return spec
 
 
 def pseudo_anomaly_embeddings(cfg: EvaluateConfig, teachers: list, bank_file, bank_index: np.ndarray) -> list:
@@ -306,7 +328,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
 
     data_path = Path(data_path)
     teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
-    cfg, oe_note = without_unusable_oe(cfg, teacher)
+    cfg, oe_note = without_jet_only_parts(cfg, teacher)
     run_dir = teacher.path.parent
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
     if out_dir.resolve() == run_dir.resolve() or run_dir.resolve().is_relative_to(out_dir.resolve()):
@@ -332,6 +354,9 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         d = cfg.data
         split = choose_jets(d, jet_file, bank_file, str(data_path), str(bank_path))
         _log_split(split, labels, bank_file.labels(), data_path, bank_path, teacher)
+        teacher.observables = embedding_observables(cfg, bank_file, split.bank_index)
+        embedding = {**cfg.embedding.model_dump(exclude={"observables"}),
+                     **({} if teacher.observables is None else {"observables": teacher.observables.model_dump()})}
         bank = embed_index(teacher, bank_file, split.bank_index, d.batch_size, "embedding bank jets")
         bank_labels = bank_file.labels()[split.bank_index]
         eval_emb = embed_index(teacher, jet_file, split.eval_index, d.batch_size, "embedding evaluation jets")
@@ -339,7 +364,8 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         untrained_emb = None
         # The untrained row re-fits the score-head scorer on embeddings: not defined for a native (recon/kl) head.
         if cfg.reference.untrained and not cfg.native_scorer:
-            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features)
+            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features,
+                                     observables=teacher.observables)
             untrained_emb = (embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
                              embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
             lap("embed untrained")
@@ -435,7 +461,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "created_by": f"jbot-edge {__version__}",
         "teacher": {"path": str(teacher.path), "sha256": teacher_sha, "data_preset": teacher.data_preset,
-                    "embedding": cfg.embedding.model_dump(),
+                    "embedding": embedding,
                     "embed_dim": int(teacher.embed_dim), "input_spec": teacher.input_spec.model_dump(mode="json"),
                     "train_labels": teacher.data.get("train_labels")},
         "data": {"path": str(data_path), "preset": data_preset, "n_jets": int(len(labels)),
@@ -451,7 +477,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         head_scorer = fitted[cfg.scorer]
         head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
                          teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]),
-                         embedding=cfg.embedding.model_dump())
+                         embedding=embedding)
         report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
                                 "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
                                 "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,

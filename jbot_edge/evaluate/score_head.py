@@ -18,7 +18,9 @@ embeddings and writes two files into the pretraining run directory::
         "params": {...},                       # the scorer's parameters (scores.py *Params)
         "formula": "...",                      # the score in words; higher = more anomalous
         "input": "...",                        # what the score is applied to (raw teacher [CLS], teacher.embed)
-        "embedding": {"source": "teacher", "features": "cls"},   # load_teacher(run, **embedding) embeds the input
+        "embedding": {"source": "teacher", "features": "cls",    # load_teacher(run, **embedding) embeds the input
+                      "observables": {"names": [...], "r0": R, "mean": [...], "scale": [...]}},  # optional:
+                                               # standardised jet-shape features appended (ObservableFeatures)
         "embedding_dim": D, "bank_size": B,    # background jets the head was fitted on
         "background_labels": ["q", "g"],       # labels those jets carried
         "teacher_sha256": "...",               # hash of RUN_DIR/teacher.pt the embeddings came from
@@ -78,7 +80,7 @@ class ScoreHead:
 
     def __init__(self, scorer: Scorer, bank_size: int, background_labels: list[str] | None = None,
                  teacher_sha256: str | None = None, score_stats: dict[str, float] | None = None,
-                 embedding: dict[str, str] | None = None):
+                 embedding: dict[str, Any] | None = None):
         self.scorer = scorer
         #: how the scored embeddings are made: ``load_teacher(run_dir, **embedding).embed(batch)``
         self.embedding = dict(embedding or DEFAULT_EMBEDDING)
@@ -105,7 +107,13 @@ class ScoreHead:
         return self.scorer.embedding_dim
 
     def score(self, embeddings: np.ndarray) -> np.ndarray:
-        """float64 [N] anomaly scores of raw teacher [CLS] embeddings [N, D]; higher = more anomalous, finite."""
+        """float64 [N] anomaly scores of embeddings [N, D] made by ``load_teacher(run, **head.embedding).embed``;
+        higher = more anomalous, finite."""
+        dim = np.shape(embeddings)[-1] if np.ndim(embeddings) == 2 else None
+        if dim is not None and dim != self.embedding_dim:
+            raise JbotEdgeError(f"score head {self.name}: embeddings have dimension {dim}, the head was fitted on "
+                                f"{self.embedding_dim} (embed with load_teacher(run, **head.embedding), which "
+                                f"appends {self.embedding.get('observables', {}).get('names', [])})")
         return self.scorer.score(embeddings)
 
     @classmethod

@@ -31,6 +31,8 @@ Usage::
     student = load_teacher(run_dir, source="student")          # the student backbone instead of the EMA teacher
     untrained = load_teacher(run_dir, source="untrained")      # same architecture, same seeded initialisation
     both = load_teacher(run_dir, features="cls+mean")          # [N, 2D]: [CLS] ‖ mean of the particle tokens
+    shaped = load_teacher(run_dir, observables=spec)           # [N, D + k]: ‖ k standardised jet-shape features
+                                                               # (ObservableFeatures; a score head records spec)
     cls, tokens = teacher.encoder(x, mask) # the nn.Module itself (eval mode)
     model = teacher.fine_tunable()         # trainable copy of the backbone; teacher.fresh_encoder(): same, untrained
     scores = teacher.native_scores(x, mask)  # {"recon": .., "kl": ..} for VAE teachers, {} otherwise
@@ -39,19 +41,22 @@ Usage::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from jbot_edge.artifact_schemas import TeacherFile, artifact_errors, read_torch_artifact, validate_artifact
 from jbot_edge.atomic import atomic_path
+from jbot_edge.config import StrictModel
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
+from jbot_edge.data.substructure import constituent_observables
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.registry import build_teacher_encoder, native_score_names
 
@@ -60,6 +65,45 @@ TEACHER_VERSION = 1
 TEACHER_FILE = "teacher.pt"
 SOURCES = ("teacher", "student", "untrained")
 FEATURES = ("cls", "cls+mean")
+
+
+class ObservableFeatures(StrictModel):
+    """Jet-shape features appended to the embedding, each standardised as ``(value - mean) / scale``.
+
+    Self-distillation on QCD jets does not ask the embedding to resolve hard prongs or the jet's mass, and the
+    anomaly scores need both (``evaluate``'s ``embedding.observables``: fitted on the bank jets, recorded in the score
+    head so that ``qat`` embeds exactly the same way). Computed from the stored constituents only
+    (:func:`jbot_edge.data.substructure.constituent_observables`)."""
+
+    names: list[Literal["log_m_over_pt", "tau21", "tau32"]] = Field(min_length=1)
+    r0: float = Field(gt=0, description="N-subjettiness radius (the jet radius)")
+    mean: list[float]
+    scale: list[float]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ObservableFeatures:
+        if not len(self.names) == len(self.mean) == len(self.scale):
+            raise ValueError(f"names, mean and scale need one entry each per observable, got {len(self.names)}, "
+                             f"{len(self.mean)}, {len(self.scale)}")
+        if any(not np.isfinite(v) for v in self.mean) or any(not (np.isfinite(v) and v > 0) for v in self.scale):
+            raise ValueError("mean must be finite and scale finite and positive")
+        return self
+
+    @classmethod
+    def fit(cls, batch: JetBatch, names: list[str], r0: float) -> ObservableFeatures:
+        """Standardisation fitted on ``batch`` (the background bank)."""
+        values = constituent_observables(batch, names, r0)
+        scale = np.maximum(values.std(axis=0), 1e-6)
+        return cls(names=names, r0=r0, mean=values.mean(axis=0).tolist(), scale=scale.tolist())
+
+    def __call__(self, batch: JetBatch) -> np.ndarray:
+        values = constituent_observables(batch, self.names, self.r0)
+        return ((values - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
+
+    @staticmethod
+    def particle_features(available: Sequence[str]) -> list[str]:
+        """Stored particle features the observables read from a file offering ``available``."""
+        return ["part_pt_rel" if "part_pt_rel" in available else "part_pt", "part_deta", "part_dphi"]
 
 
 @dataclass
@@ -77,10 +121,20 @@ class Teacher:
     #: which weights (teacher, student, untrained) and which embedding (cls, cls+mean) :meth:`embed` returns
     source: str = "teacher"
     features: str = "cls"
+    #: jet-shape features appended by :meth:`embed` (None: the network's embedding alone)
+    observables: ObservableFeatures | None = None
 
     @property
     def embed_dim(self) -> int:
-        return self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1)
+        shape = 0 if self.observables is None else len(self.observables.names)
+        return self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1) + shape
+
+    def stored_features(self, available: Sequence[str]) -> list[str]:
+        """Particle features :meth:`embed` reads, from a file whose particle features are ``available``."""
+        needed = list(self.input_spec.stored_features())
+        if self.observables is not None:
+            needed += [f for f in ObservableFeatures.particle_features(available) if f not in needed]
+        return needed
 
     @property
     def device(self) -> torch.device:
@@ -92,10 +146,12 @@ class Teacher:
 
     @torch.no_grad()
     def embed_inputs(self, x: np.ndarray, mask: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Raw [CLS] embeddings for prepared inputs ``x [N, P, F]``, ``mask [N, P]``."""
+        """Raw [CLS] embeddings for prepared inputs ``x [N, P, F]``, ``mask [N, P]`` (the network alone: the
+        observables, when set, need the jets and are appended by :meth:`embed`)."""
         self.encoder.eval()
         device = self.device
-        out = np.empty((x.shape[0], self.embed_dim), dtype=np.float32)
+        out = np.empty((x.shape[0], self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1)),
+                       dtype=np.float32)
         for lo in range(0, x.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(device, torch.float32)
             mb = torch.from_numpy(np.ascontiguousarray(mask[lo:lo + batch_size])).to(device)
@@ -108,9 +164,13 @@ class Teacher:
         return out
 
     def embed(self, batch: JetBatch, batch_size: int = 4096) -> np.ndarray:
-        """Frozen raw [CLS] embeddings ``[N, D]`` (float32) of a :class:`JetBatch`; eval mode, no grad."""
+        """Frozen raw [CLS] embeddings ``[N, D]`` (float32) of a :class:`JetBatch`; eval mode, no grad; followed by
+        the standardised observables when set."""
         x, mask = build_inputs(batch, self.input_spec)
-        return self.embed_inputs(x, mask, batch_size=batch_size)
+        embedded = self.embed_inputs(x, mask, batch_size=batch_size)
+        if self.observables is None:
+            return embedded
+        return np.concatenate([embedded, self.observables(batch)], axis=1)
 
     def fine_tunable(self) -> nn.Module:
         """A trainable copy of the backbone (the teacher itself stays frozen)."""
@@ -181,17 +241,21 @@ def save_teacher(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Pa
 
 
 def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu", source: str = "teacher",
-                 features: str = "cls") -> Teacher:
+                 features: str = "cls", observables: ObservableFeatures | Mapping[str, Any] | None = None
+                 ) -> Teacher:
     """Load ``RUN_DIR/teacher.pt`` (or the file itself) with ``torch.load(weights_only=True)``.
 
     ``source``: ``teacher`` (the EMA teacher, default), ``student`` (the student backbone, when the run stored it)
     or ``untrained`` (the same architecture with the initial weights of a run with the recorded seed, and the same
     fitted input normalisation: the reference that shows what pre-training bought). ``features``: ``cls`` or
-    ``cls+mean`` (the [CLS] concatenated with the mean particle token)."""
+    ``cls+mean`` (the [CLS] concatenated with the mean particle token). ``observables``: an
+    :class:`ObservableFeatures` (or its dict, as a score head records it) appended to every embedding."""
     if source not in SOURCES:
         raise JbotEdgeError(f"embedding.source: {source!r} is not one of {', '.join(SOURCES)}")
     if features not in FEATURES:
         raise JbotEdgeError(f"embedding.features: {features!r} is not one of {', '.join(FEATURES)}")
+    if observables is not None and not isinstance(observables, ObservableFeatures):
+        observables = validate_artifact(ObservableFeatures, dict(observables), "embedding.observables")
     path = Path(path)
     if path.is_dir():
         path = path / TEACHER_FILE
@@ -227,4 +291,5 @@ def load_teacher(path: str | os.PathLike[str], device: str | torch.device = "cpu
     data = dict(payload.get("data") or {})
     return Teacher(encoder=encoder, input_spec=spec, model_config=model_config, data_preset=data.get("preset"),
                    method=method, data=data,
-                   training=dict(payload.get("training") or {}), path=path, source=source, features=features)
+                   training=dict(payload.get("training") or {}), path=path, source=source, features=features,
+                   observables=observables)
