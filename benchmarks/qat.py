@@ -9,7 +9,7 @@ Usage (prints one JSON object on stdout, also written to ``--json``; progress on
 Without ``--data``/``--run`` it builds, once, what the issue asks for and caches it under ``--work``: the ``l1``
 preset above 200 GeV (``jet_pt_min=200 pthat_min=180``, MPI off, 2 workers) with ``--n-jets`` per process for
 q, g (background) and w, z, t (signals), a ``small`` teacher briefly pre-trained on q+g (``--teacher-steps``) and
-its Mahalanobis score head.
+its score head (``--scorer``; default: evaluate's default, knn_oe on [CLS] + jet-shape observables).
 
 Grid (target: ≤ 20 min on an otherwise idle 2-core machine; measured so far only on a shared, overloaded one, see
 the README): every recipe on the default student (6-bit Deep Sets), then every
@@ -68,8 +68,9 @@ def _cli(*argv: str) -> None:
     subprocess.run([sys.executable, "-m", "jbot_edge", *argv], check=True, env=env)
 
 
-def ensure_inputs(work: Path, n_jets: int, teacher_steps: int) -> tuple[Path, Path]:
-    """The cached l1 jet file and teacher run (made once; reused while they exist)."""
+def ensure_inputs(work: Path, n_jets: int, teacher_steps: int, scorer: str | None) -> tuple[Path, Path]:
+    """The cached l1 jet file, teacher run and score head (made once; reused while they exist). ``scorer``: the
+    score head to distil (None: evaluate's default, configs/evaluate/default.yaml)."""
     data, run = work / "jets.h5", work / "teacher"
     if not data.is_file():
         _cli("generate", "--preset", "l1", "--processes", "q,g,w,z,t", "--n-jets", str(n_jets), "--seed", "1",
@@ -77,11 +78,34 @@ def ensure_inputs(work: Path, n_jets: int, teacher_steps: int) -> tuple[Path, Pa
     if not (run / "teacher.pt").is_file():
         _cli("pretrain", "--config", str(REPO / "configs/pretrain/small.yaml"), "--data", str(data), "--out",
              str(run), "--train-labels", "q,g", "--max-steps", str(teacher_steps), "optim.batch_size=512")
-    if not (run / "score_head.json").is_file():
+    if not _head_matches(run, scorer):
+        chosen = [] if scorer is None else ["--scorer", scorer, f"compare=[{scorer}]"]
         _cli("evaluate", "--run", str(run), "--data", str(data), "--background", "q,g", "--signals", "w,z,t",
-             "--scorer", "mahalanobis", "--out", str(work / "evaluate"), "finetune.enabled=false",
-             "clustering.enabled=false", "probes.enabled=false", "compare=[mahalanobis]")
+             "--out", str(work / "evaluate"), "finetune.enabled=false", "clustering.enabled=false",
+             "probes.enabled=false", "lct.enabled=false", "two_sample.enabled=false", *chosen)
     return data, run
+
+
+def _head_matches(run: Path, scorer: str | None) -> bool:
+    """Whether the cached run's score head is the one asked for (name and embedding observables), so a cache made
+    under other defaults is re-evaluated instead of silently reused."""
+    from jbot_edge.config import packaged_config, resolve_config
+    from jbot_edge.evaluate.config import EvaluateConfig
+
+    path = run / "score_head.json"
+    if not path.is_file():
+        return False
+    meta = json.loads(path.read_text())
+    defaults = resolve_config(EvaluateConfig, None, [], default_file=packaged_config("evaluate/default.yaml"))
+    observables = ((meta.get("embedding") or {}).get("observables") or {}).get("names", [])
+    return meta["name"] == (scorer or defaults.scorer) and observables == list(defaults.embedding.observables)
+
+
+def _head_description(run: Path) -> dict:
+    """Which score the students distil: the head's name and how its embeddings are made."""
+    meta = json.loads((Path(run) / "score_head.json").read_text())
+    return {"name": meta["name"], "embedding": {k: v if k != "observables" else v["names"]
+                                                for k, v in (meta.get("embedding") or {}).items()}}
 
 
 def _rtl(student_dir: Path, codes, board: str) -> dict:
@@ -172,6 +196,8 @@ def main() -> None:
     parser.add_argument("--n-jets", type=int, default=10000, help="jets per process for the cached file")
     parser.add_argument("--teacher-steps", type=int, default=50, help="pre-training steps (batch 512) of the "
                         "cached teacher: fidelity needs a teacher, not a converged one")
+    parser.add_argument("--scorer", default=None, help="score head of the cached teacher (default: evaluate's "
+                        "default, configs/evaluate/default.yaml)")
     parser.add_argument("--recipes", nargs="*", default=DEFAULT_RECIPES, choices=sorted(RECIPES),
                         help="recipes tried on the 6-bit Deep Sets student (none: skip)")
     parser.add_argument("--kinds", nargs="*", default=["deepsets", "mlp"], help="students of the default-recipe grid")
@@ -192,7 +218,7 @@ def main() -> None:
     setup_logging()
     start = time.perf_counter()
     if args.data is None or args.run is None:
-        data, run = ensure_inputs(args.work, args.n_jets, args.teacher_steps)
+        data, run = ensure_inputs(args.work, args.n_jets, args.teacher_steps, args.scorer)
         args.data, args.run = args.data or data, args.run or run
     scratch = args.work / "points"
     codes_cache: dict = {}
@@ -203,6 +229,7 @@ def main() -> None:
                for kind in args.kinds for bits in args.bits]
     result = {"benchmark": "qat", "run": str(args.run), "data": str(args.data), "epochs": args.epochs,
               "threads": args.threads, "cpu_count": os.cpu_count(), "board": args.board, "overrides": args.overrides,
+              "score_head": _head_description(args.run),
               "default_recipe": "default (configs/qat/default.yaml)", "wall_s": round(time.perf_counter() - start, 1),
               "points": points}
     args.json.parent.mkdir(parents=True, exist_ok=True)
