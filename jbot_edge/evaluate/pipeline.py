@@ -183,6 +183,14 @@ def embedding_observables(cfg: EvaluateConfig, bank_file, bank_index: np.ndarray
     return spec
 
 
+def _with_shape_of(network: np.ndarray, embedded: np.ndarray, teacher) -> np.ndarray:
+    """``network`` embeddings of the same jets as ``embedded`` (made by ``teacher``), followed by the jet-shape
+    observable columns ``teacher`` appended to ``embedded`` (none when it appends none)."""
+    if teacher.observables is None:
+        return network
+    return np.concatenate([network, embedded[:, -len(teacher.observables.names):]], axis=1)
+
+
 def pseudo_anomaly_embeddings(cfg: EvaluateConfig, teachers: list, bank_file, bank_index: np.ndarray) -> list:
     """Embeddings, one array per teacher, of pseudo-anomalies made of the bank jets (for ``oe`` and ``knn_oe``)."""
     from jbot_edge.data.provenance import jet_radius
@@ -364,17 +372,20 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         untrained_emb = None
         # The untrained row re-fits the score-head scorer on embeddings: not defined for a native (recon/kl) head.
         if cfg.reference.untrained and not cfg.native_scorer:
-            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features,
-                                     observables=teacher.observables)
-            untrained_emb = (embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
-                             embed_index(untrained, jet_file, split.eval_index, d.batch_size, "untrained: evaluation"))
+            # The network alone: the jet-shape columns are the same jets' and are copied, not recomputed.
+            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features)
+            untrained_emb = (
+                _with_shape_of(embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
+                               bank, teacher),
+                _with_shape_of(embed_index(untrained, jet_file, split.eval_index, d.batch_size,
+                                           "untrained: evaluation"), eval_emb, teacher))
             lap("embed untrained")
         outliers = untrained_outliers = None
         if any(needs_pseudo_anomalies(name) for name in cfg.compare):
             teachers = [teacher] + ([untrained] if cfg.reference.untrained and needs_pseudo_anomalies(cfg.scorer)
                                     else [])
             outliers, *rest = pseudo_anomaly_embeddings(cfg, teachers, bank_file, split.bank_index)
-            untrained_outliers = rest[0] if rest else None
+            untrained_outliers = _with_shape_of(rest[0], outliers, teacher) if rest else None
             lap("pseudo-anomalies")
         eval_labels = labels[split.eval_index]
         eval_mass = read_jet_feature(jet_file, split.eval_index, "jet_mass")
