@@ -57,7 +57,8 @@ def table(result: dict) -> str:
         ]) + " |")
     n_test = points[0]["n_test"] if points else {}
     note = (f"\nHeld-out test jets per label: {', '.join(f'{k} {v}' for k, v in n_test.items())}; "
-            f"{result['epochs']} epochs, {result['threads']} threads, overrides {result.get('overrides') or 'none'}, "
+            f"{result['epochs']} epochs" + (f" at batch {result['batch_size']}" if "batch_size" in result else "")
+            + f", {result['threads']} threads, overrides {result.get('overrides') or 'none'}, "
             f"run took {result['wall_s'] / 60:.1f} min in all. "
             "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
             "signal jets the student also triggers. Bootstrap errors are in the JSON; goals count only TPR ratios and "
