@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -81,7 +82,8 @@ def safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 #: Features :func:`constituent_observables` can compute, all from the stored constituents alone (so that
 #: pseudo-anomalies, which have no jet-level record, get them the same way): log(m/pT), τ2/τ1 and τ3/τ2.
-CONSTITUENT_OBSERVABLES: tuple[str, ...] = ("log_m_over_pt", "tau21", "tau32")
+ObservableName = Literal["log_m_over_pt", "tau21", "tau32"]
+CONSTITUENT_OBSERVABLES: tuple[str, ...] = get_args(ObservableName)
 #: m/pT floor before the log (a one-particle jet has m = 0)
 _MIN_M_OVER_PT = 1e-4
 
@@ -91,7 +93,8 @@ def constituent_observables(batch: JetBatch, names: Sequence[str], r0: float) ->
     (``part_pt_rel`` or else ``part_pt``, ``part_deta``, ``part_dphi``); N-subjettiness with radius ``r0``."""
     unknown = [n for n in names if n not in CONSTITUENT_OBSERVABLES]
     if unknown:
-        raise JbotEdgeError(f"embedding observables {unknown} are not known (choose from {list(CONSTITUENT_OBSERVABLES)})")
+        raise JbotEdgeError(f"embedding observables {unknown} are not known "
+                            f"(choose from {list(CONSTITUENT_OBSERVABLES)})")
     pt_name = "part_pt_rel" if "part_pt_rel" in batch.particles else "part_pt"
     missing = [f for f in (pt_name, "part_deta", "part_dphi") if f not in batch.particles]
     if missing:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from jbot_edge.config import StrictModel
 from jbot_edge.data.pseudo_anomalies import PseudoAnomalyConfig
+from jbot_edge.data.substructure import CONSTITUENT_OBSERVABLES, ObservableName as EmbeddingObservable
 from jbot_edge.evaluate.lct import LctSettings
 from jbot_edge.evaluate.metrics import LHC_CROSSING_RATE_MHZ
 from jbot_edge.evaluate.scores import (ClassMahalanobisParams, CosineParams, GmmParams, KmeansParams, KnnOeParams,
@@ -42,8 +43,8 @@ class EmbeddingSettings(StrictModel):
         "backbone that embeds the jets: the EMA teacher, or the student stored next to it in teacher.pt"))
     features: Literal["cls", "cls+mean"] = Field(default="cls", description=(
         "[CLS] alone, or [CLS] concatenated with the mean particle token"))
-    observables: list[Literal["log_m_over_pt", "tau21", "tau32"]] = Field(default_factory=lambda: [
-            "log_m_over_pt", "tau21", "tau32"], description=(
+    observables: list[EmbeddingObservable] = Field(default_factory=lambda: list(CONSTITUENT_OBSERVABLES),
+                                                   description=(
         "jet-shape features appended to the embedding, standardised on the bank jets and recorded in the score "
         "head (pretrain.artifact.ObservableFeatures); empty: the network's embedding alone"))
 

@@ -44,7 +44,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ from jbot_edge.atomic import atomic_path
 from jbot_edge.config import StrictModel
 from jbot_edge.data.format import JetBatch
 from jbot_edge.data.preprocessing import InputSpec, build_inputs
-from jbot_edge.data.substructure import constituent_observables
+from jbot_edge.data.substructure import ObservableName, constituent_observables
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.registry import build_teacher_encoder, native_score_names
 
@@ -75,7 +75,7 @@ class ObservableFeatures(StrictModel):
     head so that ``qat`` embeds exactly the same way). Computed from the stored constituents only
     (:func:`jbot_edge.data.substructure.constituent_observables`)."""
 
-    names: list[Literal["log_m_over_pt", "tau21", "tau32"]] = Field(min_length=1)
+    names: list[ObservableName] = Field(min_length=1)
     r0: float = Field(gt=0, description="N-subjettiness radius (the jet radius)")
     mean: list[float]
     scale: list[float]
