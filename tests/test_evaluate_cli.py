@@ -131,6 +131,8 @@ def test_evaluate_bad_inputs_fail_with_one_line(teacher_run, jetnet_file, run_cl
     fails("--background", "q,x", match="--background")
     fails("data.bank_size=20", match="k=30 needs a background bank of at least 30 jets, got 20")
     fails("scorers.knn.kk=3", match="unknown key 'scorers.knn.kk'")
+    fails("embedding.observables=[]", "scorer=knn_oe",
+          match="scorers.knn_oe.oe.inputs=observables needs the jet-shape observables")
 
     # a teacher pre-trained on the jetnet preset must not silently score l1-preset jets
     l1 = tmp_path / "l1.h5"

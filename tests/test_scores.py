@@ -69,6 +69,49 @@ def test_knn_normalized_uses_angles_only():
     assert scorer.score(np.array([[0.0, 1.0]]))[0] == pytest.approx((0 + np.sqrt(2)) / 2)
 
 
+def test_knn_with_observables_normalises_the_network_block_only():
+    """[network ‖ observables]: the network's columns are L2-normalised, the observables divided by √n_obs."""
+    rng = np.random.default_rng(3)
+    network, observables = rng.normal(size=(50, 4)) * 5.0, rng.normal(size=(50, 2))
+    bank = np.c_[network, observables]
+    queries = np.c_[rng.normal(size=(7, 4)) * 0.1, rng.normal(size=(7, 2))]
+    scorer = fit_scorer("knn", bank, {"k": 3, "normalize": True}, network_dim=4)
+
+    def by_hand(x):
+        return np.c_[x[:, :4] / np.linalg.norm(x[:, :4], axis=1, keepdims=True), x[:, 4:] / np.sqrt(2)]
+
+    d = np.linalg.norm(by_hand(queries)[:, None, :] - by_hand(bank)[None, :, :], axis=2)
+    np.testing.assert_allclose(scorer.score(queries), np.sort(d, axis=1)[:, :3].mean(axis=1), rtol=1e-10)
+    # the norm of the network block no longer changes anything (it did when the whole row was normalised)
+    scaled = np.c_[queries[:, :4] * 30.0, queries[:, 4:]]
+    np.testing.assert_allclose(scorer.score(scaled), scorer.score(queries), rtol=1e-10)
+    whole_row = fit_scorer("knn", bank, {"k": 3, "normalize": True})
+    assert not np.allclose(whole_row.score(scaled), whole_row.score(queries))
+    # without observables (network_dim None or D) it is the plain L2 normalisation of the whole row
+    np.testing.assert_array_equal(fit_scorer("knn", bank, {"k": 3}, network_dim=6).score(queries),
+                                  whole_row.score(queries))
+
+
+def test_oe_on_observables_reads_only_the_observables():
+    rng = np.random.default_rng(4)
+    bank = np.c_[rng.normal(size=(300, 3)), rng.normal(size=(300, 2))]
+    outliers = np.c_[rng.normal(size=(300, 3)) + 5.0, rng.normal(size=(300, 2)) + 2.0]
+    params = {"inputs": "observables", "classifier": "logistic"}
+    scorer = fit_scorer("oe", bank, params, outliers=outliers, network_dim=3)
+    alone = fit_scorer("oe", bank[:, 3:], {"classifier": "logistic"}, outliers=outliers[:, 3:])
+    queries = rng.normal(size=(20, 5))
+    np.testing.assert_allclose(scorer.score(queries), alone.score(queries[:, 3:]), rtol=1e-10)
+    assert scorer.embedding_dim == 5
+    with pytest.raises(JbotEdgeError, match="inputs=observables needs an embedding with jet-shape observables"):
+        fit_scorer("oe", bank, params, outliers=outliers)
+    # in knn_oe the oe part follows the same layout
+    combo = fit_scorer("knn_oe", bank, {"oe": params, "knn": {"k": 5}}, outliers=outliers, network_dim=3)
+    moved = queries.copy()
+    moved[:, :3] = 0.0  # changes the knn part only
+    assert combo._part("oe").score(moved).tolist() == combo._part("oe").score(queries).tolist()
+    assert combo._part("knn").score(moved).tolist() != combo._part("knn").score(queries).tolist()
+
+
 def test_cosine_log_sum_exp_by_hand():
     k, tau = 5, 0.1
     bank = np.tile([1.0, 0.0, 0.0], (k, 1))
@@ -141,8 +184,12 @@ def test_score_head_round_trip_is_bit_identical(tmp_path, name):
     bank = rng.normal(size=(400, 6)).astype(np.float32)  # teachers give float32
     queries = rng.normal(size=(100, 6)).astype(np.float32) * 1.5
     params = {"k": 5} if name in ("knn", "cosine") else {}
+    if name == "knn_oe":
+        params = {"oe": {"inputs": "observables"}}
+    # the last two columns play appended observables (the layout travels with the head)
     head = ScoreHead.fit(name, bank, background_labels=["q", "g"], teacher_sha256="abc",
-                         bank_labels=rng.integers(0, 2, len(bank)), outliers=bank[::2] * 2.0 + 1.0, **params)
+                         bank_labels=rng.integers(0, 2, len(bank)), outliers=bank[::2] * 2.0 + 1.0,
+                         network_dim=4, **params)
     before = head.score(queries)
     head.save(tmp_path)
     loaded = ScoreHead.load(tmp_path)

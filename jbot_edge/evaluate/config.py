@@ -186,3 +186,14 @@ class EvaluateConfig(StrictModel):
         if len(set(self.compare)) != len(self.compare):
             raise ValueError(f"compare lists a scorer twice: {self.compare}")
         return self
+
+    @model_validator(mode="after")
+    def _observable_inputs_exist(self) -> EvaluateConfig:
+        if self.embedding.observables:
+            return self
+        asking = {"oe": self.scorers.oe.inputs, "knn_oe.oe": self.scorers.knn_oe.oe.inputs}
+        for key, inputs in asking.items():
+            if key.split(".")[0] in self.compare and inputs == "observables":
+                raise ValueError(f"scorers.{key}.inputs=observables needs the jet-shape observables, but "
+                                 f"embedding.observables is empty (set scorers.{key}.inputs=all to use the embedding)")
+        return self

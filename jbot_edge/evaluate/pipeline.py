@@ -419,7 +419,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     eval_scores = {}
     for name in cfg.compare:
         t0 = time.perf_counter()
-        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels, outliers)
+        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels, outliers, teacher.network_dim)
         t1 = time.perf_counter()
         scores = scorer.score(eval_emb)
         t2 = time.perf_counter()
@@ -461,7 +461,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
     if untrained_emb is not None:
         name = f"untrained {cfg.scorer}"
         scorer = fit_scorer(cfg.scorer, untrained_emb[0], getattr(cfg.scorers, cfg.scorer), bank_labels,
-                            untrained_outliers)
+                            untrained_outliers, teacher.network_dim)
         reference_by_class[name] = _by_class(scorer.score(untrained_emb[1]), eval_labels, is_background, signal_ids)
         untrained_report = untrained_reference(cfg.scorer, _metrics_per_signal(*reference_by_class[name], cfg.metrics),
                                                scorer_reports[cfg.scorer]["signals"])

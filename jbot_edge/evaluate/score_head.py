@@ -4,13 +4,17 @@
 embeddings and writes two files into the pretraining run directory::
 
     RUN_DIR/score_head.npz    the scorer's float64 arrays (np.savez, no pickles):
-                                knn:         bank [B, D]               (L2-normalised if params.normalize)
+                                knn:         bank [B, D]               (normalised as params.normalize asks)
                                 cosine:      bank [B, D]               (L2-normalised)
                                 mahalanobis: mean [D], precision [D, D] (symmetric positive definite)
                                 mahalanobis_cc: means [C, D], precision [D, D]
                                 relative_mahalanobis: means [C, D], precision [D, D], mean_0 [D], precision_0 [D, D]
                                 gmm:         weights [K], means [K, D], precisions_cholesky [K, D, D] or [K, D]
                                 kmeans:      centroids [K, D]
+                                oe:          mean, scale [D'], w0, b0 (, w1, b1): the classifier
+                                knn_oe:      knn.* and oe.* (the parts' arrays), knn.calibration, oe.calibration
+                                any of them: embedding_dim [1], network_dim [1] when observables follow the network's
+                                             columns (EmbeddingLayout: what normalize and oe inputs act on)
     RUN_DIR/score_head.json   {
         "schema": "jbot-edge.score_head", "schema_version": 1,
         "name": "mahalanobis",                 # knn | cosine | mahalanobis | mahalanobis_cc | relative_mahalanobis
@@ -119,11 +123,12 @@ class ScoreHead:
     @classmethod
     def fit(cls, name: str, background_embeddings: np.ndarray, *, background_labels: list[str] | None = None,
             teacher_sha256: str | None = None, bank_labels: np.ndarray | None = None,
-            outliers: np.ndarray | None = None, **params: Any) -> ScoreHead:
+            outliers: np.ndarray | None = None, network_dim: int | None = None, **params: Any) -> ScoreHead:
         """Fit scorer ``name`` on background-only embeddings; ``params`` are the scorer's (see scores.py);
         ``bank_labels`` (class of each embedding) for the class-conditional scorers; ``outliers`` (embeddings of
-        pseudo-anomalies) for ``oe``."""
-        scorer = fit_scorer(name, background_embeddings, params, bank_labels, outliers)
+        pseudo-anomalies) for ``oe``; ``network_dim``: the leading columns that are the network's (the rest appended
+        observables, see :class:`~jbot_edge.evaluate.scores.EmbeddingLayout`)."""
+        scorer = fit_scorer(name, background_embeddings, params, bank_labels, outliers, network_dim)
         return cls(scorer, bank_size=len(background_embeddings), background_labels=background_labels,
                    teacher_sha256=teacher_sha256)
 

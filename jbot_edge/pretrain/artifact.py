@@ -126,8 +126,13 @@ class Teacher:
 
     @property
     def embed_dim(self) -> int:
-        shape = 0 if self.observables is None else len(self.observables.names)
-        return self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1) + shape
+        return self.network_dim + (0 if self.observables is None else len(self.observables.names))
+
+    @property
+    def network_dim(self) -> int:
+        """The leading columns of :meth:`embed` that are the network's ([CLS], and the mean token for cls+mean);
+        the observables, when set, follow them."""
+        return self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1)
 
     def stored_features(self, available: Sequence[str]) -> list[str]:
         """Particle features :meth:`embed` reads, from a file whose particle features are ``available``."""
@@ -150,8 +155,7 @@ class Teacher:
         observables, when set, need the jets and are appended by :meth:`embed`)."""
         self.encoder.eval()
         device = self.device
-        out = np.empty((x.shape[0], self.encoder.embed_dim * (2 if self.features == "cls+mean" else 1)),
-                       dtype=np.float32)
+        out = np.empty((x.shape[0], self.network_dim), dtype=np.float32)
         for lo in range(0, x.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch_size])).to(device, torch.float32)
             mb = torch.from_numpy(np.ascontiguousarray(mask[lo:lo + batch_size])).to(device)
