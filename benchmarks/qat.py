@@ -95,8 +95,8 @@ def _default_qat_config():
 
 
 def _head_matches(run: Path, scorer: str | None) -> bool:
-    """Whether the cached run's score head is the one asked for (name and embedding observables), so a cache made
-    under other defaults is re-evaluated instead of silently reused."""
+    """Whether the cached run's score head is the one asked for (name, parameters, embedding observables and their
+    layout), so a cache made under other defaults is re-evaluated instead of silently reused."""
     from jbot_edge.config import packaged_config, resolve_config
     from jbot_edge.evaluate.config import EvaluateConfig
 
@@ -106,7 +106,11 @@ def _head_matches(run: Path, scorer: str | None) -> bool:
     meta = json.loads(path.read_text())
     defaults = resolve_config(EvaluateConfig, None, [], default_file=packaged_config("evaluate/default.yaml"))
     observables = ((meta.get("embedding") or {}).get("observables") or {}).get("names", [])
-    return meta["name"] == (scorer or defaults.scorer) and observables == list(defaults.embedding.observables)
+    name = scorer or defaults.scorer
+    params = getattr(defaults.scorers, name).model_dump(mode="json")
+    laid_out = not observables or any(k.endswith("network_dim") for k in meta.get("arrays", {}))
+    return (meta["name"] == name and meta.get("params") == params and laid_out
+            and observables == list(defaults.embedding.observables))
 
 
 def _head_description(run: Path) -> dict:

@@ -75,6 +75,11 @@ def test_operating_points_known_answers():
     assert same["error"]["overlap"] == 0 and same["error"]["tpr_teacher"] > 0
     # A student selecting as many but unrelated jets: ratio 1, overlap = its own efficiency.
     assert other["tpr_ratio"] == 1 and other["overlap"] == pytest.approx(0.51, abs=0.03)
+    assert fpr["background_overlap_error"] == 0  # identical scores: every resample agrees
+    # Unrelated background scores: the student shares ~1 % of the teacher's triggered jets, with a binomial error.
+    noise = operating_points(background, rng.permutation(background), {}, rate_budgets_khz=[], fprs=[1e-2],
+                             background_rate_mhz=28.61, jets_per_crossing=1, n_bootstrap=50)[0]
+    assert noise["background_overlap"] < 0.06 and 0.003 < noise["background_overlap_error"] < 0.04
     with pytest.raises(JbotEdgeError, match="rate budget"):
         operating_points(background, background, {}, rate_budgets_khz=[30_000.0], fprs=[], background_rate_mhz=28.61,
                          jets_per_crossing=1)

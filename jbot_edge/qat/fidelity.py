@@ -15,6 +15,7 @@ Schema of one operating point (``qat_report.json`` → ``operating_points``)::
      "resolved": f·N_bkg >= 1, "n_background": N_bkg,
      "threshold": {"teacher": t, "student": s},        # teacher: raw score; student: fixed-point score
      "background_overlap": share of the teacher's triggered background jets the student also triggers,
+     "background_overlap_error": its bootstrap std (background jets resampled, both thresholds recomputed),
      "n_background_triggered": how many background jets the teacher triggers (the rate's statistics),
      "signals": {name: {"tpr_teacher", "tpr_student", "tpr_ratio", "overlap", "n_teacher_triggered",
                         "error": {"tpr_teacher", "tpr_student", "tpr_ratio", "overlap"}}}}
@@ -75,15 +76,17 @@ def operating_points(teacher_bkg: np.ndarray, student_bkg: np.ndarray,
     rows = []
     for name, budget, fpr in points:
         threshold, values = _point(teacher_bkg, student_bkg, signals, fpr)
-        samples = [_point(teacher_bkg[b], student_bkg[b],
-                          {k: (t[sig_draws[k][i]], s[sig_draws[k][i]]) for k, (t, s) in signals.items()}, fpr)[1]
-                   for i, b in enumerate(bkg_draws)]
+        draws = [_point(teacher_bkg[b], student_bkg[b],
+                        {k: (t[sig_draws[k][i]], s[sig_draws[k][i]]) for k, (t, s) in signals.items()}, fpr)
+                 for i, b in enumerate(bkg_draws)]
         for sig, row in values.items():
-            row["error"] = {key: float(np.std([m[sig][key] for m in samples], ddof=1))
+            row["error"] = {key: float(np.std([m[sig][key] for _, m in draws], ddof=1))
                             for key in ("tpr_teacher", "tpr_student", "tpr_ratio", "overlap")}
         background = threshold.pop("background")
         rows.append({"name": name, "rate_budget_khz": budget, "per_jet_fpr": fpr,
                      "resolved": bool(fpr * len(teacher_bkg) >= 1.0), "n_background": int(len(teacher_bkg)),
                      "threshold": threshold, "background_overlap": background["overlap"],
+                     "background_overlap_error": float(np.std([t["background"]["overlap"] for t, _ in draws],
+                                                              ddof=1)),
                      "n_background_triggered": background["n_teacher_triggered"], "signals": values})
     return rows

@@ -1,0 +1,119 @@
+"""Student ↔ teacher agreement at trigger rates, on a background-only sample large enough to resolve them (issue 13).
+
+At the 10 kHz budget the per-jet false-positive rate is 3.5e-4 (28.61 MHz crossings, one jet each): the qat
+benchmark's held-out split (≈ 6000 background jets) puts two jets above threshold, so its 10 kHz overlap counts
+noise. This script scores a separate, larger background file (another seed, never used for training or for the
+score head) with the teacher's score head and with a trained student, and reports, at each rate budget and FPR
+point, both thresholds and the **background overlap**: the share of the background jets the teacher triggers on that
+the student triggers on too (bootstrap errors; qat/fidelity.py, the same code as ``qat_report.json``). Those jets
+are the trigger's rate, so this needs no signal model and is meaningful however weak the teacher is on signals.
+
+    python benchmarks/qat.py                      # first: the cached teacher, head and students (runs/bench-qat)
+    python benchmarks/qat_rate.py                 # then: 75k q + 75k g l1 jets (seed 7), ~20 min to generate once
+
+Prints one JSON object (also written to ``--json``); progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def ensure_background(path: Path, n_jets: int, seed: int) -> float:
+    """Generate the background-only l1 file once (the qat benchmark's settings, another seed); seconds spent."""
+    if path.is_file():
+        return 0.0
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "jbot_edge", "generate", "--preset", "l1", "--processes", "q,g",
+                    "--n-jets", str(n_jets), "--seed", str(seed), "--workers", "2", "--no-mpi", "--no-progress",
+                    "jet_pt_min=200", "pthat_min=180", "--out", str(path)], check=True, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def score_file(run: Path, student_dir: Path, data: Path, batch_size: int = 8192):
+    """Teacher score-head scores and bit-exact student scores (score codes × output LSB) of every jet of ``data``."""
+    import numpy as np
+    import torch
+
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate.score_head import ScoreHead
+    from jbot_edge.models.students import load_student, output_lsb, score_codes
+    from jbot_edge.pretrain.artifact import load_teacher
+
+    head = ScoreHead.load(run)
+    teacher = load_teacher(run, **head.embedding)
+    model, _, spec, _ = load_student(student_dir)
+    teacher_scores, student_scores = [], []
+    with JetFile(data) as jets:
+        features = sorted(set(teacher.stored_features(jets.particle_features)) | set(spec.feature_names))
+        for batch in jets.iter_batches(batch_size, particle_features=features, jet_features=[]):
+            teacher_scores.append(head.score(teacher.embed(batch)))
+            x = torch.from_numpy(spec.to_model_input(spec.quantize(batch)))
+            student_scores.append(score_codes(model, x).astype(np.float64) * output_lsb(model))
+    return np.concatenate(teacher_scores), np.concatenate(student_scores), head.name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-qat")
+    parser.add_argument("--student", type=Path, default=None,
+                        help="student directory (default: the qat benchmark's default point in --json-qat)")
+    parser.add_argument("--json-qat", type=Path, default=REPO / "benchmarks" / "results" / "qat.json")
+    parser.add_argument("--n-jets", type=int, default=75000, help="q and g jets each in the background file")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rates", type=float, nargs="*", default=[1.0, 5.0, 10.0, 50.0], help="kHz")
+    parser.add_argument("--fprs", type=float, nargs="*", default=[1e-2, 1e-3])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "qat_rate.json")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from scipy.stats import spearmanr
+
+    from _common import git_commit, write_result
+    from jbot_edge.evaluate.config import TriggerSettings
+    from jbot_edge.qat.fidelity import operating_points
+
+    torch.set_num_threads(args.threads)
+    data = args.work / f"rate_background_{args.n_jets}_s{args.seed}.h5"
+    generate_s = ensure_background(data, args.n_jets, args.seed)
+    student = args.student or default_student(args.work, args.json_qat)
+    start = time.perf_counter()
+    teacher, scores, head = score_file(args.work / "teacher", student, data)
+    score_s = time.perf_counter() - start
+    trigger = TriggerSettings()
+    points = operating_points(teacher, scores, {}, rate_budgets_khz=args.rates, fprs=args.fprs,
+                              background_rate_mhz=trigger.background_rate_mhz,
+                              jets_per_crossing=trigger.jets_per_crossing, n_bootstrap=100, seed=0)
+    rows = [{"point": p["name"], "per_jet_fpr": p["per_jet_fpr"], "n_teacher_triggered": p["n_background_triggered"],
+             "background_overlap": round(p["background_overlap"], 4),
+             "background_overlap_err": round(p["background_overlap_error"], 4), "threshold": p["threshold"]}
+            for p in points]
+    report = {"benchmark": "qat_rate", "commit": git_commit(), "data": str(data.relative_to(REPO)),
+              "n_background": int(len(teacher)), "score_head": head, "student": str(student.relative_to(REPO)),
+              "spearman": round(float(spearmanr(teacher, scores).statistic), 4),
+              "background_rate_mhz": trigger.background_rate_mhz, "jets_per_crossing": trigger.jets_per_crossing,
+              "points": rows, "generate_s": round(generate_s, 1), "score_s": round(score_s, 1)}
+    write_result(report, args.json)
+
+
+def default_student(work: Path, qat_json: Path) -> Path:
+    """The student directory of the qat benchmark's default point (6-bit Deep Sets, default recipe)."""
+    report = json.loads(qat_json.read_text())
+    for point in report["points"]:
+        if point.get("default"):
+            return work / "points" / point["name"]
+    raise SystemExit(f"error: {qat_json} names no default point; pass --student")
+
+
+if __name__ == "__main__":
+    main()
