@@ -39,7 +39,8 @@ def ensure_background(path: Path, n_jets: int, seed: int) -> float:
 
 
 def score_file(run: Path, student_dir: Path, data: Path, batch_size: int = 8192):
-    """Teacher score-head scores and bit-exact student scores (score codes × output LSB) of every jet of ``data``."""
+    """Teacher score-head scores and bit-exact student scores (score codes × output LSB) of every background jet of
+    ``data`` (the labels the score head's bank carried)."""
     import numpy as np
     import torch
 
@@ -54,7 +55,11 @@ def score_file(run: Path, student_dir: Path, data: Path, batch_size: int = 8192)
     teacher_scores, student_scores = [], []
     with JetFile(data) as jets:
         features = sorted(set(teacher.stored_features(jets.particle_features)) | set(spec.feature_names))
+        background = [jets.label_names.index(n) for n in head.background_labels if n in jets.label_names]
+        if not background:
+            raise SystemExit(f"error: {data} has none of the score head's background labels {head.background_labels}")
         for batch in jets.iter_batches(batch_size, particle_features=features, jet_features=[]):
+            batch = batch.select(np.flatnonzero(np.isin(batch.labels, background)))
             teacher_scores.append(head.score(teacher.embed(batch)))
             x = torch.from_numpy(spec.to_model_input(spec.quantize(batch)))
             student_scores.append(score_codes(model, x).astype(np.float64) * output_lsb(model))
@@ -69,6 +74,8 @@ def main() -> None:
     parser.add_argument("--json-qat", type=Path, default=REPO / "benchmarks" / "results" / "qat.json")
     parser.add_argument("--n-jets", type=int, default=75000, help="q and g jets each in the background file")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", type=Path, default=None, help="score this file's background jets instead of "
+                        "generating one (must not be the file the student was distilled on)")
     parser.add_argument("--rates", type=float, nargs="*", default=[1.0, 5.0, 10.0, 50.0], help="kHz")
     parser.add_argument("--fprs", type=float, nargs="*", default=[1e-2, 1e-3])
     parser.add_argument("--threads", type=int, default=2)
@@ -84,8 +91,8 @@ def main() -> None:
     from jbot_edge.qat.fidelity import operating_points
 
     torch.set_num_threads(args.threads)
-    data = args.work / f"rate_background_{args.n_jets}_s{args.seed}.h5"
-    generate_s = ensure_background(data, args.n_jets, args.seed)
+    data = args.data or args.work / f"rate_background_{args.n_jets}_s{args.seed}.h5"
+    generate_s = 0.0 if args.data else ensure_background(data, args.n_jets, args.seed)
     student = args.student or default_student(args.work, args.json_qat)
     start = time.perf_counter()
     teacher, scores, head = score_file(args.work / "teacher", student, data)
@@ -98,8 +105,8 @@ def main() -> None:
              "background_overlap": round(p["background_overlap"], 4),
              "background_overlap_err": round(p["background_overlap_error"], 4), "threshold": p["threshold"]}
             for p in points]
-    report = {"benchmark": "qat_rate", "commit": git_commit(), "data": str(data.relative_to(REPO)),
-              "n_background": int(len(teacher)), "score_head": head, "student": str(student.relative_to(REPO)),
+    report = {"benchmark": "qat_rate", "commit": git_commit(), "data": str(data),
+              "n_background": int(len(teacher)), "score_head": head, "student": str(student),
               "spearman": round(float(spearmanr(teacher, scores).statistic), 4),
               "background_rate_mhz": trigger.background_rate_mhz, "jets_per_crossing": trigger.jets_per_crossing,
               "points": rows, "generate_s": round(generate_s, 1), "score_s": round(score_s, 1)}
@@ -107,12 +114,13 @@ def main() -> None:
 
 
 def default_student(work: Path, qat_json: Path) -> Path:
-    """The student directory of the qat benchmark's default point (6-bit Deep Sets, default recipe)."""
+    """The student directory of the qat benchmark's default point (6-bit Deep Sets, default recipe; a point that
+    reused an identical configuration's result lives under that one's name)."""
     report = json.loads(qat_json.read_text())
     for point in report["points"]:
-        if point.get("default"):
-            return work / "points" / point["name"]
-    raise SystemExit(f"error: {qat_json} names no default point; pass --student")
+        if (point["kind"], point["bits"], point["recipe"]) == ("deepsets", 6, "default"):
+            return work / "points" / point.get("same_as", point["name"])
+    raise SystemExit(f"error: {qat_json} has no 6-bit Deep Sets default point; pass --student")
 
 
 if __name__ == "__main__":
