@@ -105,12 +105,17 @@ def main() -> None:
              "background_overlap": round(p["background_overlap"], 4),
              "background_overlap_err": round(p["background_overlap_error"], 4), "threshold": p["threshold"]}
             for p in points]
-    report = {"benchmark": "qat_rate", "commit": git_commit(), "data": str(data),
-              "n_background": int(len(teacher)), "score_head": head, "student": str(student),
+    report = {"benchmark": "qat_rate", "commit": git_commit(), "data": _shown(data),
+              "n_background": int(len(teacher)), "score_head": head, "student": _shown(student),
               "spearman": round(float(spearmanr(teacher, scores).statistic), 4),
               "background_rate_mhz": trigger.background_rate_mhz, "jets_per_crossing": trigger.jets_per_crossing,
               "points": rows, "generate_s": round(generate_s, 1), "score_s": round(score_s, 1)}
     write_result(report, args.json)
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def default_student(work: Path, qat_json: Path) -> Path:
