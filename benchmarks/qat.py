@@ -110,7 +110,7 @@ def _head_matches(run: Path, scorer: str | None) -> bool:
     params = getattr(defaults.scorers, name).model_dump(mode="json")
     laid_out = not observables or any(k.endswith("network_dim") for k in meta.get("arrays", {}))
     return (meta["name"] == name and meta.get("params") == params and laid_out
-            and observables == list(defaults.embedding.observables))
+            and observables == defaults.embedding.resolved_observables("l1"))
 
 
 def _head_description(run: Path) -> dict:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jbot_edge.data.format import JetBatch
+from jbot_edge.errors import JbotEdgeError
 from jbot_edge.evaluate.observables import ORIENTATION, jet_radius, observable_scores, observable_values
 
 R0 = 0.8
@@ -123,3 +124,24 @@ def test_embedding_observables_from_constituents_and_their_standardisation(l1_te
     with pytest.raises(JbotEdgeError, match="embedding.observables") as err:
         load_teacher(l1_teacher_run, observables={**spec.model_dump(), "names": ["mass", "tau21"]})
     assert "\n" not in str(err.value)
+
+
+def test_embedding_observables_auto_follow_the_teacher_preset():
+    from jbot_edge.evaluate.config import EmbeddingSettings, EvaluateConfig
+    from jbot_edge.evaluate.pipeline import with_preset_observables
+
+    auto = EmbeddingSettings()
+    assert auto.observables == "auto"
+    assert auto.resolved_observables("l1") == ["log_m_over_pt"]  # what a level-1 student can form
+    assert auto.resolved_observables("jetnet") == auto.resolved_observables(None) == ["log_m_over_pt", "tau21",
+                                                                                       "tau32"]
+    assert EmbeddingSettings(observables=["tau32"]).resolved_observables("l1") == ["tau32"]  # explicit wins
+    with pytest.raises(ValueError, match="'other' entry"):
+        EmbeddingSettings(observables_by_preset={"l1": []})
+    resolved = with_preset_observables(EvaluateConfig(), "l1")
+    assert resolved.embedding.observables == ["log_m_over_pt"]
+    # a preset whose list is empty cannot feed an oe part that reads observables: one error naming both keys
+    empty = EvaluateConfig.model_validate({"embedding": {"observables_by_preset": {"l1": [], "other": ["tau21"]}},
+                                           "scorers": {"knn_oe": {"oe": {"inputs": "observables"}}}})
+    with pytest.raises(JbotEdgeError, match=r"embedding.observables=auto \(l1 preset\).*knn_oe.oe.inputs"):
+        with_preset_observables(empty, "l1")

@@ -75,11 +75,12 @@ def test_evaluate_reports_untrained_reference_and_student_embedding(l1_teacher_r
     embedding = report["teacher"]["embedding"]
     shape = embedding.pop("observables")
     assert embedding == {"source": "student", "features": "cls+mean"}
-    # jet-shape observables (the default) standardised on the bank, N-subjettiness at the l1 file's jet radius
-    assert shape["names"] == ["log_m_over_pt", "tau21", "tau32"] and shape["r0"] == 0.4
+    # jet-shape observables (the default, auto) standardised on the bank: for an l1 teacher log m/pT only, which a
+    # level-1 student can form (embedding.observables_by_preset); the l1 file's jet radius recorded
+    assert shape["names"] == ["log_m_over_pt"] and shape["r0"] == 0.4
     head = ScoreHead.load(run)
     assert head.embedding == {**embedding, "observables": shape}
     teacher = load_teacher(run, **head.embedding)
-    assert head.embedding_dim == teacher.embed_dim == 2 * teacher.encoder.embed_dim + 3
+    assert head.embedding_dim == teacher.embed_dim == 2 * teacher.encoder.embed_dim + 1
     with JetFile(l1_file) as f:
         assert np.isfinite(head.score(teacher.embed(f.read(np.arange(32))))).all()

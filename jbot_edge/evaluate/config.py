@@ -43,10 +43,25 @@ class EmbeddingSettings(StrictModel):
         "backbone that embeds the jets: the EMA teacher, or the student stored next to it in teacher.pt"))
     features: Literal["cls", "cls+mean"] = Field(default="cls", description=(
         "[CLS] alone, or [CLS] concatenated with the mean particle token"))
-    observables: list[EmbeddingObservable] = Field(default_factory=lambda: list(CONSTITUENT_OBSERVABLES),
-                                                   description=(
+    observables: list[EmbeddingObservable] | Literal["auto"] = Field(default="auto", description=(
         "jet-shape features appended to the embedding, standardised on the bank jets and recorded in the score "
-        "head (pretrain.artifact.ObservableFeatures); empty: the network's embedding alone"))
+        "head (pretrain.artifact.ObservableFeatures); empty: the network's embedding alone; auto: "
+        "observables_by_preset[the teacher's data preset]"))
+    observables_by_preset: dict[str, list[EmbeddingObservable]] = Field(
+        default_factory=lambda: {"l1": ["log_m_over_pt"], "other": list(CONSTITUENT_OBSERVABLES)}, description=(
+            "what observables: auto means for a teacher of each data preset ('other': every preset not listed)"))
+
+    @model_validator(mode="after")
+    def _other_preset_listed(self) -> EmbeddingSettings:
+        if "other" not in self.observables_by_preset:
+            raise ValueError("observables_by_preset needs an 'other' entry (presets not listed)")
+        return self
+
+    def resolved_observables(self, preset: str | None) -> list[str]:
+        """The observables for a teacher pre-trained on data of ``preset``."""
+        if self.observables != "auto":
+            return list(self.observables)
+        return list(self.observables_by_preset.get(preset or "", self.observables_by_preset["other"]))
 
 
 class ReferenceSettings(StrictModel):
@@ -189,7 +204,7 @@ class EvaluateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _observable_inputs_exist(self) -> EvaluateConfig:
-        if self.embedding.observables:
+        if self.embedding.observables:  # a list, or auto (checked once the teacher's preset is known)
             return self
         asking = {"oe": self.scorers.oe.inputs, "knn_oe.oe": self.scorers.knn_oe.oe.inputs}
         for key, inputs in asking.items():

@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 
 from jbot_edge import __version__
 from jbot_edge.atomic import atomic_directory, write_json
-from jbot_edge.config import save_config
+from jbot_edge.config import format_validation_error, save_config
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.evaluate.config import EvaluateConfig, MetricSettings, TriggerSettings
 from jbot_edge.evaluate.metrics import metrics_with_uncertainty
@@ -137,6 +138,20 @@ def needs_pseudo_anomalies(name: str) -> bool:
     from jbot_edge.evaluate.scores import SCORERS
 
     return name in SCORERS and SCORERS[name].needs_outliers
+
+
+def with_preset_observables(cfg: EvaluateConfig, preset: str | None) -> EvaluateConfig:
+    """``embedding.observables: auto`` replaced by the list for the teacher's data preset (validated again, so that
+    an oe part asking for observables that this preset does not get is the usual one-line error)."""
+    if cfg.embedding.observables != "auto":
+        return cfg
+    names = cfg.embedding.resolved_observables(preset)
+    log.info("embedding.observables: auto → %s for a teacher of the %s preset", names or "none", preset or "unknown")
+    try:
+        return EvaluateConfig.model_validate({**cfg.model_dump(), "embedding": {**cfg.embedding.model_dump(),
+                                                                               "observables": names}})
+    except pydantic.ValidationError as exc:
+        raise JbotEdgeError(format_validation_error(exc, f"embedding.observables=auto ({preset} preset)")) from exc
 
 
 def without_jet_only_parts(cfg: EvaluateConfig, teacher) -> tuple[EvaluateConfig, str | None]:
@@ -336,6 +351,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
 
     data_path = Path(data_path)
     teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
+    cfg = with_preset_observables(cfg, teacher.data_preset)
     cfg, oe_note = without_jet_only_parts(cfg, teacher)
     run_dir = teacher.path.parent
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"
@@ -363,7 +379,7 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         split = choose_jets(d, jet_file, bank_file, str(data_path), str(bank_path))
         _log_split(split, labels, bank_file.labels(), data_path, bank_path, teacher)
         teacher.observables = embedding_observables(cfg, bank_file, split.bank_index)
-        embedding = {**cfg.embedding.model_dump(exclude={"observables"}),
+        embedding = {**cfg.embedding.model_dump(exclude={"observables", "observables_by_preset"}),
                      **({} if teacher.observables is None else {"observables": teacher.observables.model_dump()})}
         bank = embed_index(teacher, bank_file, split.bank_index, d.batch_size, "embedding bank jets")
         bank_labels = bank_file.labels()[split.bank_index]
