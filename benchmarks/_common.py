@@ -29,8 +29,10 @@ def write_result(result: dict[str, Any], path: Path) -> None:
 
 
 def git_commit() -> str:
-    """The short commit the benchmark ran at, ``+dirty`` when tracked files differ from it."""
+    """The short commit the benchmark ran at, ``+dirty`` when tracked code differs from it (regenerated results, the
+    README and its plots do not count)."""
     root = Path(__file__).resolve().parent.parent
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode != 0
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":!benchmarks/results", ":!README.md",
+                            ":!docs/*.png"], cwd=root).returncode != 0
     return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
