@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import git_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 SIGNALS = ("w", "z", "t")
 FPR_KEYS = ("1e-2", "1e-3")
@@ -180,8 +182,7 @@ def main() -> None:
         configs.append(run_config(path, name, args, train, test))
         report = json.loads((args.cache / "runs" / f"{name}-evaluate" / "evaluate.json").read_text())
         observables = {o: rows_of(r["signals"]) for o, r in (report.get("observables") or {}).items()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    commit = git_commit()
     result = {
         "benchmark": "ad_quality",
         "meta": {"commit": commit, "n_train_jets_per_class": args.n_train, "n_test_jets_per_class": args.n_test,

@@ -24,12 +24,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import git_commit
 from emulate import _codes, _firmware_for  # benchmarks/emulate.py: same inputs, same freshly built students
 
 
@@ -72,14 +72,6 @@ def _exactness(fw, codes: np.ndarray, legs: tuple[str, ...], batch: int, timings
     exact = bool(totals) and all(t["mismatched"] == 0 for t in totals.values()) and all_exact(fuzz_result)
     return {"comparisons": totals, "fuzz": {"n": fuzz_result["n"], "comparisons": fuzz_result["comparisons"]},
             "exact": exact}
-
-
-def _commit() -> str:
-    root = Path(__file__).resolve().parent.parent
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                           text=True)
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def main() -> None:
@@ -134,7 +126,7 @@ def main() -> None:
     rates = throughput(timings)
     print(json.dumps({
         "benchmark": "emulate_fast",
-        "commit": _commit(),
+        "commit": git_commit(),
         "firmware": str(fw_dir),
         "kind": fw.metadata.get("student_config", {}).get("kind", args.kind),
         "legs": list(legs),
