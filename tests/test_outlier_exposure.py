@@ -56,6 +56,28 @@ def test_two_prong_pseudo_anomaly_of_point_prongs_has_mass_rho_pt():
     np.testing.assert_allclose(mass, 50.0, rtol=0.05)
 
 
+@pytest.mark.parametrize("sampling", ["uniform", "log"])
+def test_rho_sampling_gives_the_requested_mass_over_pt_distribution(sampling):
+    # point-like prongs: the small-angle m/pT of the two particles, sqrt(z1 z2) dR, is the drawn rho
+    cfg = PseudoAnomalyConfig(prongs=[2], rho_min=0.05, rho_max=0.4, rho_sampling=sampling)
+    rng = np.random.default_rng(1)
+    n = 4000
+    pa = make_pseudo_anomalies(single_particle_jets(list(rng.uniform(50, 500, n))), n, cfg, 0.8, rng)
+    pt, eta, phi = (pa.particles[k][:, :2] for k in ("part_pt", "part_deta", "part_dphi"))
+    z = pt / pt.sum(axis=1, keepdims=True)
+    rho = np.sqrt(z[:, 0] * z[:, 1]) * np.hypot(eta[:, 0] - eta[:, 1], phi[:, 0] - phi[:, 1])
+    assert rho.min() > 0.0499 and rho.max() < 0.4001
+    # uniform: median at the midpoint; log-uniform: at the geometric mean, and log rho spread evenly
+    want = 0.225 if sampling == "uniform" else np.sqrt(0.05 * 0.4)
+    assert abs(np.median(rho) - want) < 0.01
+    if sampling == "log":
+        counts = np.histogram(np.log(rho), bins=3, range=(np.log(0.05), np.log(0.4)))[0]
+        assert counts.min() > 0.9 * n / 3
+    # the pre-training maker draws rho through the same quantile function
+    u = torch.tensor([0.0, 0.5])
+    torch.testing.assert_close(cfg.rho_quantile(u, 0.8), torch.tensor([0.05, want], dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
 def test_prongs_default_rho_range_follows_the_jet_radius(qcd_jetnet_file):
     with JetFile(qcd_jetnet_file) as f:
         background = f.read(slice(0, 600))

@@ -168,6 +168,8 @@ def test_cli_run_and_outputs(run_cli, qcd_jetnet_file: Path, tmp_path: Path) -> 
     (["data.n_particles=64"], "too few particles"),
     (["--train-labels", ","], "label filter is empty"),
     (["--train-labels", "q,top"], "'top'"),
+    (["data.features=[part_pt_rel,part_pt,mask]", "augment.rotation=false", "augment.smearing=false",
+      "outlier_exposure.enabled=false"], "model.pair_bias / data.features: model.pair_bias needs part_deta, part_dphi"),
 ])
 def test_cli_bad_inputs_one_line_nonzero_exit(run_cli, qcd_jetnet_file: Path, tmp_path: Path,
                                               args: list[str], message: str) -> None:

@@ -51,6 +51,8 @@ class PseudoAnomalyConfig(StrictModel):
     shrink_max: float = Field(default=0.5, gt=0, le=1)
     rho_min: float | None = Field(default=None, gt=0, description="m/pT of the prong system; null: R/8")
     rho_max: float | None = Field(default=None, gt=0, description="null: R/2")
+    rho_sampling: Literal["uniform", "log"] = Field(default="uniform", description=(
+        "ρ uniform in [rho_min, rho_max], or log-uniform (no preferred mass scale)"))
     # mode: overlay
     scale_min: float = Field(default=0.3, gt=0, le=1)
     scale_max: float = Field(default=1.0, gt=0, le=1)
@@ -76,6 +78,11 @@ class PseudoAnomalyConfig(StrictModel):
         if lo > hi:
             raise JbotEdgeError(f"pseudo-anomalies: rho_min={lo} exceeds rho_max={hi} (jet radius {jet_radius})")
         return lo, hi
+
+    def rho_quantile(self, u, jet_radius: float):
+        """ρ at quantile ``u`` ∈ [0, 1) (a numpy array or a torch tensor) of the ``rho_sampling`` distribution."""
+        lo, hi = self.rho_range(jet_radius)
+        return lo + (hi - lo) * u if self.rho_sampling == "uniform" else lo * (hi / lo) ** u
 
 
 def check_rebuildable(features: Sequence[str], option: str = "outlier exposure") -> None:
@@ -138,7 +145,7 @@ def prong_jets(prong_batches: Sequence[JetBatch], cfg: PseudoAnomalyConfig, jet_
     k = len(prong_batches)
     n, p = len(prong_batches[0]), prong_batches[0].n_particles
     z = rng.dirichlet(np.full(k, cfg.concentration), size=n)
-    rho = rng.uniform(*cfg.rho_range(jet_radius), size=n)
+    rho = cfg.rho_quantile(rng.random(size=n), jet_radius)
     ax, ay = _prong_layout(z, rho, rng)
     target_pt = prong_batches[0].particles["part_pt"].sum(axis=1)
     pts, detas, dphis, masks = [], [], [], []

@@ -19,6 +19,10 @@ Deliberate, switchable differences from the reference:
   Keras' ``MultiHeadAttention(num_heads, key_dim)`` allows ``heads · key_dim ≠ d`` (the published 64/6/4 models
   use ``key_dim = 64 // 6 = 10``). :mod:`jbot_edge.models.keras_weights` sets both when importing published
   weights. The FFN's ``nn.GELU()`` is the exact erf form, as Keras' ``"gelu"``.
+* ``pair_bias`` (configs default on, off in the reference and in ``ModelConfig()``): a ParT-style interaction bias
+  (Qu, Li, Qian 2022) — an MLP of each particle pair's (ln ΔR, ln kT, ln z, ln m²) adds one bias per head to the
+  attention logits of every block (:class:`PairBias`; pairs with a masked or padded particle get none). It reads
+  Δη, Δφ and a pT column by name from ``input_features``, which pretrain stores in the model config.
 * masked-particle modelling (iBOT) replaces the embedded tokens of masked particles by a learnable mask token
   (initialised N(0, 0.02)); the encoder takes the boolean ``token_mask`` for that.
 
@@ -28,6 +32,7 @@ Deliberate, switchable differences from the reference:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -60,6 +65,13 @@ class ModelConfig(StrictModel):
         "the training data; 'none' feeds the raw inputs like the reference (see jbot_edge.models.input_norm)"))
     input_norm_stats: InputNormStats | None = Field(default=None, description=(
         "fitted normalisation; leave null: pretrain fits it on the training data and stores it in teacher.pt"))
+    pair_bias: bool = Field(default=False, description=(
+        "ParT-style pairwise interaction: an MLP of (ln ΔR, ln kT, ln z, ln m²) of each particle pair adds a bias "
+        "per head to the attention logits of every block (Qu, Li, Qian 2022); off in the reference"))
+    pair_hidden: int = Field(default=8, ge=1, description="hidden width of the pair-bias MLP")
+    input_features: list[str] | None = Field(default=None, description=(
+        "input column names, in order; leave null: pretrain sets them from data.features (the pair bias finds "
+        "Δη, Δφ and a pT column by name)"))
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
@@ -106,6 +118,79 @@ class PostLNBlock(nn.Module):
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
+PAIR_PT_COLUMNS = ("part_pt", "part_pt_rel", "part_energy")
+#: Floor inside the pair features' logs: padded, coincident (split) or zero-pT pairs give a finite, very small value.
+PAIR_LOG_FLOOR = 1e-8
+
+
+def pair_feature_columns(features: list[str] | None) -> tuple[int, int, int]:
+    """Column indices of Δη, Δφ and the pT-like column the pair bias reads; a clear error if one is missing."""
+    if not features:
+        raise ValueError("model.pair_bias needs model.input_features (set by pretrain from data.features)")
+    pt = next((c for c in PAIR_PT_COLUMNS if c in features), None)
+    missing = [c for c in ("part_deta", "part_dphi") if c not in features] + ([] if pt else ["a pT column"])
+    if missing:
+        raise ValueError(f"model.pair_bias needs {', '.join(missing)} among the inputs {features}")
+    return features.index("part_deta"), features.index("part_dphi"), features.index(pt)
+
+
+def pair_features(x: torch.Tensor, valid: torch.Tensor, columns: tuple[int, int, int],
+                  pairs: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """ln ΔR, ln kT = ln(min(pT) ΔR), ln z = ln(min(pT) / (pT_i + pT_j)) and ln m² (massless particles) of particle
+    pairs, from the raw (un-normalised) inputs ``x [B, P, F]``: ``[B, P, P, 4]`` for every pair, or ``[B, n, 4]`` for
+    the ``pairs = (i, j)`` index vectors. pT is taken relative to the sum over the ``valid`` particles, so the
+    features do not depend on which pT column is the input. All four are symmetric in i and j."""
+    eta, phi, pt = (x[..., c].float() for c in columns)
+    pt = pt * valid
+    pt = pt / pt.sum(dim=1, keepdim=True).clamp(min=PAIR_LOG_FLOOR)
+    if pairs is None:
+        first, second = (lambda t: t[:, :, None]), (lambda t: t[:, None, :])
+    else:
+        first, second = (lambda t: t[:, pairs[0]]), (lambda t: t[:, pairs[1]])
+    deta, dphi = first(eta) - second(eta), first(phi) - second(phi)
+    delta = torch.sqrt(deta.square() + dphi.square())
+    pt_i, pt_j = first(pt), second(pt)
+    pt_min = torch.minimum(pt_i, pt_j)
+    m2 = 2.0 * pt_i * pt_j * (torch.cosh(deta) - torch.cos(dphi))
+    feats = torch.stack([delta, pt_min * delta, pt_min / (pt_i + pt_j).clamp(min=PAIR_LOG_FLOOR), m2], dim=-1)
+    return feats.clamp(min=PAIR_LOG_FLOOR).log()
+
+
+class PairBias(nn.Module):
+    """Pair features → one attention-logit bias per head, ``[B, heads, 1 + P, 1 + P]`` (0 on the [CLS] row and column
+    and on any pair with a padded or masked particle, so a masked particle's kinematics never reach the student).
+
+    The features are symmetric, so the MLP runs on the P(P−1)/2 pairs i < j only (half the cost) and the bias is
+    mirrored; a particle's pair with itself has fixed features (ΔR = kT = m² = 0, z = 1/2), hence one learned value
+    per head on the diagonal."""
+
+    def __init__(self, columns: tuple[int, int, int], num_heads: int, hidden: int):
+        super().__init__()
+        self.columns = columns
+        # Fixed standardisation (mean, 1/std of real-particle pairs in JetNet-like QCD jets; the features are
+        # relative to the jet pT, so these hold across samples): the MLP starts in its useful range.
+        self.register_buffer("shift", torch.tensor([-2.0, -6.9, -1.6, -12.4]), persistent=False)
+        self.register_buffer("scale", torch.tensor([0.8, 0.8, 1.0, 0.43]), persistent=False)
+        floor = math.log(PAIR_LOG_FLOOR)
+        self.register_buffer("self_pair", torch.tensor([floor, floor, math.log(0.5), floor]), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(4, hidden), nn.GELU(), nn.Linear(hidden, num_heads))
+
+    def _bias(self, feats: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return self.mlp(((feats - self.shift) * self.scale).to(dtype))
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        b, p = valid.shape
+        i, j = torch.triu_indices(p, p, offset=1, device=x.device)
+        upper = self._bias(pair_features(x, valid, self.columns, (i, j)), x.dtype)
+        upper = upper * (valid[:, i] & valid[:, j])[..., None]
+        bias = upper.new_zeros(b, p + 1, p + 1, upper.shape[-1])
+        bias[:, i + 1, j + 1] = upper
+        bias[:, j + 1, i + 1] = upper
+        diagonal = torch.arange(1, p + 1, device=x.device)
+        bias[:, diagonal, diagonal] = self._bias(self.self_pair, x.dtype) * valid[..., None]
+        return bias.permute(0, 3, 1, 2)
+
+
 class JetEncoder(nn.Module):
     """Particle tokens → (raw [CLS] ``[B, d]``, particle tokens ``[B, P, d]``).
 
@@ -124,6 +209,8 @@ class JetEncoder(nn.Module):
         # The reference initialises [CLS] to zero; the mask token follows BEiT/iBOT (truncated-normal-like 0.02).
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.mask_token = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pair_bias = (PairBias(pair_feature_columns(config.input_features), config.num_heads, config.pair_hidden)
+                          if config.pair_bias else None)
         self.blocks = nn.ModuleList(
             PostLNBlock(d, config.num_heads, config.ffn_ratio, config.dropout, head_dim=config.head_dim,
                         eps=config.layer_norm_eps)
@@ -138,6 +225,7 @@ class JetEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, token_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        raw = x
         if self.input_norm is not None:
             x = self.input_norm(x, mask)
         tokens = self.embed(x)
@@ -150,6 +238,10 @@ class JetEncoder(nn.Module):
             # Keys only: [CLS] is always a valid key, so no query row is ever fully masked (no NaNs).
             keys = torch.cat([torch.ones_like(mask[:, :1]), mask.bool()], dim=1)
             attn_mask = keys[:, None, None, :]
+        if self.pair_bias is not None:
+            visible = mask.bool() if token_mask is None else mask.bool() & ~token_mask.bool()
+            bias = self.pair_bias(raw, visible)
+            attn_mask = bias if attn_mask is None else bias.masked_fill(~attn_mask, float("-inf"))
         for block in self.blocks:
             h = block(h, attn_mask)
         return h[:, 0], h[:, 1:]

@@ -28,7 +28,9 @@ from torch import nn
 
 from jbot_edge.config import StrictModel
 from jbot_edge.data.preprocessing import InputSpec
-from jbot_edge.models.transformer import JetEncoder, ModelConfig, ProjectionHead, build_encoder, build_head
+from jbot_edge.errors import JbotEdgeError
+from jbot_edge.models.transformer import (JetEncoder, ModelConfig, ProjectionHead, build_encoder, build_head,
+                                          pair_feature_columns)
 from jbot_edge.pretrain.augmentations import AugmentationConfig, JetAugmenter
 from jbot_edge.pretrain.loss import (DINOClsTokenLoss, IBOTPatchLoss, KoLeoLoss, OutlierExposureLoss,
                                      OutlierExposureLossConfig, PseudoAnomalyMaker)
@@ -99,12 +101,25 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1)
 
 
+def with_input_features(model: ModelConfig, spec: InputSpec) -> ModelConfig:
+    """The model config with ``input_features`` = the input columns (stored in teacher.pt, so the pair bias of a
+    rebuilt encoder reads the same columns); a one-line error when ``model.pair_bias`` lacks a column it needs."""
+    model = model.model_copy(update={"input_features": list(spec.features)})
+    if model.pair_bias:
+        try:
+            pair_feature_columns(model.input_features)
+        except ValueError as exc:
+            raise JbotEdgeError(f"model.pair_bias / data.features: {exc}") from exc
+    return model
+
+
 class JBOTMetaArch(nn.Module):
     def __init__(self, spec: InputSpec, model: ModelConfig, loss: LossConfig,
                  augment: AugmentationConfig, masking: MaskingConfig,
                  outlier_exposure: OutlierExposureLossConfig | None = None):
         super().__init__()
         self.spec = spec
+        model = model if model.input_features is not None else with_input_features(model, spec)
         self.model_config = model
         self.loss_config = loss
         self.masking = masking

@@ -47,6 +47,7 @@ from jbot_edge.pretrain.meta_arch import (
     MaskingConfig,
     effective_momentum_start,
     teacher_momentum,
+    with_input_features,
 )
 from jbot_edge.pretrain.stream import JetStream, StreamPosition
 
@@ -284,6 +285,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     if oc.batch_size % world:
         raise JbotEdgeError(f"optim.batch_size={oc.batch_size} must be divisible by the {world} processes")
     spec, preset, data_info = prepare_data(config)
+    with_input_features(config.model, spec)  # a pair bias without the columns it reads: an error before any work
     if not resume and (checkpoint_path(out_dir).exists() or (out_dir / TEACHER_FILE).exists()):
         raise JbotEdgeError(f"--out {out_dir} already holds a pretrain run; pass --resume or choose a new directory")
 
@@ -302,7 +304,7 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
 
     # Same initial weights on every rank (the teacher is a copy of the student made before DDP's broadcast),
     # then per-rank random streams for dropout.
-    model_config = fit_model_input_norm(config, spec)
+    model_config = with_input_features(fit_model_input_norm(config, spec), spec)
     torch.manual_seed(tc.seed)
     oe = config.outlier_exposure
     if oe.jet_radius is None:

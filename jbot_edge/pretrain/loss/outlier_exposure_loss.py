@@ -57,7 +57,8 @@ class PseudoAnomalyMaker:
         if "part_pt" not in self.cols and "part_pt_rel" not in self.cols:
             raise JbotEdgeError("outlier_exposure.enabled: needs a pT input (part_pt or part_pt_rel)")
         self.config = config
-        self.rho = config.pseudo.rho_range(config.jet_radius or 0.8)
+        self.jet_radius = config.jet_radius or 0.8
+        config.pseudo.rho_range(self.jet_radius)  # an inverted range is an error here, before training starts
         if abs(config.pseudo.concentration - round(config.pseudo.concentration)) > 1e-9:
             raise JbotEdgeError("outlier_exposure.pseudo.concentration must be a whole number in pre-training")
         self.k_max = max(config.pseudo.prongs)
@@ -78,7 +79,7 @@ class PseudoAnomalyMaker:
         active = torch.arange(k, device=dev)[None, :] < n_prongs[:, None]
         g = _gamma_integer((n, k), int(round(pa.concentration)), generator, dev) * active
         z = g / g.sum(dim=1, keepdim=True)
-        rho = self.rho[0] + (self.rho[1] - self.rho[0]) * torch.rand(n, generator=generator, device=dev)
+        rho = pa.rho_quantile(torch.rand(n, generator=generator, device=dev), self.jet_radius)
         radius = torch.rand((n, k), generator=generator, device=dev).sqrt()
         theta = (torch.rand((n, k), generator=generator, device=dev) * 2 - 1) * torch.pi
         ax, ay = radius * theta.cos(), radius * theta.sin()
