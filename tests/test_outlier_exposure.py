@@ -75,7 +75,8 @@ def test_rho_sampling_gives_the_requested_mass_over_pt_distribution(sampling):
         assert counts.min() > 0.9 * n / 3
     # the pre-training maker draws rho through the same quantile function
     u = torch.tensor([0.0, 0.5])
-    torch.testing.assert_close(cfg.rho_quantile(u, 0.8), torch.tensor([0.05, want], dtype=torch.float32), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cfg.rho_quantile(u, 0.8), torch.tensor([0.05, want], dtype=torch.float32),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_prongs_default_rho_range_follows_the_jet_radius(qcd_jetnet_file):
