@@ -242,8 +242,10 @@ def main() -> None:
               for recipe in args.recipes]
     points += [run_point(f"{kind}-{bits}-default", kind, bits, "default", args, scratch, codes_cache, done)
                for kind in args.kinds for bits in args.bits]
-    result = {"benchmark": "qat", "run": str(args.run), "data": str(args.data), "epochs": args.epochs, "batch_size": args.batch_size,
-              "threads": args.threads, "cpu_count": os.cpu_count(), "board": args.board, "overrides": args.overrides,
+    from _common import git_commit
+
+    result = {"benchmark": "qat", "commit": git_commit(), "run": str(args.run), "data": str(args.data),
+              "epochs": args.epochs, "batch_size": args.batch_size, "threads": args.threads, "cpu_count": os.cpu_count(), "board": args.board, "overrides": args.overrides,
               "score_head": _head_description(args.run),
               "default_recipe": "default (configs/qat/default.yaml)", "wall_s": round(time.perf_counter() - start, 1),
               "points": points}

@@ -59,7 +59,8 @@ def table(result: dict) -> str:
     note = (f"\nHeld-out test jets per label: {', '.join(f'{k} {v}' for k, v in n_test.items())}; "
             f"{result['epochs']} epochs" + (f" at batch {result['batch_size']}" if "batch_size" in result else "")
             + f", {result['threads']} threads, overrides {result.get('overrides') or 'none'}, "
-            f"run took {result['wall_s'] / 60:.1f} min in all. "
+            f"run took {result['wall_s'] / 60:.1f} min in all, measured at commit "
+            f"`{', '.join(sorted(set(result.get('commits') or [result.get('commit') or 'unknown'])))}`. "
             "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
             "signal jets the student also triggers. Bootstrap errors are in the JSON; goals count only TPR ratios and "
             "overlaps where the teacher's TPR is ≥ 0.02 (the rest are listed as not judged).\n")
@@ -111,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = [json.loads(p.read_text()) for p in args.json]
     result = {**parts[0], "points": [pt for part in parts for pt in part["points"]],
-              "wall_s": sum(part["wall_s"] for part in parts)}
+              "wall_s": sum(part["wall_s"] for part in parts), "commits": [part.get("commit") for part in parts]}
     if args.joined:
         args.joined.parent.mkdir(parents=True, exist_ok=True)
         args.joined.write_text(json.dumps({**result, "parts": [str(p) for p in args.json]}, indent=2) + "\n")
