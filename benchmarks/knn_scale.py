@@ -54,6 +54,9 @@ def main() -> None:
                                   "mean_knn_distance": checksum / (args.queries * args.k)})
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["load_average"] = os.getloadavg()
+    from _common import git_commit
+
+    report["commit"] = git_commit()
     print(json.dumps(report, indent=2))
 
 
