@@ -11,7 +11,7 @@ The protocol of issue #12, through the CLI a user types:
 3. one JSON table: config × scorer × signal → AUC, TPR at FPR 1e-2 and 1e-3 (bootstrap errors), the same rows for
    the untrained encoder and for each physics observable, and the wall time of each stage.
 
-    python benchmarks/ad_quality.py                                  # default run: ~25 min on 2 cores
+    python benchmarks/ad_quality.py                                  # default run: ~15 min on 2 cores
     python benchmarks/ad_quality.py --configs configs/pretrain/small.yaml,configs/pretrain/reference.yaml
     python benchmarks/ad_quality.py --markdown benchmarks/results/ad_quality.md --update-readme
 
