@@ -27,13 +27,17 @@ from jbot_edge.pretrain.meta_arch import JBOTMetaArch
 from jbot_edge.pretrain.train import PretrainConfig
 
 
-def synthetic_jets(n: int, p: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_jets(n: int, p: int, device: torch.device, features: list[str],
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """JetNet-like jets with the named input columns (Δη, Δφ, pT fraction, pT at a 1 TeV jet, mask)."""
     g = torch.Generator().manual_seed(seed)
     n_real = torch.randint(10, p + 1, (n,), generator=g)
     mask = torch.arange(p)[None] < n_real[:, None]
     pt = torch.distributions.Exponential(1.0).sample((n, p)) * mask
     pt = pt / pt.sum(1, keepdim=True)
-    x = torch.stack([torch.randn(n, p) * 0.2 * mask, torch.randn(n, p) * 0.2 * mask, pt, mask.float()], dim=-1)
+    columns = {"part_deta": torch.randn(n, p) * 0.2 * mask, "part_dphi": torch.randn(n, p) * 0.2 * mask,
+               "part_pt_rel": pt, "part_pt": pt * 1000.0, "mask": mask.float()}
+    x = torch.stack([columns[name] for name in features], dim=-1)
     return x.to(device), mask.to(device)
 
 
@@ -64,18 +68,21 @@ def cpu_has_bf16() -> bool:
 
 
 def bench_step(preset: str, device: torch.device, batch: int, steps: int, warmup: int,
-               compile_model: bool, bf16: bool | None = None) -> dict:
-    cfg = resolve_config(PretrainConfig, config_file=packaged_config(f"pretrain/{preset}.yaml"),
+               compile_model: bool, bf16: bool | None = None, overrides: tuple[str, ...] = ()) -> dict:
+    cfg = resolve_config(PretrainConfig, config_file=packaged_config(f"pretrain/{preset}.yaml"), overrides=overrides,
                          default_file=packaged_config("pretrain/default.yaml"))
-    spec = InputSpec(n_particles=30)
-    meta = JBOTMetaArch(spec, cfg.model, cfg.loss, cfg.augment, cfg.masking).to(device).train()
+    # The step as configured: input columns, outlier exposure and local crops included (jet radius 0.8, JetNet).
+    spec = InputSpec(features=cfg.data.features, n_particles=30)
+    oe = cfg.outlier_exposure.model_copy(update={"jet_radius": 0.8})
+    crops = cfg.local_crops.model_copy(update={"jet_radius": 0.8})
+    meta = JBOTMetaArch(spec, cfg.model, cfg.loss, cfg.augment, cfg.masking, oe, crops).to(device).train()
     if compile_model:
         meta.student_forward = torch.compile(meta.student)
         meta.teacher = torch.compile(meta.teacher)
     opt = torch.optim.AdamW(meta.param_groups(1e-4), lr=1e-3, fused=device.type == "cuda")
     params = list(meta.student.parameters())
     gen = torch.Generator(device=device).manual_seed(0)
-    x, m = synthetic_jets(batch, 30, device)
+    x, m = synthetic_jets(batch, 30, device, cfg.data.features)
     bf16 = device.type == "cuda" if bf16 is None else bf16
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -127,7 +134,10 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
     ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (only where the "
                     "CPU has AVX-512 BF16 / AMX; recorded as unsupported otherwise)")
+    ap.add_argument("overrides", nargs="*", help="config overrides KEY=VALUE, as `jbot-edge pretrain` takes them "
+                    "(e.g. local_crops.n_crops=2)")
     args = ap.parse_args()
+    overrides = tuple(args.overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.devices == "auto":
@@ -136,7 +146,8 @@ def main() -> None:
         devices = args.devices.split(",")
     import os
 
-    report: dict = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "results": [],
+    report: dict = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "overrides": list(overrides),
+                    "results": [],
                     "cpu_bf16_supported": cpu_has_bf16()}
     for name in devices:
         device = torch.device(name)
@@ -154,7 +165,7 @@ def main() -> None:
         warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
         for preset in args.presets.split(","):
             for compiled in ([False, True] if args.compile else [False]):
-                r = bench_step(preset, device, batch, steps, warmup, compiled)
+                r = bench_step(preset, device, batch, steps, warmup, compiled, overrides=overrides)
                 r["device"] = name
                 if r["achieved_flops"] is not None:
                     r["fraction_of_fp32_matmul"] = r["achieved_flops"] / peak32
@@ -162,7 +173,7 @@ def main() -> None:
                         r["fraction_of_bf16_matmul"] = r["achieved_flops"] / peaks["bf16"]
                 report["results"].append(r)
             if device.type == "cpu" and args.cpu_bf16 and report["cpu_bf16_supported"]:
-                r = bench_step(preset, device, batch, steps, warmup, False, bf16=True)
+                r = bench_step(preset, device, batch, steps, warmup, False, bf16=True, overrides=overrides)
                 r.update(device=name, fraction_of_fp32_matmul=r["achieved_flops"] / peak32)
                 report["results"].append(r)
     # The machine may be shared: the load says how much of it the timings had.

@@ -32,6 +32,7 @@ from jbot_edge.errors import JbotEdgeError
 from jbot_edge.models.transformer import (JetEncoder, ModelConfig, ProjectionHead, build_encoder, build_head,
                                           pair_feature_columns)
 from jbot_edge.pretrain.augmentations import AugmentationConfig, JetAugmenter
+from jbot_edge.pretrain.local_crops import LocalCropMaker, LocalCropsConfig
 from jbot_edge.pretrain.loss import (DINOClsTokenLoss, IBOTPatchLoss, KoLeoLoss, OutlierExposureLoss,
                                      OutlierExposureLossConfig, PseudoAnomalyMaker)
 from jbot_edge.pretrain.masking import pt_fraction_mask
@@ -116,7 +117,8 @@ def with_input_features(model: ModelConfig, spec: InputSpec) -> ModelConfig:
 class JBOTMetaArch(nn.Module):
     def __init__(self, spec: InputSpec, model: ModelConfig, loss: LossConfig,
                  augment: AugmentationConfig, masking: MaskingConfig,
-                 outlier_exposure: OutlierExposureLossConfig | None = None):
+                 outlier_exposure: OutlierExposureLossConfig | None = None,
+                 local_crops: LocalCropsConfig | None = None):
         super().__init__()
         self.spec = spec
         model = model if model.input_features is not None else with_input_features(model, spec)
@@ -136,6 +138,8 @@ class JBOTMetaArch(nn.Module):
         # Lives outside the student (not copied into the teacher, not saved with the backbone); under DDP its
         # gradient is averaged by sync_auxiliary_grads.
         self.oe_loss = OutlierExposureLoss(model.embed_dim) if self.pseudo_anomalies is not None else None
+        self.local_crops = local_crops or LocalCropsConfig()
+        self.crop_maker = LocalCropMaker(spec, self.local_crops) if self.local_crops.n_crops > 0 else None
         # The student the optimiser sees; replaced by its DDP wrapper under torchrun.
         self.student_forward: nn.Module = self.student
 
@@ -171,17 +175,26 @@ class JBOTMetaArch(nn.Module):
         views, view_masks, token_masks = self.make_views(x, mask, generator)
         with torch.no_grad(), autocast:
             _, t_cls, t_tok = self.teacher(views, view_masks)
+        # One student forward over [u; v; local crops; pseudo-anomalies] (a single DDP all-reduce).
         student_in = (views, view_masks, token_masks)
+        n_crop_jets = 0
+        if self.crop_maker is not None:
+            crops, crop_masks = self.crop_maker.make(x, mask, self.augmenter, generator)
+            n_crop_jets = crops.shape[0]
+            student_in = tuple(torch.cat([a, b]) for a, b in
+                               zip(student_in, (crops, crop_masks, torch.zeros_like(crop_masks))))
         if self.pseudo_anomalies is not None:
             anomalies = self.make_view(*self.pseudo_anomalies.make(x, mask, generator), generator)
             student_in = tuple(torch.cat([a, b]) for a, b in zip(student_in, anomalies))
         with autocast:
             s_raw, s_cls, s_tok = self.student_forward(*student_in)
-        anomaly_raw = s_raw[2 * n:]
+        anomaly_raw = s_raw[2 * n + n_crop_jets:]
+        crop_cls = s_cls[2 * n:2 * n + n_crop_jets]
         s_raw, s_cls, s_tok = s_raw[:2 * n], s_cls[:2 * n], s_tok[:2 * n]
         t_cls_probs = self.dino_loss.softmax_center_teacher(t_cls)
         t_tok_probs = self.ibot_loss.softmax_center_teacher(t_tok)
-        dino = self.dino_loss(list(s_cls.chunk(2)), list(t_cls_probs.chunk(2)))
+        student_cls = list(s_cls.chunk(2)) + (list(crop_cls.chunk(n_crop_jets // n)) if n_crop_jets else [])
+        dino = self.dino_loss(student_cls, list(t_cls_probs.chunk(2)))
         ibot = self.ibot_loss(s_tok, t_tok_probs, token_masks)
         koleo = self.koleo_loss(s_raw[:n])
         total = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo

@@ -39,6 +39,7 @@ from jbot_edge.models.transformer import ModelConfig, model_config_dict
 from jbot_edge.pretrain import distributed
 from jbot_edge.pretrain.artifact import TEACHER_FILE, save_teacher, teacher_payload
 from jbot_edge.pretrain.augmentations import AugmentationConfig
+from jbot_edge.pretrain.local_crops import LocalCropsConfig
 from jbot_edge.pretrain.loss import OutlierExposureLossConfig
 from jbot_edge.pretrain.checkpoint import capture_rng, checkpoint_path, load_checkpoint, restore_rng, save_checkpoint
 from jbot_edge.pretrain.meta_arch import (
@@ -104,6 +105,7 @@ class PretrainConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     outlier_exposure: OutlierExposureLossConfig = Field(default_factory=OutlierExposureLossConfig)
+    local_crops: LocalCropsConfig = Field(default_factory=LocalCropsConfig)
 
 
 #: Settings that may change between a run and its resumption (the rest must match the checkpoint).
@@ -309,7 +311,10 @@ def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.devi
     oe = config.outlier_exposure
     if oe.jet_radius is None:
         oe = oe.model_copy(update={"jet_radius": data_info["jet_r"]})
-    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking, oe).to(device)
+    crops = config.local_crops
+    if crops.jet_radius is None:
+        crops = crops.model_copy(update={"jet_radius": data_info["jet_r"]})
+    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking, oe, crops).to(device)
     _seed_everything(tc.seed, rank)
     if world > 1:
         meta.student_forward = torch.nn.parallel.DistributedDataParallel(
