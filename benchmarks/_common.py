@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +39,16 @@ def git_commit() -> str:
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":!benchmarks/results", ":!README.md",
                             ":!docs/*.png"], cwd=root).returncode != 0
     return (head.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+
+
+def jbot_edge_cli(*args: str, log: Path, env: dict[str, str] | None = None) -> float:
+    """Run ``python -m jbot_edge ARGS`` (an argument list, no shell) with its output in ``log``, extra environment
+    ``env``; return its wall time; stop the benchmark on failure."""
+    root = Path(__file__).resolve().parent.parent
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "-m", "jbot_edge", *args], stdout=fh, stderr=subprocess.STDOUT,
+                              cwd=root, env={**os.environ, "PYTHONPATH": str(root), **(env or {})})
+    if done.returncode != 0:
+        sys.exit(f"error: jbot-edge {args[0]} failed (exit {done.returncode}); see {log}")
+    return round(time.perf_counter() - t0, 1)

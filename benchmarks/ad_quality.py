@@ -24,28 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import git_commit
+from _common import git_commit, jbot_edge_cli as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNALS = ("w", "z", "t")
 FPR_KEYS = ("1e-2", "1e-3")
 README_BEGIN, README_END = "<!-- ad_quality:begin -->", "<!-- ad_quality:end -->"
-
-
-def cli(*args: str, log: Path) -> float:
-    """Run ``python -m jbot_edge ARGS`` (an argument list, no shell); return its wall time; stop on failure."""
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        done = subprocess.run([sys.executable, "-m", "jbot_edge", *args], stdout=fh, stderr=subprocess.STDOUT,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode != 0:
-        sys.exit(f"error: jbot-edge {args[0]} failed (exit {done.returncode}); see {log}")
-    return round(time.perf_counter() - t0, 1)
 
 
 def ensure_file(path: Path, processes: str, n_jets: int, seed: int, workers: int, mpi: bool) -> float:

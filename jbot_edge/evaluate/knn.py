@@ -10,6 +10,21 @@ than one ``[query block, bank chunk]`` tile:
 * ``device="cuda"`` (or any torch device): query blocks × bank chunks on the device in float32 with a running
   top-k merged chunk by chunk (tile = ``query_block × bank_chunk``), so a bank of 10^6–10^7 embeddings and 10^7
   queries fit in a few GiB; results agree with the CPU path to float32 rounding, not bit for bit.
+* ``device="faiss"``: FAISS's exact flat index (``IndexFlatL2`` / ``IndexFlatIP``, float32, BLAS GEMM plus a heap
+  top-k) over query blocks; the optional ``faiss-cpu`` package (extra ``scale``). Not approximate: the same
+  neighbours as the other paths up to float32 rounding. On CPU it replaces numpy's full-row ``np.partition``,
+  which dominates the reference path (benchmarks/knn_scale.py).
+* ``device="faiss-hnsw"`` (options: ``"faiss-hnsw:ef=256,exact_tail=0.001"``): FAISS's HNSW graph index (M = 32),
+  **approximate** in the bulk, **exact in the tail**. A graph search may miss some true neighbours, and a missed
+  neighbour can only make a query look farther from the bank (larger l2sq, smaller dot), i.e. more anomalous. So the
+  ``exact_tail`` fraction of each call's queries that look most anomalous (largest sum of the k approximate
+  distances) is searched again with the exact flat index. Every query whose *exact* sum lies above the smallest
+  re-searched approximate sum is thereby exact, because its approximate sum was at least as large: the selection at
+  a trigger-like threshold is the exact one while the threshold's rate is ≤ ``exact_tail``; below it, the bulk
+  (which sets AUCs) is approximate. ``ef`` is HNSW's efSearch (default 256). The graph is built once per bank array
+  and reused while that array lives (a streamed evaluation passes the same bank for every query block). For banks of
+  10^6 and 10^7+ queries on CPU, where exact search costs O(bank) per query; benchmarks/knn_scale.py measures speed,
+  accuracy against exact search, and the AUCs of ``evaluate`` on real jets with each device.
 
 The default device comes from ``JBOT_EDGE_KNN_DEVICE`` (``cpu`` if unset), so large evaluations can move to a GPU
 without touching configs or the score-head format.
@@ -18,6 +33,7 @@ without touching configs or the score-head format.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Literal
 
 import numpy as np
@@ -37,6 +53,10 @@ def nearest_k(x: np.ndarray, bank: np.ndarray, k: int, metric: Metric, device: s
     device = device or default_device()
     if device == "cpu":
         return _nearest_k_numpy(x, bank, k, metric)
+    if device == "faiss":
+        return _nearest_k_faiss(x, bank, k, metric, query_block)
+    if device == "faiss-hnsw" or device.startswith("faiss-hnsw:"):
+        return _nearest_k_hnsw(x, bank, k, metric, query_block, **_hnsw_options(device))
     return _nearest_k_torch(x, bank, k, metric, device, query_block, bank_chunk)
 
 
@@ -81,4 +101,88 @@ def _nearest_k_torch(x: np.ndarray, bank: np.ndarray, k: int, metric: Metric, de
                 top = values.topk(min(k, values.shape[1]), dim=1, largest=largest).values
                 best = top if best is None else torch.cat([best, top], 1).topk(k, dim=1, largest=largest).values
             out[qlo:qlo + len(q)] = best.double().cpu().numpy()
+    return out
+
+
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 64
+HNSW_DEFAULTS = {"ef": 256, "exact_tail": 1e-3}
+_index_cache: dict[tuple, tuple[weakref.ref, object]] = {}
+
+
+def _hnsw_options(device: str) -> dict:
+    """``faiss-hnsw[:ef=N,exact_tail=F]`` → {"ef": N ≥ 1, "exact_tail": 0 ≤ F ≤ 1}, defaults for what is not given."""
+    from jbot_edge.errors import JbotEdgeError
+
+    options = dict(HNSW_DEFAULTS)
+    _, _, spec = device.partition(":")
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            if key not in options:
+                raise ValueError(f"unknown option {key!r}")
+            options[key] = int(value) if key == "ef" else float(value)
+            if (key == "ef" and options[key] < 1) or (key == "exact_tail" and not 0 <= options[key] <= 1):
+                raise ValueError(f"{key}={value} out of range")
+        except ValueError as exc:
+            raise JbotEdgeError(f"kNN device {device!r}: {exc}; expected faiss-hnsw:ef=N,exact_tail=F with N ≥ 1 "
+                                "and 0 ≤ F ≤ 1") from None
+    return options
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        from jbot_edge.errors import JbotEdgeError
+
+        raise JbotEdgeError("kNN devices 'faiss' and 'faiss-hnsw' need the faiss-cpu package: "
+                            "pip install 'jbot-edge[scale]'") from exc
+    return faiss
+
+
+def _faiss_index(bank: np.ndarray, metric: Metric, hnsw: bool):
+    """A flat (exact) or HNSW (approximate) index of ``bank``; HNSW graphs are cached while the bank array lives."""
+    faiss = _import_faiss()
+    bank32 = np.ascontiguousarray(bank, dtype=np.float32)
+    faiss_metric = faiss.METRIC_L2 if metric == "l2sq" else faiss.METRIC_INNER_PRODUCT
+    if not hnsw:
+        index = faiss.IndexFlat(bank32.shape[1], faiss_metric)
+        index.add(bank32)
+        return index
+    key = (id(bank), bank.shape, metric)
+    cached = _index_cache.get(key)
+    if cached is not None and cached[0]() is bank:
+        return cached[1]
+    index = faiss.IndexHNSWFlat(bank32.shape[1], HNSW_M, faiss_metric)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.add(bank32)
+    _index_cache.clear()  # one graph at a time: a bank of 10^6 × 64 holds ~0.5 GB with its graph
+    _index_cache[key] = (weakref.ref(bank), index)
+    return index
+
+
+def _search(index, x: np.ndarray, k: int, query_block: int) -> np.ndarray:
+    out = np.empty((len(x), k))
+    for lo in range(0, len(x), query_block):
+        values, _ = index.search(np.ascontiguousarray(x[lo:lo + query_block], dtype=np.float32), k)
+        out[lo:lo + len(values)] = values
+    return out
+
+
+def _nearest_k_faiss(x: np.ndarray, bank: np.ndarray, k: int, metric: Metric, query_block: int) -> np.ndarray:
+    return _search(_faiss_index(bank, metric, hnsw=False), x, k, query_block)
+
+
+def _nearest_k_hnsw(x: np.ndarray, bank: np.ndarray, k: int, metric: Metric, query_block: int, ef: int,
+                    exact_tail: float) -> np.ndarray:
+    index = _faiss_index(bank, metric, hnsw=True)
+    index.hnsw.efSearch = max(ef, k)
+    out = _search(index, x, k, query_block)
+    n_tail = int(np.ceil(exact_tail * len(x)))
+    if n_tail:
+        # the most anomalous-looking queries: a missed neighbour only ever pushes a query up this ordering
+        apparent = out.sum(axis=1) if metric == "l2sq" else -out.sum(axis=1)
+        tail = np.argpartition(-apparent, n_tail - 1)[:n_tail]
+        out[tail] = _nearest_k_faiss(x[tail], bank, k, metric, query_block)
     return out
