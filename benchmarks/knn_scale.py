@@ -87,18 +87,20 @@ def time_device(device: str, bank: np.ndarray, args: argparse.Namespace, centres
     return row
 
 
-def evaluate_on_jets(spec: str, devices: list[str], threads: int) -> dict:
-    """``jbot-edge evaluate`` per device on real jets: AUC of the knn and knn_oe scores per signal."""
+def evaluate_on_jets(spec: str, devices: list[str], threads: int, log_dir: Path) -> dict:
+    """``jbot-edge evaluate`` per device on real jets: AUC of the knn and knn_oe scores per signal (logs kept in
+    ``log_dir``, the evaluation outputs discarded)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
     run, bank_file, test_file = spec.split(",")
     out = {}
     with tempfile.TemporaryDirectory(prefix="knn_scale-") as tmp:
         for device in ["cpu", *[d for d in devices if d != "cpu"]]:
-            eval_dir = Path(tmp) / device.replace(":", "_")
+            eval_dir = Path(tmp) / device.replace(":", "_").replace(",", "_").replace("=", "")
             wall = jbot_edge_cli("evaluate", "--run", run, "--data", test_file, "--bank-data", bank_file,
                                  "--background", "q,g", "--signals", "w,z,t", "--out", str(eval_dir),
                                  "compare=[knn_oe,knn]", "scorer=knn_oe", "finetune.enabled=false",
-                                 "probes.enabled=false", "clustering.enabled=false", "untrained=false",
-                                 f"threads={threads}", log=Path(tmp) / f"{eval_dir.name}.log",
+                                 "probes.enabled=false", "clustering.enabled=false", "reference.untrained=false",
+                                 f"threads={threads}", log=log_dir / f"evaluate-{eval_dir.name}.log",
                                  env={"JBOT_EDGE_KNN_DEVICE": device})
             report = json.loads((eval_dir / "evaluate.json").read_text())
             out[device] = {"evaluate_s": wall, "split": report.get("split", {}).get("eval_counts"),
@@ -119,6 +121,8 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=2000, help="0: skip the accuracy check")
     parser.add_argument("--evaluate", default=None, metavar="RUN,BANK_FILE,TEST_FILE")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--logs", type=Path, default=Path(__file__).resolve().parent.parent / ".cache" / "knn_scale",
+                        help="where --evaluate keeps the evaluate logs")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -128,7 +132,7 @@ def main() -> None:
     report = {"benchmark": "knn_scale", "bank": args.bank, "queries": args.queries, "dim": args.dim, "k": args.k,
               "data": args.data, "results": [time_device(device, bank, args, centres) for device in devices]}
     if args.evaluate:
-        report["evaluate_on_jets"] = evaluate_on_jets(args.evaluate, devices, args.threads)
+        report["evaluate_on_jets"] = evaluate_on_jets(args.evaluate, devices, args.threads, args.logs)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["load_average"] = os.getloadavg()
     report["commit"] = git_commit()

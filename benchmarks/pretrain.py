@@ -24,7 +24,7 @@ import torch
 from jbot_edge.config import packaged_config, resolve_config
 from jbot_edge.data.preprocessing import InputSpec
 from jbot_edge.pretrain.meta_arch import JBOTMetaArch
-from jbot_edge.pretrain.train import PretrainConfig
+from jbot_edge.pretrain.train import PretrainConfig, cpu_has_bf16
 
 
 def synthetic_jets(n: int, p: int, device: torch.device, features: list[str],
@@ -56,15 +56,6 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, seconds: float
         reps += 10
         sync()
     return 2 * n**3 * reps / (time.perf_counter() - t0)
-
-
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX-BF16 in /proc/cpuinfo: only then is bf16 autocast on the CPU faster than fp32."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def bench_step(preset: str, device: torch.device, batch: int, steps: int, warmup: int,
