@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from _common import git_commit
 from jbot_edge.config import packaged_config, resolve_config
 from jbot_edge.data.preprocessing import InputSpec
 from jbot_edge.pretrain.meta_arch import JBOTMetaArch
@@ -169,6 +170,7 @@ def main() -> None:
                 report["results"].append(r)
     # The machine may be shared: the load says how much of it the timings had.
     report["load_average"] = os.getloadavg()
+    report["commit"] = git_commit()
     print(json.dumps(report, indent=2))
 
 
