@@ -60,7 +60,7 @@ def rows_of(block: dict) -> dict[str, dict]:
 
 def run_config(config: Path, name: str, args: argparse.Namespace, train: Path, test: Path) -> dict:
     runs = args.cache / "runs"
-    run_dir, eval_dir = runs / name, runs / f"{name}-evaluate"
+    run_dir, eval_dir = runs / name, runs / f"{name}-evaluate-{test.stem}"
     runs.mkdir(parents=True, exist_ok=True)
     timing = {"pretrain_s": 0.0}
     if not (run_dir / "teacher.pt").is_file():
@@ -69,10 +69,10 @@ def run_config(config: Path, name: str, args: argparse.Namespace, train: Path, t
                                    f"train.num_threads={args.threads}", "train.progress=false",
                                    log=runs / f"{name}.pretrain.log")
     timing["evaluate_s"] = cli("evaluate", "--run", str(run_dir), "--data", str(test), "--bank-data", str(train),
-                               "--background", "q,g", "--signals", ",".join(SIGNALS), "--out", str(eval_dir),
+                               "--background", "q,g", "--signals", ",".join(args.signals), "--out", str(eval_dir),
                                f"compare=[{','.join(args.scorers)}]", f"scorer={args.scorers[0]}",
                                "finetune.enabled=false", "probes.enabled=false", "clustering.enabled=false",
-                               f"threads={args.threads}", log=runs / f"{name}.evaluate.log")
+                               f"threads={args.threads}", log=runs / f"{name}.evaluate-{test.stem}.log")
     report = json.loads((eval_dir / "evaluate.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     untrained = (report.get("reference") or {}).get("untrained") or {}
@@ -90,12 +90,13 @@ def run_config(config: Path, name: str, args: argparse.Namespace, train: Path, t
 
 def markdown(result: dict) -> str:
     """The README table: one row per (config, scorer) and its untrained twin, then the observables."""
-    head = ("| score | " + " | ".join(f"AUC {s} | TPR@1e-2 {s}" for s in SIGNALS) + " |\n"
-            + "|---" * (1 + 2 * len(SIGNALS)) + "|\n")
+    signals = result["meta"].get("signals", SIGNALS)
+    head = ("| score | " + " | ".join(f"AUC {s} | TPR@1e-2 {s}" for s in signals) + " |\n"
+            + "|---" * (1 + 2 * len(signals)) + "|\n")
 
     def cells(rows: dict) -> str:
         return " | ".join(f"{rows[s]['auc']:.3f} ± {rows[s]['auc_err']:.3f} | {rows[s]['tpr@1e-2']:.3f}"
-                          for s in SIGNALS)
+                          for s in signals)
 
     lines = []
     for cfg in result["configs"]:
@@ -138,6 +139,8 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=2000, help="jets per class in the test file")
     ap.add_argument("--train-seed", type=int, default=101)
     ap.add_argument("--test-seed", type=int, default=202)
+    ap.add_argument("--signals", default=",".join(SIGNALS), help="signal processes of the test file (e.g. w,z,t,h "
+                    "for a signal no setting was chosen on)")
     ap.add_argument("--epochs", type=float, default=30)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -156,25 +159,28 @@ def main() -> None:
         print(table)
         return
     args.scorers = [s for s in args.scorers.split(",") if s]
+    args.signals = [s for s in args.signals.split(",") if s]
     t0 = time.perf_counter()
     mpi = not args.no_mpi
     tag = "mpi" if mpi else "nompi"
     train = args.cache / f"train_qg_{args.n_train}_s{args.train_seed}_{tag}.h5"
-    test = args.cache / f"test_{args.n_test}_s{args.test_seed}_{tag}.h5"
+    extra = "" if tuple(args.signals) == SIGNALS else "_" + "".join(args.signals)
+    test = args.cache / f"test_{args.n_test}_s{args.test_seed}{extra}_{tag}.h5"
     gen_s = ensure_file(train, "q,g", args.n_train, args.train_seed, args.workers, mpi)
-    gen_s += ensure_file(test, "q,g,w,z,t", args.n_test, args.test_seed, args.workers, mpi)
+    gen_s += ensure_file(test, ",".join(["q", "g", *args.signals]), args.n_test, args.test_seed, args.workers, mpi)
     configs = []
     observables = {}
     for path in [ROOT / c if not Path(c).is_absolute() else Path(c) for c in args.configs.split(",") if c]:
         name = f"{path.stem}-e{args.epochs:g}-s{args.train_seed}-{tag}"
         configs.append(run_config(path, name, args, train, test))
-        report = json.loads((args.cache / "runs" / f"{name}-evaluate" / "evaluate.json").read_text())
+        report = json.loads((args.cache / "runs" / f"{name}-evaluate-{test.stem}" / "evaluate.json").read_text())
         observables = {o: rows_of(r["signals"]) for o, r in (report.get("observables") or {}).items()}
     commit = git_commit()
     result = {
         "benchmark": "ad_quality",
         "meta": {"commit": commit, "n_train_jets_per_class": args.n_train, "n_test_jets_per_class": args.n_test,
-                 "train_seed": args.train_seed, "test_seed": args.test_seed, "epochs": args.epochs, "mpi": mpi,
+                 "train_seed": args.train_seed, "test_seed": args.test_seed, "signals": args.signals,
+                 "epochs": args.epochs, "mpi": mpi,
                  "generate_s": gen_s, "wall_s": round(time.perf_counter() - t0, 1), "cpu_count": os.cpu_count()},
         "configs": configs,
         "observables": observables,
