@@ -88,8 +88,9 @@ def run_config(config: Path, name: str, args: argparse.Namespace, train: Path, t
     }
 
 
-def markdown(result: dict) -> str:
-    """The README table: one row per (config, scorer) and its untrained twin, then the observables."""
+def markdown(result: dict, source: Path | None = None) -> str:
+    """The README table: one row per (config, scorer) and its untrained twin, then the observables; ``source``: the
+    JSON file the table is rendered from or written next to, named in the note."""
     signals = result["meta"].get("signals", SIGNALS)
     head = ("| score | " + " | ".join(f"AUC {s} | TPR@1e-2 {s}" for s in signals) + " |\n"
             + "|---" * (1 + 2 * len(signals)) + "|\n")
@@ -114,8 +115,13 @@ def markdown(result: dict) -> str:
             f"({meta['n_train_jets_per_class']} q + g jets per class generated for training, of which the train "
             f"split is used; {meta['epochs']} epochs: {trained}; test file {meta['n_test_jets_per_class']} jets per "
             f"class, seed {meta['test_seed']}, MPI {'on' if meta['mpi'] else 'off'}); ± = bootstrap std; TPR at "
-            f"FPR 1e-3 and all errors in benchmarks/results/ad_quality.json.\n")
+            f"FPR 1e-3 and all errors in {_shown(source) if source else 'the JSON of the run'}.\n")
     return head + "\n".join(lines) + "\n" + note
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def update_readme(table: str) -> None:
@@ -151,7 +157,7 @@ def main() -> None:
     ap.add_argument("--from-json", type=Path, default=None, help="render a previous run's JSON instead of running")
     args = ap.parse_args()
     if args.from_json:
-        table = markdown(json.loads(args.from_json.read_text()))
+        table = markdown(json.loads(args.from_json.read_text()), args.from_json)
         if args.markdown:
             args.markdown.write_text(table)
         if args.update_readme:
@@ -190,7 +196,7 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-    table = markdown(result)
+    table = markdown(result, args.out)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table)
