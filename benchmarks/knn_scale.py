@@ -1,8 +1,8 @@
 """Bank scorers at scale: the k-NN search behind the ``knn`` / ``knn_oe`` scores on a large bank and many queries.
 
 Prints one JSON object. For each device asked for (``cpu``: the numpy reference path; ``cuda``: the chunked torch
-path; ``faiss``: FAISS's exact flat index; ``faiss-hnsw[:EF]``: FAISS's approximate HNSW graph — see
-jbot_edge/evaluate/knn.py):
+path; ``faiss``: FAISS's exact flat index; ``faiss-hnsw[:ef=N,exact_tail=F]``: FAISS's HNSW graph, approximate in
+the bulk and exact in the tail — see jbot_edge/evaluate/knn.py):
 
 * speed: queries/s, wall time (the HNSW graph's build time separately), fed in --query-batch pieces as a streamed
   evaluation would, on synthetic embeddings of dimension --dim;
@@ -11,9 +11,10 @@ jbot_edge/evaluate/knn.py):
   error of the mean k-NN distance (what the ``knn`` score is): mean, max, share above 1 % and 10 %.
 
 Synthetic embeddings (``--data``): ``gaussian`` (isotropic, full-dimensional: the worst case for a graph index) or
-``mixture`` (queries and bank from one Gaussian mixture, low intrinsic dimension, as jet embeddings are). With
-``--evaluate RUN,BANK_FILE,TEST_FILE`` it also runs ``jbot-edge evaluate`` once per device (through
-``JBOT_EDGE_KNN_DEVICE``) on real jets and reports the ``knn`` and ``knn_oe`` AUCs of each, next to exact search.
+``mixture`` (queries and bank from one 64-component Gaussian mixture: clustered, as jet embeddings are, and hard for
+a graph search when the clusters are far apart). With ``--evaluate RUN,BANK_FILE,TEST_FILE`` it also runs
+``jbot-edge evaluate`` once per device (through ``JBOT_EDGE_KNN_DEVICE``) on real jets and reports the ``knn`` and
+``knn_oe`` AUCs of each, next to exact search.
 
     python benchmarks/knn_scale.py --bank 1000000 --queries 10000000 --devices cuda        # the issue's scale
     python benchmarks/knn_scale.py --bank 1000000 --queries 1000000 --devices faiss-hnsw   # on 2 CPU cores
