@@ -144,16 +144,16 @@ def _import_faiss():
 def _faiss_index(bank: np.ndarray, metric: Metric, hnsw: bool):
     """A flat (exact) or HNSW (approximate) index of ``bank``; HNSW graphs are cached while the bank array lives."""
     faiss = _import_faiss()
+    key = (id(bank), bank.shape, metric)
+    cached = _index_cache.get(key) if hnsw else None
+    if cached is not None and cached[0]() is bank:
+        return cached[1]
     bank32 = np.ascontiguousarray(bank, dtype=np.float32)
     faiss_metric = faiss.METRIC_L2 if metric == "l2sq" else faiss.METRIC_INNER_PRODUCT
     if not hnsw:
         index = faiss.IndexFlat(bank32.shape[1], faiss_metric)
         index.add(bank32)
         return index
-    key = (id(bank), bank.shape, metric)
-    cached = _index_cache.get(key)
-    if cached is not None and cached[0]() is bank:
-        return cached[1]
     index = faiss.IndexHNSWFlat(bank32.shape[1], HNSW_M, faiss_metric)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.add(bank32)
