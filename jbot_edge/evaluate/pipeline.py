@@ -37,8 +37,9 @@ import contextlib
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydantic
@@ -51,6 +52,13 @@ from jbot_edge.evaluate.config import EvaluateConfig, MetricSettings, TriggerSet
 from jbot_edge.evaluate.metrics import metrics_with_uncertainty
 from jbot_edge.evaluate.scores import fit_scorer
 from jbot_edge.logs import get_logger
+
+if TYPE_CHECKING:
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate.clustering import Projection
+    from jbot_edge.evaluate.embed import EvaluationSplit
+    from jbot_edge.evaluate.score_head import ScoreHead
+    from jbot_edge.pretrain.artifact import Teacher
 
 log = get_logger(__name__)
 
@@ -320,6 +328,91 @@ def untrained_reference(scorer: str, untrained: dict[str, dict], trained: dict[s
     }
 
 
+class _StageTimer:
+    """Seconds per stage (evaluate.json's ``timing``), each measured from the end of the previous stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._clock, 3)
+        self._clock = now
+
+
+@dataclass
+class _Evaluation:
+    """The request once checked: the (adjusted) config, the teacher and where everything is read and written."""
+
+    cfg: EvaluateConfig
+    teacher: Teacher
+    oe_note: str | None  # why jet-only parts of the config were left out (see without_jet_only_parts)
+    teacher_sha: str
+    run_dir: Path
+    out_dir: Path
+    data_path: Path
+    bank_path: Path
+    timer: _StageTimer
+
+
+@dataclass
+class _Embeddings:
+    """The teacher's embeddings of the bank and evaluation jets, and those the references and ``oe`` need."""
+
+    description: dict[str, Any]  # how they are made: evaluate.json's teacher.embedding and the score head's
+    bank: np.ndarray
+    bank_labels: np.ndarray
+    eval: np.ndarray
+    untrained: tuple[np.ndarray, np.ndarray] | None  # (bank, evaluation) by the untrained network
+    outliers: np.ndarray | None  # pseudo-anomalies made of bank jets
+    untrained_outliers: np.ndarray | None
+
+
+@dataclass
+class _Inputs:
+    """Everything read from the jet files (open only while this is gathered)."""
+
+    data_preset: str | None
+    labels: np.ndarray  # every jet of the data file
+    label_names: list[str]
+    split: EvaluationSplit
+    split_report: dict[str, Any]
+    emb: _Embeddings
+    eval_labels: np.ndarray
+    eval_mass: np.ndarray | None
+    is_background: np.ndarray
+    signal_ids: dict[str, int]
+    observable_scores: dict[str, np.ndarray] | None
+    finetune_inputs: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (x, mask, file label) of a subsample
+    native: dict[str, np.ndarray]  # the teacher's own scores (VAE: recon, kl)
+
+    def by_class(self, scores: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return _by_class(scores, self.eval_labels, self.is_background, self.signal_ids)
+
+
+@dataclass
+class _Scored:
+    """Every score of the evaluation jets, split by class, and its report."""
+
+    reports: dict[str, dict] = field(default_factory=dict)  # evaluate.json's scorers
+    fitted: dict[str, Any] = field(default_factory=dict)  # the fitted scorers by name
+    by_class: dict[str, tuple] = field(default_factory=dict)  # name → (background scores, {signal: scores})
+    observables: dict[str, dict] = field(default_factory=dict)  # evaluate.json's observables
+    references: dict[str, tuple] = field(default_factory=dict)  # observables and untrained, by class (plotted)
+    untrained: dict | None = None  # evaluate.json's reference.untrained
+
+
+@dataclass
+class _Results:
+    """The report and what is written besides it."""
+
+    report: dict[str, Any]
+    head: ScoreHead | None = None  # saved in RUN_DIR (None for a native score)
+    projections: list[Projection] = field(default_factory=list)
+    kept: dict[str, Any] = field(default_factory=dict)  # the fine-tuned classifier to save (largest label fraction)
+
+
 def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: str | os.PathLike[str],
                  out_dir: str | os.PathLike[str] | None = None,
                  bank_path: str | os.PathLike[str] | None = None) -> dict:
@@ -327,28 +420,29 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
 
     The bank comes from the ``train`` split and the scored jets from the ``test`` split of ``data_path`` (see
     :func:`jbot_edge.evaluate.embed.choose_jets`); with ``bank_path`` (another file) the bank comes from it."""
+    ev = _prepare(cfg, run_dir, data_path, out_dir, bank_path)
+    inputs = _read_inputs(ev)
+    scored = _score(ev, inputs)
+    results = _Results(report=_report(ev, inputs, scored))
+    results.head = _add_score_sections(ev, inputs, scored, results.report)
+    _label_aware_analyses(ev, inputs, results)
+    _write_outputs(ev, inputs, scored, results)
+    log.info("wrote %s (score head: %s%s)", ev.out_dir / "evaluate.json", ev.cfg.scorer,
+             f" → {ev.run_dir / 'score_head.json'}" if results.report["score_head"]["written"] else ", not written")
+    return results.report
+
+
+def _prepare(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: str | os.PathLike[str],
+             out_dir: str | os.PathLike[str] | None, bank_path: str | os.PathLike[str] | None) -> _Evaluation:
+    """Load the teacher, adapt the config to it and refuse what cannot be evaluated."""
     import torch
 
-    from jbot_edge.data.reader import JetFile
-    from jbot_edge.evaluate import plots
-    from jbot_edge.evaluate.clustering import cluster_metrics, project_2d
-    from jbot_edge.evaluate.embed import choose_jets, embed_index
-    from jbot_edge.evaluate.probes import run_probes, stratified_split
-    from jbot_edge.evaluate.score_head import ScoreHead, file_sha256
-    from jbot_edge.evaluate.sculpting import read_jet_feature
+    from jbot_edge.evaluate.score_head import file_sha256
     from jbot_edge.pretrain.artifact import load_teacher
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    timing: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timing[stage] = round(now - clock, 3)
-        clock = now
-
+    timer = _StageTimer()
     data_path = Path(data_path)
     teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
     cfg = with_preset_observables(cfg, teacher.data_preset)
@@ -363,60 +457,38 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         raise JbotEdgeError(f"--scorer {cfg.scorer}: a {teacher.method} teacher has no such score (native scores: "
                             f"{', '.join(teacher.native_score_names) or 'none'}; recon and kl need a vae or oe-vae "
                             "teacher)")
+    return _Evaluation(cfg=cfg, teacher=teacher, oe_note=oe_note, teacher_sha=teacher_sha, run_dir=run_dir,
+                       out_dir=out_dir, data_path=data_path,
+                       bank_path=data_path if bank_path is None else Path(bank_path), timer=timer)
 
-    bank_path = data_path if bank_path is None else Path(bank_path)
-    separate_bank = bank_path.resolve() != data_path.resolve()
+
+def _read_inputs(ev: _Evaluation) -> _Inputs:
+    """Split the jets, embed them and read what the scores, references and fine-tuning need, with the files open."""
+    from jbot_edge.data.reader import JetFile
+    from jbot_edge.evaluate.embed import choose_jets
+    from jbot_edge.evaluate.sculpting import read_jet_feature
+
+    cfg, teacher = ev.cfg, ev.teacher
+    separate_bank = ev.bank_path.resolve() != ev.data_path.resolve()
     with contextlib.ExitStack() as stack:
-        jet_file = stack.enter_context(JetFile(data_path))
-        bank_file = stack.enter_context(JetFile(bank_path)) if separate_bank else jet_file
+        jet_file = stack.enter_context(JetFile(ev.data_path))
+        bank_file = stack.enter_context(JetFile(ev.bank_path)) if separate_bank else jet_file
         for f in {id(jet_file): jet_file, id(bank_file): bank_file}.values():
             teacher.input_spec.check_file(f)
             check_preset(teacher.data_preset, f.provenance.get("preset"), f.path, cfg.allow_preset_mismatch)
         data_preset = jet_file.provenance.get("preset")
         labels = jet_file.labels()
         label_names = jet_file.label_names
-        d = cfg.data
-        split = choose_jets(d, jet_file, bank_file, str(data_path), str(bank_path))
-        _log_split(split, labels, bank_file.labels(), data_path, bank_path, teacher)
-        teacher.observables = embedding_observables(cfg, bank_file, split.bank_index)
-        embedding = {**cfg.embedding.model_dump(exclude={"observables", "observables_by_preset"}),
-                     **({} if teacher.observables is None else {"observables": teacher.observables.model_dump()})}
-        bank = embed_index(teacher, bank_file, split.bank_index, d.batch_size, "embedding bank jets")
-        bank_labels = bank_file.labels()[split.bank_index]
-        eval_emb = embed_index(teacher, jet_file, split.eval_index, d.batch_size, "embedding evaluation jets")
-        lap("embed")
-        untrained_emb = None
-        # The untrained row re-fits the score-head scorer on embeddings: not defined for a native (recon/kl) head.
-        if cfg.reference.untrained and not cfg.native_scorer:
-            # The network alone: the jet-shape columns are the same jets' and are copied, not recomputed.
-            untrained = load_teacher(run_dir, source="untrained", features=cfg.embedding.features)
-            untrained_emb = (
-                _with_shape_of(embed_index(untrained, bank_file, split.bank_index, d.batch_size, "untrained: bank"),
-                               bank, teacher),
-                _with_shape_of(embed_index(untrained, jet_file, split.eval_index, d.batch_size,
-                                           "untrained: evaluation"), eval_emb, teacher))
-            lap("embed untrained")
-        outliers = untrained_outliers = None
-        if any(needs_pseudo_anomalies(name) for name in cfg.compare):
-            teachers = [teacher] + ([untrained] if cfg.reference.untrained and needs_pseudo_anomalies(cfg.scorer)
-                                    else [])
-            outliers, *rest = pseudo_anomaly_embeddings(cfg, teachers, bank_file, split.bank_index)
-            untrained_outliers = _with_shape_of(rest[0], outliers, teacher) if rest else None
-            lap("pseudo-anomalies")
+        split = choose_jets(cfg.data, jet_file, bank_file, str(ev.data_path), str(ev.bank_path))
+        _log_split(split, labels, bank_file.labels(), ev.data_path, ev.bank_path, teacher)
+        emb = _embed(ev, jet_file, bank_file, split)
         eval_labels = labels[split.eval_index]
         eval_mass = read_jet_feature(jet_file, split.eval_index, "jet_mass")
-        log.info("embedded %d bank + %d evaluation jets (D=%d)", len(bank), len(eval_emb), eval_emb.shape[1])
-        observable_scores_ = None
-        if cfg.observables.enabled:
-            from jbot_edge.evaluate.observables import observable_scores
-
-            observable_scores_ = observable_scores(jet_file, split.eval_index, r0=cfg.observables.jet_r,
-                                                   names=cfg.observables.names)
-            lap("observables")
+        log.info("embedded %d bank + %d evaluation jets (D=%d)", len(emb.bank), len(emb.eval), emb.eval.shape[1])
+        observable_scores = _observable_scores(ev, jet_file, split.eval_index)
         split_report = {**split.summary(labels, bank_file.labels()), "file_split": jet_file.split_summary()}
         if separate_bank:
             split_report["bank_file_split"] = bank_file.split_summary()
-
         finetune_inputs = None
         if cfg.finetune.enabled:
             pick = _subsample(len(split.eval_index), cfg.finetune.max_jets, cfg.seed)
@@ -425,181 +497,303 @@ def run_evaluate(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path
         # The teacher's own scores (VAE: reconstruction, KL) need the inputs, not the embedding.
         native = (teacher.native_scores(*_gather_inputs(jet_file, split.eval_index, teacher.input_spec))
                   if teacher.native_score_names else {})
+    return _Inputs(data_preset=data_preset, labels=labels, label_names=label_names, split=split,
+                   split_report=split_report, emb=emb, eval_labels=eval_labels, eval_mass=eval_mass,
+                   is_background=np.isin(eval_labels, [label_names.index(n) for n in split.background]),
+                   signal_ids={n: label_names.index(n) for n in split.signals},
+                   observable_scores=observable_scores, finetune_inputs=finetune_inputs, native=native)
 
-    is_background = np.isin(eval_labels, [label_names.index(n) for n in split.background])
-    signal_ids = {n: label_names.index(n) for n in split.signals}
 
-    # -- anomaly scores ---------------------------------------------------------------------------------------------
-    scorer_reports: dict[str, dict] = {}
-    fitted = {}
-    eval_scores = {}
+def _embed(ev: _Evaluation, jet_file: JetFile, bank_file: JetFile, split: EvaluationSplit) -> _Embeddings:
+    """The teacher's embeddings (jet-shape observables appended when configured), the untrained network's and
+    those of the pseudo-anomalies, as the config asks."""
+    from jbot_edge.evaluate.embed import embed_index
+
+    cfg, teacher, batch_size = ev.cfg, ev.teacher, ev.cfg.data.batch_size
+    teacher.observables = embedding_observables(cfg, bank_file, split.bank_index)
+    description = {**cfg.embedding.model_dump(exclude={"observables", "observables_by_preset"}),
+                   **({} if teacher.observables is None else {"observables": teacher.observables.model_dump()})}
+    bank = embed_index(teacher, bank_file, split.bank_index, batch_size, "embedding bank jets")
+    bank_labels = bank_file.labels()[split.bank_index]
+    eval_emb = embed_index(teacher, jet_file, split.eval_index, batch_size, "embedding evaluation jets")
+    ev.timer.lap("embed")
+    untrained, untrained_emb = _embed_untrained(ev, jet_file, bank_file, split, bank, eval_emb)
+    outliers = untrained_outliers = None
+    if any(needs_pseudo_anomalies(name) for name in cfg.compare):
+        teachers = [teacher] + ([untrained] if cfg.reference.untrained and needs_pseudo_anomalies(cfg.scorer)
+                                else [])
+        outliers, *rest = pseudo_anomaly_embeddings(cfg, teachers, bank_file, split.bank_index)
+        untrained_outliers = _with_shape_of(rest[0], outliers, teacher) if rest else None
+        ev.timer.lap("pseudo-anomalies")
+    return _Embeddings(description=description, bank=bank, bank_labels=bank_labels, eval=eval_emb,
+                       untrained=untrained_emb, outliers=outliers, untrained_outliers=untrained_outliers)
+
+
+def _embed_untrained(ev: _Evaluation, jet_file: JetFile, bank_file: JetFile, split: EvaluationSplit,
+                     bank: np.ndarray, eval_emb: np.ndarray) -> tuple[Teacher | None, tuple | None]:
+    """The untrained network and its (bank, evaluation) embeddings, when the untrained reference is asked for."""
+    from jbot_edge.evaluate.embed import embed_index
+    from jbot_edge.pretrain.artifact import load_teacher
+
+    cfg, teacher, batch_size = ev.cfg, ev.teacher, ev.cfg.data.batch_size
+    # The untrained row re-fits the score-head scorer on embeddings: not defined for a native (recon/kl) head.
+    if not cfg.reference.untrained or cfg.native_scorer:
+        return None, None
+    # The network alone: the jet-shape columns are the same jets' and are copied, not recomputed.
+    untrained = load_teacher(ev.run_dir, source="untrained", features=cfg.embedding.features)
+    untrained_emb = (
+        _with_shape_of(embed_index(untrained, bank_file, split.bank_index, batch_size, "untrained: bank"),
+                       bank, teacher),
+        _with_shape_of(embed_index(untrained, jet_file, split.eval_index, batch_size, "untrained: evaluation"),
+                       eval_emb, teacher))
+    ev.timer.lap("embed untrained")
+    return untrained, untrained_emb
+
+
+def _observable_scores(ev: _Evaluation, jet_file: JetFile, eval_index: np.ndarray) -> dict[str, np.ndarray] | None:
+    if not ev.cfg.observables.enabled:
+        return None
+    from jbot_edge.evaluate.observables import observable_scores
+
+    scores = observable_scores(jet_file, eval_index, r0=ev.cfg.observables.jet_r, names=ev.cfg.observables.names)
+    ev.timer.lap("observables")
+    return scores
+
+
+def _log_aucs(name: str, signals: dict[str, dict]) -> None:
+    log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in signals.items()), name)
+
+
+def _score(ev: _Evaluation, inputs: _Inputs) -> _Scored:
+    """Every scorer of ``compare`` fitted on the bank, the teacher's native scores, the observables and the
+    untrained reference, each with its metrics per signal."""
+    cfg, emb, scored = ev.cfg, inputs.emb, _Scored()
     for name in cfg.compare:
         t0 = time.perf_counter()
-        scorer = fit_scorer(name, bank, getattr(cfg.scorers, name), bank_labels, outliers, teacher.network_dim)
+        scorer = fit_scorer(name, emb.bank, getattr(cfg.scorers, name), emb.bank_labels, emb.outliers,
+                            ev.teacher.network_dim)
         t1 = time.perf_counter()
-        scores = scorer.score(eval_emb)
+        scores = scorer.score(emb.eval)
         t2 = time.perf_counter()
-        section, background, signals = scorer_signal_report(scores, is_background, eval_labels, signal_ids,
-                                                            eval_mass, cfg.metrics, cfg.trigger)
-        scorer_reports[name] = {
+        section = _signal_report(ev, inputs, scores, scored, name)
+        scored.reports[name] = {
             "params": scorer.params.model_dump(mode="json"), "fpga_friendly": scorer.fpga_friendly,
             "fpga_note": scorer.fpga_note, "formula": scorer.formula, "fit_info": scorer.info,
             "fit_seconds": round(t1 - t0, 3), "score_seconds": round(t2 - t1, 3), **section,
         }
-        fitted[name] = scorer
-        eval_scores[name] = (background, signals)
-        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
-    for name, scores in native.items():
-        section, background, signals = scorer_signal_report(scores, is_background, eval_labels, signal_ids,
-                                                            eval_mass, cfg.metrics, cfg.trigger)
-        scorer_reports[name] = {"native": True, "fpga_friendly": False, "fpga_note": (
-            f"the {teacher.method} teacher's own score from the inputs (not a function of the embedding): "
+        scored.fitted[name] = scorer
+    for name, scores in inputs.native.items():
+        section = _signal_report(ev, inputs, scores, scored, name)
+        scored.reports[name] = {"native": True, "fpga_friendly": False, "fpga_note": (
+            f"the {ev.teacher.method} teacher's own score from the inputs (not a function of the embedding): "
             "no score head"), **section}
-        eval_scores[name] = (background, signals)
-        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in section["signals"].items()), name)
-    lap("scores")
-    observable_reports: dict[str, dict] = {}
-    observable_by_class = {}
-    for name, scores in (observable_scores_ or {}).items():
-        from jbot_edge.evaluate.observables import ORIENTATION
+    ev.timer.lap("scores")
+    _score_observables(ev, inputs, scored)
+    _score_untrained(ev, inputs, scored)
+    return scored
 
-        background, signals = _by_class(scores, eval_labels, is_background, signal_ids)
-        observable_by_class[name] = (background, signals)
-        observable_reports[name] = {
+
+def _signal_report(ev: _Evaluation, inputs: _Inputs, scores: np.ndarray, scored: _Scored, name: str) -> dict:
+    """The signals / trigger / mass-sculpting section of score ``name`` (its scores by class kept in ``scored``)."""
+    section, background, signals = scorer_signal_report(scores, inputs.is_background, inputs.eval_labels,
+                                                        inputs.signal_ids, inputs.eval_mass, ev.cfg.metrics,
+                                                        ev.cfg.trigger)
+    scored.by_class[name] = (background, signals)
+    _log_aucs(name, section["signals"])
+    return section
+
+
+def _score_observables(ev: _Evaluation, inputs: _Inputs, scored: _Scored) -> None:
+    """Metrics of each physics observable, a reference to beat (its orientation fixed, not fitted)."""
+    if not inputs.observable_scores:
+        return
+    from jbot_edge.evaluate.observables import ORIENTATION
+
+    for name, scores in inputs.observable_scores.items():
+        background, signals = inputs.by_class(scores)
+        scored.references[name] = (background, signals)
+        scored.observables[name] = {
             "orientation": "higher = more anomalous" if ORIENTATION[name] > 0 else "lower = more anomalous",
-            "signals": _metrics_per_signal(background, signals, cfg.metrics)}
-        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f}" for s, r in
-                                      observable_reports[name]["signals"].items()), name)
-    if observable_reports:
-        lap("observable metrics")
-    reference_by_class = dict(observable_by_class)
-    untrained_report = None
-    if untrained_emb is not None:
-        name = f"untrained {cfg.scorer}"
-        scorer = fit_scorer(cfg.scorer, untrained_emb[0], getattr(cfg.scorers, cfg.scorer), bank_labels,
-                            untrained_outliers, teacher.network_dim)
-        reference_by_class[name] = _by_class(scorer.score(untrained_emb[1]), eval_labels, is_background, signal_ids)
-        untrained_report = untrained_reference(cfg.scorer, _metrics_per_signal(*reference_by_class[name], cfg.metrics),
-                                               scorer_reports[cfg.scorer]["signals"])
-        log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f} ({untrained_report['delta_auc'][s]:+.3f} from "
-                                      "pre-training)" for s, r in untrained_report["signals"].items()), name)
-        lap("untrained reference")
+            "signals": _metrics_per_signal(background, signals, ev.cfg.metrics)}
+        _log_aucs(name, scored.observables[name]["signals"])
+    ev.timer.lap("observable metrics")
 
-    report: dict[str, Any] = {
+
+def _score_untrained(ev: _Evaluation, inputs: _Inputs, scored: _Scored) -> None:
+    """The score-head scorer re-fitted on the untrained network's embeddings: what pre-training adds."""
+    cfg, emb = ev.cfg, inputs.emb
+    if emb.untrained is None:
+        return
+    name = f"untrained {cfg.scorer}"
+    scorer = fit_scorer(cfg.scorer, emb.untrained[0], getattr(cfg.scorers, cfg.scorer), emb.bank_labels,
+                        emb.untrained_outliers, ev.teacher.network_dim)
+    scored.references[name] = inputs.by_class(scorer.score(emb.untrained[1]))
+    scored.untrained = untrained_reference(cfg.scorer, _metrics_per_signal(*scored.references[name], cfg.metrics),
+                                           scored.reports[cfg.scorer]["signals"])
+    log.info("%-11s " + "  ".join(f"{s}: AUC {r['auc']:.3f} ({scored.untrained['delta_auc'][s]:+.3f} from "
+                                  "pre-training)" for s, r in scored.untrained["signals"].items()), name)
+    ev.timer.lap("untrained reference")
+
+
+def _report(ev: _Evaluation, inputs: _Inputs, scored: _Scored) -> dict[str, Any]:
+    """evaluate.json up to its score sections (the score sections are added by :func:`_add_score_sections`)."""
+    teacher = ev.teacher
+    return {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "created_by": f"jbot-edge {__version__}",
-        "teacher": {"path": str(teacher.path), "sha256": teacher_sha, "data_preset": teacher.data_preset,
-                    "embedding": embedding,
+        "teacher": {"path": str(teacher.path), "sha256": ev.teacher_sha, "data_preset": teacher.data_preset,
+                    "embedding": inputs.emb.description,
                     "embed_dim": int(teacher.embed_dim), "input_spec": teacher.input_spec.model_dump(mode="json"),
                     "train_labels": teacher.data.get("train_labels")},
-        "data": {"path": str(data_path), "preset": data_preset, "n_jets": int(len(labels)),
-                 "label_names": label_names, "bank_path": str(bank_path)},
-        "split": split_report,
+        "data": {"path": str(ev.data_path), "preset": inputs.data_preset, "n_jets": int(len(inputs.labels)),
+                 "label_names": inputs.label_names, "bank_path": str(ev.bank_path)},
+        "split": inputs.split_report,
     }
-    head = None
-    if cfg.native_scorer:  # reported as the headline score; qat needs a score of the embedding
+
+
+def _add_score_sections(ev: _Evaluation, inputs: _Inputs, scored: _Scored, report: dict[str, Any]) -> ScoreHead | None:
+    """Add the score_head and score sections to ``report``; returns the head to save (None for a native score,
+    which is reported as the headline score: qat needs a score of the embedding)."""
+    from jbot_edge.evaluate.score_head import ScoreHead
+
+    cfg, head = ev.cfg, None
+    if cfg.native_scorer:
         report["score_head"] = {"name": cfg.scorer, "written": False, "path": None, "fpga_friendly": False,
-                                "fpga_note": scorer_reports[cfg.scorer]["fpga_note"],
-                                "score_stats": _score_stats(eval_scores[cfg.scorer][0])}
+                                "fpga_note": scored.reports[cfg.scorer]["fpga_note"],
+                                "score_stats": _score_stats(scored.by_class[cfg.scorer][0])}
     else:
-        head_scorer = fitted[cfg.scorer]
-        head = ScoreHead(head_scorer, bank_size=len(bank), background_labels=split.background,
-                         teacher_sha256=teacher_sha, score_stats=_score_stats(eval_scores[cfg.scorer][0]),
-                         embedding=embedding)
+        head_scorer = scored.fitted[cfg.scorer]
+        head = ScoreHead(head_scorer, bank_size=len(inputs.emb.bank), background_labels=inputs.split.background,
+                         teacher_sha256=ev.teacher_sha, score_stats=_score_stats(scored.by_class[cfg.scorer][0]),
+                         embedding=inputs.emb.description)
         report["score_head"] = {"name": cfg.scorer, "written": cfg.write_score_head,
-                                "path": str(run_dir / "score_head.json") if cfg.write_score_head else None,
+                                "path": str(ev.run_dir / "score_head.json") if cfg.write_score_head else None,
                                 "fpga_friendly": head.fpga_friendly, "fpga_note": head_scorer.fpga_note,
                                 "score_stats": head.score_stats}
-    if oe_note:
-        report["score_head"]["note"] = oe_note
-    report["signals"] = scorer_reports[cfg.scorer]["signals"]
-    report["trigger"] = scorer_reports[cfg.scorer]["trigger"]
-    report["scorers"] = scorer_reports
-    if untrained_report is not None:
-        report["reference"] = {"untrained": untrained_report}
-    if observable_reports:
-        report["observables"] = observable_reports
-        report["best_observable"] = best_observable(observable_reports)
+    if ev.oe_note:
+        report["score_head"]["note"] = ev.oe_note
+    report["signals"] = scored.reports[cfg.scorer]["signals"]
+    report["trigger"] = scored.reports[cfg.scorer]["trigger"]
+    report["scorers"] = scored.reports
+    if scored.untrained is not None:
+        report["reference"] = {"untrained": scored.untrained}
+    if scored.observables:
+        report["observables"] = scored.observables
+        report["best_observable"] = best_observable(scored.observables)
+    return head
 
-    # -- label-aware analyses of the frozen embedding ---------------------------------------------------------------
-    projections = []
+
+def _label_aware_analyses(ev: _Evaluation, inputs: _Inputs, results: _Results) -> None:
+    """Clustering, probes, the embedding tests and fine-tuning of the frozen embedding, each when enabled."""
+    cfg = ev.cfg
     if cfg.clustering.enabled:
-        c = cfg.clustering
-        report["clustering"] = cluster_metrics(eval_emb, eval_labels, c.normalize, c.max_points, seed=cfg.seed)
-        projections.append(project_2d(eval_emb, eval_labels, "pca", c.pca_points, c.normalize, cfg.seed))
-        if c.tsne:
-            projections.append(project_2d(eval_emb, eval_labels, "tsne", c.tsne_points, c.normalize, cfg.seed,
-                                          c.perplexity))
-        report["projections"] = {p.method: {"n_jets": int(len(p.labels)), **p.info} for p in projections}
-        log.info("clustering: NMI %.3f ARI %.3f purity %.3f", report["clustering"]["nmi"],
-                 report["clustering"]["ari"], report["clustering"]["purity"])
-        lap("clustering")
+        _cluster(ev, inputs, results)
     if cfg.probes.enabled:
-        p = cfg.probes
-        pick = _subsample(len(eval_emb), p.max_jets, cfg.seed)
-        report["probes"] = run_probes(eval_emb[pick], eval_labels[pick], p.train_fraction, p.knn_k, seed=cfg.seed)
-        report["probes"]["classes"] = [label_names[i] for i in np.unique(eval_labels[pick])]
-        log.info("probes: linear accuracy %.3f, kNN accuracy %.3f (majority class %.3f)",
-                 report["probes"]["linear"]["accuracy"], report["probes"]["knn"]["accuracy"],
-                 report["probes"]["majority_class_accuracy"])
-        lap("probes")
+        _probe(ev, inputs, results.report)
     if cfg.lct.enabled or cfg.two_sample.enabled:
-        report.update(embedding_tests(cfg, bank, eval_emb[is_background],
-                                      {s: eval_emb[eval_labels == i] for s, i in signal_ids.items()}))
-        lap("embedding_tests")
-    kept: dict[str, Any] = {}  # the fine-tuned classifier to save (largest label fraction)
-    if finetune_inputs is not None:
-        from jbot_edge.evaluate.finetune import FinetuneData, finetune_vs_scratch
+        eval_emb = inputs.emb.eval
+        results.report.update(embedding_tests(cfg, inputs.emb.bank, eval_emb[inputs.is_background],
+                                              {s: eval_emb[inputs.eval_labels == i]
+                                               for s, i in inputs.signal_ids.items()}))
+        ev.timer.lap("embedding_tests")
+    if inputs.finetune_inputs is not None:
+        _finetune(ev, inputs, results)
 
-        f = cfg.finetune
-        x, mask, y, class_names = finetune_classes(*finetune_inputs, label_names, split.background,
-                                                   f.signal_labels)
-        train, test = stratified_split(y, f.train_fraction, cfg.seed)
-        data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test], class_names)
 
-        def keep_last(fraction: float, arm: str, model: Any, metrics: dict) -> None:
-            if arm == "finetune":  # fractions run in increasing order: the last is the largest
-                kept.update(fraction=fraction, model=model, metrics=metrics)
+def _cluster(ev: _Evaluation, inputs: _Inputs, results: _Results) -> None:
+    from jbot_edge.evaluate.clustering import cluster_metrics, project_2d
 
-        report["finetune"] = finetune_vs_scratch(
-            teacher, data, f.label_fractions, lr=f.lr, layer_decay=f.layer_decay,
-            scratch_layer_decay=f.scratch_layer_decay, weight_decay=f.weight_decay, epochs=f.epochs,
-            min_steps=f.min_steps, batch_size=f.batch_size, dropout=f.dropout, warmup_fraction=f.warmup_fraction,
-            seed=cfg.seed, on_trained=keep_last if f.save_model else None)
-        report["finetune"]["saved"] = None
-        lap("finetune")
+    c, seed, report = ev.cfg.clustering, ev.cfg.seed, results.report
+    eval_emb, eval_labels = inputs.emb.eval, inputs.eval_labels
+    report["clustering"] = cluster_metrics(eval_emb, eval_labels, c.normalize, c.max_points, seed=seed)
+    results.projections.append(project_2d(eval_emb, eval_labels, "pca", c.pca_points, c.normalize, seed))
+    if c.tsne:
+        results.projections.append(project_2d(eval_emb, eval_labels, "tsne", c.tsne_points, c.normalize, seed,
+                                              c.perplexity))
+    report["projections"] = {p.method: {"n_jets": int(len(p.labels)), **p.info} for p in results.projections}
+    log.info("clustering: NMI %.3f ARI %.3f purity %.3f", report["clustering"]["nmi"],
+             report["clustering"]["ari"], report["clustering"]["purity"])
+    ev.timer.lap("clustering")
 
-    # -- write -------------------------------------------------------------------------------------------------------
-    with atomic_directory(out_dir, owner="evaluate") as tmp:
-        written = []
-        for name, (background, signals) in eval_scores.items():
-            written.append(plots.plot_rejection(tmp / f"roc_{name}.png", name, background, signals).name)
-            thresholds = {f"{r['rate_budget_khz']:g} kHz" + ("" if r["resolved"] else "*"): r["threshold"]
-                          for r in scorer_reports[name]["trigger"]}
-            written.append(plots.plot_score_distributions(tmp / f"scores_{name}.png", name, background, signals,
-                                                          thresholds).name)
-        written.append(plots.plot_roc_all(tmp / "roc_all_scorers.png", {n: v[0] for n, v in eval_scores.items()},
-                                          {n: v[1] for n, v in eval_scores.items()},
-                                          {n: v[0] for n, v in reference_by_class.items()},
-                                          {n: v[1] for n, v in reference_by_class.items()}).name)
-        for projection in projections:
-            written.append(plots.plot_embedding(tmp / f"embedding_{projection.method}.png", projection,
-                                                label_names).name)
-        if "finetune" in report:
-            written.append(plots.plot_finetune(tmp / "finetune.png", report["finetune"]).name)
-        lap("plots")
+
+def _probe(ev: _Evaluation, inputs: _Inputs, report: dict[str, Any]) -> None:
+    from jbot_edge.evaluate.probes import run_probes
+
+    p, seed = ev.cfg.probes, ev.cfg.seed
+    pick = _subsample(len(inputs.emb.eval), p.max_jets, seed)
+    report["probes"] = run_probes(inputs.emb.eval[pick], inputs.eval_labels[pick], p.train_fraction, p.knn_k,
+                                  seed=seed)
+    report["probes"]["classes"] = [inputs.label_names[i] for i in np.unique(inputs.eval_labels[pick])]
+    log.info("probes: linear accuracy %.3f, kNN accuracy %.3f (majority class %.3f)",
+             report["probes"]["linear"]["accuracy"], report["probes"]["knn"]["accuracy"],
+             report["probes"]["majority_class_accuracy"])
+    ev.timer.lap("probes")
+
+
+def _finetune(ev: _Evaluation, inputs: _Inputs, results: _Results) -> None:
+    """Fine-tuning of the teacher vs training from scratch per label fraction; keeps the largest fraction's
+    fine-tuned model in ``results.kept`` when ``finetune.save_model``."""
+    from jbot_edge.evaluate.finetune import FinetuneData, finetune_vs_scratch
+    from jbot_edge.evaluate.probes import stratified_split
+
+    f, seed = ev.cfg.finetune, ev.cfg.seed
+    x, mask, y, class_names = finetune_classes(*inputs.finetune_inputs, inputs.label_names,
+                                               inputs.split.background, f.signal_labels)
+    train, test = stratified_split(y, f.train_fraction, seed)
+    data = FinetuneData(x[train], mask[train], y[train], x[test], mask[test], y[test], class_names)
+
+    def keep_last(fraction: float, arm: str, model: Any, metrics: dict) -> None:
+        if arm == "finetune":  # fractions run in increasing order: the last is the largest
+            results.kept.update(fraction=fraction, model=model, metrics=metrics)
+
+    results.report["finetune"] = finetune_vs_scratch(
+        ev.teacher, data, f.label_fractions, lr=f.lr, layer_decay=f.layer_decay,
+        scratch_layer_decay=f.scratch_layer_decay, weight_decay=f.weight_decay, epochs=f.epochs,
+        min_steps=f.min_steps, batch_size=f.batch_size, dropout=f.dropout, warmup_fraction=f.warmup_fraction,
+        seed=seed, on_trained=keep_last if f.save_model else None)
+    results.report["finetune"]["saved"] = None
+    ev.timer.lap("finetune")
+
+
+def _write_outputs(ev: _Evaluation, inputs: _Inputs, scored: _Scored, results: _Results) -> None:
+    """EVAL_DIR whole (plots, fine-tuned model, config, evaluate.json) and the score head in RUN_DIR."""
+    report = results.report
+    with atomic_directory(ev.out_dir, owner="evaluate") as tmp:
+        written = _plot(tmp, inputs, scored, results)
+        ev.timer.lap("plots")
         report["plots"] = written
-        report["timing"] = timing
+        report["timing"] = ev.timer.seconds
         assert_finite(report)
-        if kept:
+        if results.kept:
             from jbot_edge.evaluate.finetune import FINETUNED_FILE, save_classifier
 
-            save_classifier(tmp / FINETUNED_FILE, kept["model"], teacher, report["finetune"]["classes"],
-                            cfg.finetune.dropout, kept["fraction"], kept["metrics"])
+            save_classifier(tmp / FINETUNED_FILE, results.kept["model"], ev.teacher, report["finetune"]["classes"],
+                            ev.cfg.finetune.dropout, results.kept["fraction"], results.kept["metrics"])
             report["finetune"]["saved"] = FINETUNED_FILE
-        save_config(cfg, tmp / "config.yaml")
+        save_config(ev.cfg, tmp / "config.yaml")
         write_json(tmp / "evaluate.json", report)
-        if cfg.write_score_head and head is not None:
-            head.save(run_dir)  # inside the block: a failure here leaves no report claiming a head was written
-    log.info("wrote %s (score head: %s%s)", out_dir / "evaluate.json", cfg.scorer,
-             f" → {run_dir / 'score_head.json'}" if report["score_head"]["written"] else ", not written")
-    return report
+        if ev.cfg.write_score_head and results.head is not None:
+            # inside the block: a failure here leaves no report claiming a head was written
+            results.head.save(ev.run_dir)
+
+
+def _plot(tmp: Path, inputs: _Inputs, scored: _Scored, results: _Results) -> list[str]:
+    """Every plot into ``tmp``; returns their file names."""
+    from jbot_edge.evaluate import plots
+
+    written = []
+    for name, (background, signals) in scored.by_class.items():
+        written.append(plots.plot_rejection(tmp / f"roc_{name}.png", name, background, signals).name)
+        thresholds = {f"{r['rate_budget_khz']:g} kHz" + ("" if r["resolved"] else "*"): r["threshold"]
+                      for r in scored.reports[name]["trigger"]}
+        written.append(plots.plot_score_distributions(tmp / f"scores_{name}.png", name, background, signals,
+                                                      thresholds).name)
+    written.append(plots.plot_roc_all(tmp / "roc_all_scorers.png", {n: v[0] for n, v in scored.by_class.items()},
+                                      {n: v[1] for n, v in scored.by_class.items()},
+                                      {n: v[0] for n, v in scored.references.items()},
+                                      {n: v[1] for n, v in scored.references.items()}).name)
+    for projection in results.projections:
+        written.append(plots.plot_embedding(tmp / f"embedding_{projection.method}.png", projection,
+                                            inputs.label_names).name)
+    if "finetune" in results.report:
+        written.append(plots.plot_finetune(tmp / "finetune.png", results.report["finetune"]).name)
+    return written

@@ -20,6 +20,8 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -295,208 +297,366 @@ def run_pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = Fal
         distributed.shutdown()
 
 
+@dataclass
+class _Schedule:
+    """The step counts, learning rate and teacher momentum start of the whole run (the same on every rank)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup: int
+    peak_lr: float
+    momentum_start: float
+    stop_at: int  # the last step of this invocation (train.stop_at_step ends it early without changing the schedules)
+
+
+@dataclass
+class _Run:
+    """What the training loop works with: fixed once built, except the model and optimiser updated in place."""
+
+    config: PretrainConfig
+    out_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    main: bool
+    spec: InputSpec
+    preset: str | None
+    data_info: dict[str, Any]
+    stream: JetStream
+    val_x: torch.Tensor | None
+    val_m: torch.Tensor | None
+    schedule: _Schedule
+    model_config: ModelConfig
+    meta: JBOTMetaArch
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    use_bf16: bool
+    autocast: Callable[[], Any]
+
+
+@dataclass
+class _LoopState:
+    """Where training stands: what a checkpoint stores besides the model, optimiser and random states."""
+
+    step: int = 0
+    position: StreamPosition = field(default_factory=lambda: StreamPosition(0, 0))
+    elapsed: float = 0.0
+    jets_seen: int = 0
+
+
+@dataclass
+class _Window:
+    """The metrics summed over the steps since the last log line."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    n_steps: int = 0
+    start: float = field(default_factory=time.perf_counter)
+    jets: int = 0
+
+
+@dataclass
+class _Monitor:
+    """The loop's reporting side: the current window, the last logged metrics, the collapse flags raised so far,
+    the progress bar and TensorBoard (rank 0 only)."""
+
+    writer: Any
+    progress: Any = None
+    task: Any = None
+    window: _Window = field(default_factory=_Window)
+    last: dict[str, float] = field(default_factory=dict)
+    flags_seen: set[str] = field(default_factory=set)
+
+
 def _run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.device, rank: int, world: int,
          main: bool) -> dict[str, Any]:
-    tc, oc = config.train, config.optim
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
+    """:func:`run_pretrain` on this process: prepare, resume or start, train, checkpoint, write the teacher."""
+    run = _prepare_run(config, out_dir, resume, device, rank, world, main)
+    state = _resume_state(run) if resume else _LoopState()
+    if main:
+        _start_outputs(run, state.step if resume else 0)
+    monitor = _train(run, state)
+    _save_checkpoint(run, state, final=True)
+    summary = _summary(run, state, monitor)
+    if main:
+        _write_teacher(run, state, monitor.last, summary)
+    distributed.barrier()
+    return summary
+
+
+def _check_request(config: PretrainConfig, out_dir: Path, resume: bool,
+                   world: int) -> tuple[InputSpec, str | None, dict[str, Any]]:
+    """Refuse a bad request before any work; returns the input spec, data preset and data info."""
+    oc = config.optim
     if oc.batch_size % world:
         raise JbotEdgeError(f"optim.batch_size={oc.batch_size} must be divisible by the {world} processes")
     spec, preset, data_info = prepare_data(config)
     with_input_features(config.model, spec)  # a pair bias without the columns it reads: an error before any work
     if not resume and (checkpoint_path(out_dir).exists() or (out_dir / TEACHER_FILE).exists()):
         raise JbotEdgeError(f"--out {out_dir} already holds a pretrain run; pass --resume or choose a new directory")
+    return spec, preset, data_info
 
+
+def _prepare_run(config: PretrainConfig, out_dir: Path, resume: bool, device: torch.device, rank: int, world: int,
+                 main: bool) -> _Run:
+    """Data stream, schedules, model, optimiser and augmentation generator, in the order the random streams
+    require."""
+    tc, oc = config.train, config.optim
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    spec, preset, data_info = _check_request(config, out_dir, resume, world)
     stream = JetStream(config.data.file, spec, oc.batch_size // world, config.data.train_labels, tc.seed, rank,
                        world, config.data.block_jets, config.data.shuffle_buffer_jets, config.data.train_splits)
     val_x, val_m = validation_inputs(config, spec, device)
-    steps_per_epoch = stream.batches_per_epoch
-    total_steps, warmup, warmup_clipped = step_schedule(oc, steps_per_epoch)
-    if warmup_clipped:
-        if main:
-            log.warning("optim.warmup_epochs=%s spans the whole run; warming up for %d of %d steps instead",
-                        oc.warmup_epochs, warmup, total_steps)
-    peak_lr = oc.base_lr * oc.batch_size / 256
-    momentum_start = effective_momentum_start(config.loss.teacher_momentum_start, total_steps,
-                                              config.loss.teacher_ema_horizon)
-
-    # Same initial weights on every rank (the teacher is a copy of the student made before DDP's broadcast),
-    # then per-rank random streams for dropout.
-    model_config = with_input_features(fit_model_input_norm(config, spec), spec)
-    torch.manual_seed(tc.seed)
-    oe = config.outlier_exposure
-    if oe.jet_radius is None:
-        oe = oe.model_copy(update={"jet_radius": data_info["jet_r"]})
-    crops = config.local_crops
-    if crops.jet_radius is None:
-        crops = crops.model_copy(update={"jet_radius": data_info["jet_r"]})
-    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking, oe, crops).to(device)
-    _seed_everything(tc.seed, rank)
-    if world > 1:
-        meta.student_forward = torch.nn.parallel.DistributedDataParallel(
-            meta.student, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(meta.param_groups(oc.weight_decay), lr=peak_lr, betas=(0.9, 0.999))
+    schedule = _make_schedule(config, stream.batches_per_epoch, main)
+    model_config, meta = _build_model(config, spec, data_info["jet_r"], device, rank, world)
+    optimizer = torch.optim.AdamW(meta.param_groups(oc.weight_decay), lr=schedule.peak_lr, betas=(0.9, 0.999))
     generator = torch.Generator(device=device)
     generator.manual_seed(tc.seed * 1_000_003 + rank)
     use_bf16 = use_bf16_autocast(tc.precision, device)
     if use_bf16 and device.type == "cpu" and not cpu_has_bf16() and main:
         log.warning("train.precision=bf16 on a CPU without AVX-512 BF16 / AMX: emulated, slower than fp32")
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    return _Run(config=config, out_dir=out_dir, device=device, rank=rank, world=world, main=main, spec=spec,
+                preset=preset, data_info=data_info, stream=stream, val_x=val_x, val_m=val_m, schedule=schedule,
+                model_config=model_config, meta=meta, optimizer=optimizer, generator=generator, use_bf16=use_bf16,
+                autocast=autocast)
 
-    step, position, elapsed, jets_seen = 0, StreamPosition(0, 0), 0.0, 0
-    if resume:
-        ckpt = load_checkpoint(out_dir)
-        check_resume_config(ckpt["config"], config_to_dict(config))
-        if len(ckpt["rng"]["augment_per_rank"]) != world:
-            raise JbotEdgeError(f"--resume: checkpoint was written by {len(ckpt['rng']['augment_per_rank'])} "
-                                f"process(es), this run has {world}")
-        meta.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        restore_rng(ckpt["rng"])
-        generator.set_state(ckpt["rng"]["augment_per_rank"][rank])
-        step = int(ckpt["step"])
-        position = StreamPosition(int(ckpt["position"]["epoch"]), int(ckpt["position"]["batch"]))
-        elapsed, jets_seen = float(ckpt.get("elapsed_s", 0.0)), int(ckpt.get("jets_seen", 0))
-    if main:
-        mark_output(out_dir, "pretrain")
-        save_config(config, out_dir / "config.yaml")
-        prepare_metrics_file(out_dir / "metrics.jsonl", step if resume else 0)
-        log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "
-                 "%d steps, lr %.2e, warm-up %d, teacher momentum %.4f → %.4f, input_norm %s",
-                 f"{stream.n_selected:,}", stream.counts, config.data.file, steps_per_epoch, oc.batch_size, device,
-                 world, total_steps, peak_lr, warmup, momentum_start, config.loss.teacher_momentum_end,
-                 config.model.input_norm)
-    writer = _tensorboard(out_dir) if main else None
 
-    def save(final: bool = False) -> None:
-        states = _gather_generator_states(generator)
-        if main:
-            save_checkpoint(out_dir, {
-                "step": step, "position": {"epoch": position.epoch, "batch": position.batch},
-                "model": meta.state_dict(), "optimizer": optimizer.state_dict(), "rng": capture_rng(states),
-                "config": config_to_dict(config), "elapsed_s": elapsed, "jets_seen": jets_seen,
-            })
-            if final:
-                log.info("checkpoint written at step %d", step)
+def _make_schedule(config: PretrainConfig, steps_per_epoch: int, main: bool) -> _Schedule:
+    """Epochs → steps (warning when the warm-up had to be cut), peak lr and the teacher momentum start."""
+    oc = config.optim
+    total_steps, warmup, warmup_clipped = step_schedule(oc, steps_per_epoch)
+    if warmup_clipped and main:
+        log.warning("optim.warmup_epochs=%s spans the whole run; warming up for %d of %d steps instead",
+                    oc.warmup_epochs, warmup, total_steps)
+    momentum_start = effective_momentum_start(config.loss.teacher_momentum_start, total_steps,
+                                              config.loss.teacher_ema_horizon)
+    stop_at = total_steps if config.train.stop_at_step is None else min(config.train.stop_at_step, total_steps)
+    return _Schedule(steps_per_epoch, total_steps, warmup, oc.base_lr * oc.batch_size / 256, momentum_start, stop_at)
 
-    meta.train()
-    student_params = meta.trainable_parameters()
-    sums: dict[str, torch.Tensor] = {}
-    n_in_window, window_start, window_jets = 0, time.perf_counter(), 0
-    last: dict[str, float] = {}
-    flags_seen: set[str] = set()
-    progress = progress_bar() if (main and tc.progress) else None
-    task = None
-    if progress is not None:
-        progress.start()
-        task = progress.add_task("pretrain", total=total_steps, completed=step, loss=0.0)
+
+def _build_model(config: PretrainConfig, spec: InputSpec, jet_r: float | None, device: torch.device, rank: int,
+                 world: int) -> tuple[ModelConfig, JBOTMetaArch]:
+    """The model config (input normalisation fitted) and the student/teacher pair, wrapped for DDP when distributed."""
+    tc = config.train
+    # Same initial weights on every rank (the teacher is a copy of the student made before DDP's broadcast),
+    # then per-rank random streams for dropout.
+    model_config = with_input_features(fit_model_input_norm(config, spec), spec)
+    torch.manual_seed(tc.seed)
+    oe = config.outlier_exposure
+    if oe.jet_radius is None:
+        oe = oe.model_copy(update={"jet_radius": jet_r})
+    crops = config.local_crops
+    if crops.jet_radius is None:
+        crops = crops.model_copy(update={"jet_radius": jet_r})
+    meta = JBOTMetaArch(spec, model_config, config.loss, config.augment, config.masking, oe, crops).to(device)
+    _seed_everything(tc.seed, rank)
+    if world > 1:
+        meta.student_forward = torch.nn.parallel.DistributedDataParallel(
+            meta.student, device_ids=[device.index] if device.type == "cuda" else None)
+    return model_config, meta
+
+
+def _resume_state(run: _Run) -> _LoopState:
+    """Load ``checkpoints/last.pt`` into the model, optimiser and random streams; returns where training stood."""
+    ckpt = load_checkpoint(run.out_dir)
+    check_resume_config(ckpt["config"], config_to_dict(run.config))
+    if len(ckpt["rng"]["augment_per_rank"]) != run.world:
+        raise JbotEdgeError(f"--resume: checkpoint was written by {len(ckpt['rng']['augment_per_rank'])} "
+                            f"process(es), this run has {run.world}")
+    run.meta.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng(ckpt["rng"])
+    run.generator.set_state(ckpt["rng"]["augment_per_rank"][run.rank])
+    return _LoopState(step=int(ckpt["step"]),
+                      position=StreamPosition(int(ckpt["position"]["epoch"]), int(ckpt["position"]["batch"])),
+                      elapsed=float(ckpt.get("elapsed_s", 0.0)), jets_seen=int(ckpt.get("jets_seen", 0)))
+
+
+def _start_outputs(run: _Run, keep_metrics_until_step: int) -> None:
+    """Rank 0: mark the run directory, write the config, (re)start metrics.jsonl and state what will run."""
+    config, oc, sched = run.config, run.config.optim, run.schedule
+    mark_output(run.out_dir, "pretrain")
+    save_config(config, run.out_dir / "config.yaml")
+    prepare_metrics_file(run.out_dir / "metrics.jsonl", keep_metrics_until_step)
+    log.info("pretrain: %s jets (%s) from %s; %d steps/epoch × batch %d on %s (%d process(es)); "
+             "%d steps, lr %.2e, warm-up %d, teacher momentum %.4f → %.4f, input_norm %s",
+             f"{run.stream.n_selected:,}", run.stream.counts, config.data.file, sched.steps_per_epoch, oc.batch_size,
+             run.device, run.world, sched.total_steps, sched.peak_lr, sched.warmup, sched.momentum_start,
+             config.loss.teacher_momentum_end, config.model.input_norm)
+
+
+def _save_checkpoint(run: _Run, state: _LoopState, final: bool = False) -> None:
+    """Every rank contributes its augmentation generator state; rank 0 writes ``checkpoints/last.pt``."""
+    states = _gather_generator_states(run.generator)
+    if run.main:
+        save_checkpoint(run.out_dir, {
+            "step": state.step, "position": {"epoch": state.position.epoch, "batch": state.position.batch},
+            "model": run.meta.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": capture_rng(states),
+            "config": config_to_dict(run.config), "elapsed_s": state.elapsed, "jets_seen": state.jets_seen,
+        })
+        if final:
+            log.info("checkpoint written at step %d", state.step)
+
+
+def _train(run: _Run, state: _LoopState) -> _Monitor:
+    """Train from ``state`` (advanced in place) to the schedule's stop step, logging and checkpointing on the way;
+    returns the monitor holding the last logged metrics and the collapse flags seen."""
+    tc, sched = run.config.train, run.schedule
+    writer = _tensorboard(run.out_dir) if run.main else None
+    run.meta.train()
+    student_params = run.meta.trainable_parameters()
+    monitor = _Monitor(writer=writer)
+    _start_progress_bar(run, monitor, state.step)
     try:
-        stop_at = total_steps if tc.stop_at_step is None else min(tc.stop_at_step, total_steps)
-        batches = stream.batches(position, device) if step < stop_at else iter(())
+        batches = run.stream.batches(state.position, run.device) if state.step < sched.stop_at else iter(())
         for pos, x, m in batches:
-            if step >= stop_at:
+            if state.step >= sched.stop_at:
                 break
             t0 = time.perf_counter()
-            lr = learning_rate(step, total_steps, warmup, peak_lr, oc.schedule, oc.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            metrics = meta.forward_backward(x, m, generator, autocast())
-            if world > 1:
-                meta.sync_auxiliary_grads()
-            if oc.clip_grad > 0:
-                metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(student_params, oc.clip_grad)
-            optimizer.step()
-            momentum = teacher_momentum(step, total_steps, momentum_start, config.loss.teacher_momentum_end)
-            meta.update_teacher(momentum)
-            step += 1
-            position = (StreamPosition(pos.epoch, pos.batch + 1) if pos.batch + 1 < steps_per_epoch
-                        else StreamPosition(pos.epoch + 1, 0))
-            jets_seen += x.shape[0] * world
-            window_jets += x.shape[0] * world
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
-            n_in_window += 1
-            elapsed += time.perf_counter() - t0
-            if step % tc.log_every == 0 or step == stop_at:
-                keys = sorted(sums)
-                stacked = distributed.all_reduce_mean(torch.stack([sums[k] for k in keys]) / n_in_window)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                now = time.perf_counter()
-                last = {k: float(v) for k, v in zip(keys, stacked.cpu().tolist())}
-                last.update(step=step, epoch=step / steps_per_epoch, lr=lr, teacher_momentum=momentum,
-                            jets_per_s=window_jets / max(now - window_start, 1e-9))
-                if val_x is not None:
-                    last["val_loss"] = validation_loss(meta, val_x, val_m, tc.seed, autocast)
-                sums, n_in_window, window_start, window_jets = {}, 0, now, 0
-                if not all(math.isfinite(v) for v in last.values()):
-                    raise FloatingPointError(f"non-finite training metrics at step {step}: {last}")
-                flags = collapse_flags(last, config.model.proj_dim) if step > 0.1 * total_steps else []
-                if main:
-                    _log_metrics(out_dir, last, writer)
-                    for flag in set(flags) - flags_seen:
-                        log.warning("teacher collapse suspected at step %d (%s): teacher entropy %.3f, "
-                                    "marginal entropy %.3f, log K = %.3f", step, flag, last["teacher_entropy"],
-                                    last["teacher_marginal_entropy"], math.log(config.model.proj_dim))
-                flags_seen |= set(flags)
-                if progress is not None:
-                    progress.update(task, completed=step, description=(
-                        f"pretrain loss {last['loss']:.3f} H_t {last['teacher_entropy']:.2f} "
-                        f"H_s {last['student_entropy']:.2f} {last['jets_per_s']:,.0f} jets/s"))
-            if step % tc.checkpoint_every == 0 and step < stop_at:
-                save()
+            lr, momentum, metrics = _train_step(run, student_params, state.step, x, m)
+            state.step += 1
+            state.position = (StreamPosition(pos.epoch, pos.batch + 1) if pos.batch + 1 < sched.steps_per_epoch
+                              else StreamPosition(pos.epoch + 1, 0))
+            state.jets_seen += x.shape[0] * run.world
+            _add_to_window(monitor.window, metrics, x.shape[0] * run.world)
+            state.elapsed += time.perf_counter() - t0
+            if state.step % tc.log_every == 0 or state.step == sched.stop_at:
+                _log_window(run, monitor, state.step, lr, momentum)
+            if state.step % tc.checkpoint_every == 0 and state.step < sched.stop_at:
+                _save_checkpoint(run, state)
     finally:
-        if progress is not None:
-            progress.stop()
-        if writer is not None:
-            writer.close()
-    save(final=True)
+        if monitor.progress is not None:
+            monitor.progress.stop()
+        if monitor.writer is not None:
+            monitor.writer.close()
+    return monitor
 
-    summary = {
+
+def _start_progress_bar(run: _Run, monitor: _Monitor, step: int) -> None:
+    if run.main and run.config.train.progress:
+        monitor.progress = progress_bar()
+        monitor.progress.start()
+        monitor.task = monitor.progress.add_task("pretrain", total=run.schedule.total_steps, completed=step, loss=0.0)
+
+
+def _train_step(run: _Run, student_params: list[torch.nn.Parameter], step: int, x: torch.Tensor,
+                m: torch.Tensor) -> tuple[float, float, dict[str, torch.Tensor]]:
+    """One optimiser step on the student and one EMA update of the teacher; returns (lr, momentum, metrics)."""
+    oc, sched, meta = run.config.optim, run.schedule, run.meta
+    lr = learning_rate(step, sched.total_steps, sched.warmup, sched.peak_lr, oc.schedule, oc.min_lr_ratio)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.optimizer.zero_grad(set_to_none=True)
+    metrics = meta.forward_backward(x, m, run.generator, run.autocast())
+    if run.world > 1:
+        meta.sync_auxiliary_grads()
+    if oc.clip_grad > 0:
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(student_params, oc.clip_grad)
+    run.optimizer.step()
+    momentum = teacher_momentum(step, sched.total_steps, sched.momentum_start, run.config.loss.teacher_momentum_end)
+    meta.update_teacher(momentum)
+    return lr, momentum, metrics
+
+
+def _add_to_window(window: _Window, metrics: dict[str, torch.Tensor], jets: int) -> None:
+    window.jets += jets
+    for k, v in metrics.items():
+        window.sums[k] = window.sums.get(k, 0) + v.detach().float()
+    window.n_steps += 1
+
+
+def _log_window(run: _Run, monitor: _Monitor, step: int, lr: float, momentum: float) -> None:
+    """Average the window over steps and processes, add val_loss, check for NaNs and collapse, log, and start a new
+    window."""
+    config = run.config
+    monitor.last = last = _window_metrics(run, monitor, step, lr, momentum)
+    if not all(math.isfinite(v) for v in last.values()):
+        raise FloatingPointError(f"non-finite training metrics at step {step}: {last}")
+    flags = collapse_flags(last, config.model.proj_dim) if step > 0.1 * run.schedule.total_steps else []
+    if run.main:
+        _log_metrics(run.out_dir, last, monitor.writer)
+        for flag in set(flags) - monitor.flags_seen:
+            log.warning("teacher collapse suspected at step %d (%s): teacher entropy %.3f, "
+                        "marginal entropy %.3f, log K = %.3f", step, flag, last["teacher_entropy"],
+                        last["teacher_marginal_entropy"], math.log(config.model.proj_dim))
+    monitor.flags_seen |= set(flags)
+    if monitor.progress is not None:
+        monitor.progress.update(monitor.task, completed=step, description=(
+            f"pretrain loss {last['loss']:.3f} H_t {last['teacher_entropy']:.2f} "
+            f"H_s {last['student_entropy']:.2f} {last['jets_per_s']:,.0f} jets/s"))
+
+
+def _window_metrics(run: _Run, monitor: _Monitor, step: int, lr: float, momentum: float) -> dict[str, float]:
+    """The window's metrics averaged over its steps and all processes, plus step, epoch, lr, momentum, jets/s and
+    val_loss; resets the window."""
+    window = monitor.window
+    keys = sorted(window.sums)
+    stacked = distributed.all_reduce_mean(torch.stack([window.sums[k] for k in keys]) / window.n_steps)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    now = time.perf_counter()
+    last = {k: float(v) for k, v in zip(keys, stacked.cpu().tolist())}
+    last.update(step=step, epoch=step / run.schedule.steps_per_epoch, lr=lr, teacher_momentum=momentum,
+                jets_per_s=window.jets / max(now - window.start, 1e-9))
+    if run.val_x is not None:
+        last["val_loss"] = validation_loss(run.meta, run.val_x, run.val_m, run.config.train.seed, run.autocast)
+    monitor.window = _Window(start=now)
+    return last
+
+
+def _summary(run: _Run, state: _LoopState, monitor: _Monitor) -> dict[str, Any]:
+    """The summary.json contents (see the module docstring)."""
+    config, sched, last, step = run.config, run.schedule, monitor.last, state.step
+    model_config = run.model_config
+    return {
         "method": "jbot",
         "steps": step,
-        "total_steps": total_steps,
-        "complete": step >= total_steps,
-        "epochs": step / steps_per_epoch,
-        "steps_per_epoch": steps_per_epoch,
-        "batch_size": oc.batch_size,
-        "peak_lr": peak_lr,
-        "warmup_steps": warmup,
-        "teacher_momentum_start": momentum_start,
+        "total_steps": sched.total_steps,
+        "complete": step >= sched.total_steps,
+        "epochs": step / sched.steps_per_epoch,
+        "steps_per_epoch": sched.steps_per_epoch,
+        "batch_size": config.optim.batch_size,
+        "peak_lr": sched.peak_lr,
+        "warmup_steps": sched.warmup,
+        "teacher_momentum_start": sched.momentum_start,
         "final": {k: v for k, v in last.items() if k not in ("step",)},
-        "collapse": {"flags": sorted(flags_seen), "final": collapse_flags(last, config.model.proj_dim) if last else [],
+        "collapse": {"flags": sorted(monitor.flags_seen),
+                     "final": collapse_flags(last, config.model.proj_dim) if last else [],
                      "log_k": math.log(config.model.proj_dim)},
-        "jets_per_s": jets_seen / elapsed if elapsed > 0 else None,
-        "train_seconds": elapsed,
-        "jets_seen": jets_seen,
-        "device": _device_name(device),
-        "world_size": world,
-        "precision": "bf16" if use_bf16 else "fp32",
-        "data": {**data_info, "preset": preset, "train_labels": config.data.train_labels,
-                 "counts_used": stream.counts, "n_used": stream.n_selected,
-                 "n_val": 0 if val_x is None else int(val_x.shape[0])},
-        "input_spec": spec.model_dump(mode="json"),
+        "jets_per_s": state.jets_seen / state.elapsed if state.elapsed > 0 else None,
+        "train_seconds": state.elapsed,
+        "jets_seen": state.jets_seen,
+        "device": _device_name(run.device),
+        "world_size": run.world,
+        "precision": "bf16" if run.use_bf16 else "fp32",
+        "data": {**run.data_info, "preset": run.preset, "train_labels": config.data.train_labels,
+                 "counts_used": run.stream.counts, "n_used": run.stream.n_selected,
+                 "n_val": 0 if run.val_x is None else int(run.val_x.shape[0])},
+        "input_spec": run.spec.model_dump(mode="json"),
         "input_norm": (model_config.input_norm_stats.model_dump(mode="json")
                        if model_config.input_norm_stats is not None else None),
-        "parameters": {"backbone": sum(p.numel() for p in meta.student.backbone.parameters()),
-                       "head": sum(p.numel() for p in meta.student.head.parameters())},
-        "artifacts": {"teacher": TEACHER_FILE, "checkpoint": str(checkpoint_path(out_dir).relative_to(out_dir)),
+        "parameters": {"backbone": sum(p.numel() for p in run.meta.student.backbone.parameters()),
+                       "head": sum(p.numel() for p in run.meta.student.head.parameters())},
+        "artifacts": {"teacher": TEACHER_FILE,
+                      "checkpoint": str(checkpoint_path(run.out_dir).relative_to(run.out_dir)),
                       "metrics": "metrics.jsonl", "config": "config.yaml"},
     }
-    if main:
-        payload = teacher_payload(
-            meta.teacher.backbone, model_config_dict(model_config, len(spec.features)), spec,
-            data={"preset": preset, "file": data_info["file"], "train_labels": config.data.train_labels},
-            training={"steps": step, "epochs": step / steps_per_epoch, "seed": tc.seed,
-                      "final_loss": last.get("loss")},
-            student=meta.student.backbone)
-        save_teacher(out_dir / TEACHER_FILE, payload)
-        write_json(out_dir / "summary.json", summary)
-        log.info("teacher written to %s (%d steps, %.2f epochs, final loss %s)", out_dir / TEACHER_FILE, step,
-                 step / steps_per_epoch, f"{last['loss']:.4f}" if last else "n/a")
-    distributed.barrier()
-    return summary
+
+
+def _write_teacher(run: _Run, state: _LoopState, last: dict[str, float], summary: dict[str, Any]) -> None:
+    """Rank 0: teacher.pt (the EMA teacher's backbone) and summary.json."""
+    config, step, steps_per_epoch = run.config, state.step, run.schedule.steps_per_epoch
+    payload = teacher_payload(
+        run.meta.teacher.backbone, model_config_dict(run.model_config, len(run.spec.features)), run.spec,
+        data={"preset": run.preset, "file": run.data_info["file"], "train_labels": config.data.train_labels},
+        training={"steps": step, "epochs": step / steps_per_epoch, "seed": config.train.seed,
+                  "final_loss": last.get("loss")},
+        student=run.meta.student.backbone)
+    save_teacher(run.out_dir / TEACHER_FILE, payload)
+    write_json(run.out_dir / "summary.json", summary)
+    log.info("teacher written to %s (%d steps, %.2f epochs, final loss %s)", run.out_dir / TEACHER_FILE, step,
+             step / steps_per_epoch, f"{last['loss']:.4f}" if last else "n/a")
 
 
 def _gather_generator_states(generator: torch.Generator) -> list[torch.Tensor]:
