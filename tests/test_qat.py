@@ -67,6 +67,27 @@ def test_distillation_reduces_loss_and_reports(tmp_path, teacher_run, l1_file):
     assert output_lsb(model) > 0
 
 
+def test_prepared_teacher_scores_follow_the_score_head_parameters(tmp_path, teacher_run, l1_file):
+    """The teacher-score cache (prepared.npz) is keyed on the head's parameters too: editing one that leaves every
+    array as it was (here mahalanobis' normalize) must re-score the jets, not reuse the old scores."""
+    import json
+    import shutil
+
+    from jbot_edge.qat.distill import prepare
+
+    run = tmp_path / "run"
+    shutil.copytree(teacher_run, run)
+    cfg = _config("data.max_jets=600")
+    first = prepare(cfg, run, l1_file, tmp_path / "out")["scores"]
+    np.testing.assert_array_equal(prepare(cfg, run, l1_file, tmp_path / "out")["scores"], first)  # cache reused
+    meta = json.loads((run / "score_head.json").read_text())
+    assert meta["name"] == "mahalanobis"
+    meta["params"]["normalize"] = not meta["params"]["normalize"]
+    (run / "score_head.json").write_text(json.dumps(meta))
+    second = prepare(cfg, run, l1_file, tmp_path / "out")["scores"]
+    assert np.abs(second - first).max() > 1e-3
+
+
 def test_resume_reproduces_uninterrupted_training(tmp_path, teacher_run, l1_file):
     """2 epochs, then --resume up to 4, equals 4 epochs straight (constant lr: the schedule does not depend on the
     total, so both runs see the same learning rates). Brevitas initialises activation scales from the statistics of

@@ -186,7 +186,10 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
         jets.label_indices(train_labels, option="data.train_labels")
         n_total = len(jets) if cfg.data.max_jets is None else min(len(jets), cfg.data.max_jets)
         meta = {
-            "teacher_sha256": _sha256(Path(teacher.path)), "score_head": head.metadata()["name"],
+            # the head's parameters as well as its arrays: a parameter (knn_oe's oe_weight, a normalisation) changes
+            # the score without changing a single array
+            "teacher_sha256": _sha256(Path(teacher.path)),
+            "score_head": {k: v for k, v in head.metadata().items() if k in ("name", "params", "embedding")},
             "score_head_npz": _sha256(Path(run_dir) / "score_head.npz"),
             "data": str(Path(data_path).resolve()), "data_size": Path(data_path).stat().st_size,
             "n_jets": n_total, "input_spec": spec.model_dump(mode="json"), "seed": cfg.seed,
