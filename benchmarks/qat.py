@@ -99,12 +99,14 @@ def _head_matches(run: Path, scorer: str | None) -> bool:
     layout), so a cache made under other defaults is re-evaluated instead of silently reused."""
     from jbot_edge.config import packaged_config, resolve_config
     from jbot_edge.evaluate.config import EvaluateConfig
+    from jbot_edge.evaluate.pipeline import with_preset_oe_weight
 
     path = run / "score_head.json"
     if not path.is_file():
         return False
     meta = json.loads(path.read_text())
-    defaults = resolve_config(EvaluateConfig, None, [], default_file=packaged_config("evaluate/default.yaml"))
+    defaults = with_preset_oe_weight(
+        resolve_config(EvaluateConfig, None, [], default_file=packaged_config("evaluate/default.yaml")), "l1")
     observables = ((meta.get("embedding") or {}).get("observables") or {}).get("names", [])
     name = scorer or defaults.scorer
     params = getattr(defaults.scorers, name).model_dump(mode="json")

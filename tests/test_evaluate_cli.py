@@ -72,6 +72,7 @@ def test_evaluate_writes_report_plots_and_score_head(teacher_run, jetnet_file, r
     assert set(report["scorers"]) == {"oe", "knn", "knn_oe", "cosine", "mahalanobis", "mahalanobis_cc",
                                       "relative_mahalanobis", "gmm", "kmeans"}
     assert report["scorers"]["knn_oe"]["fit_info"]["n_calibration"] == 50  # a quarter of the 200-jet bank
+    assert report["scorers"]["knn_oe"]["params"]["oe_weight"] == 2.0  # auto, resolved for a jetnet teacher
     assert report["scorers"]["oe"]["fit_info"]["n_outliers"] == report["scorers"]["oe"]["fit_info"]["n_bank"]
     # the untrained encoder, same scorer and jets, reported beside the trained one
     untrained = report["reference"]["untrained"]

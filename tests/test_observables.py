@@ -145,3 +145,25 @@ def test_embedding_observables_auto_follow_the_teacher_preset():
                                            "scorers": {"knn_oe": {"oe": {"inputs": "observables"}}}})
     with pytest.raises(JbotEdgeError, match=r"embedding.observables=auto \(l1 preset\).*knn_oe.oe.inputs"):
         with_preset_observables(empty, "l1")
+
+
+def test_knn_oe_weight_auto_follows_the_teacher_preset():
+    """auto is resolved once, from the teacher's preset, so the score head records a number; the l1 preset keeps
+    plain Fisher (its direction reads log m/pT alone), every other preset weights the direction 2×."""
+    from jbot_edge.evaluate.config import EvaluateConfig
+    from jbot_edge.evaluate.pipeline import with_preset_oe_weight
+    from jbot_edge.evaluate.scores import fit_scorer
+
+    auto = EvaluateConfig.model_validate({"scorers": {"knn_oe": {"oe_weight": "auto"}}})
+    assert with_preset_oe_weight(auto, "l1").scorers.knn_oe.oe_weight == 1.0
+    assert with_preset_oe_weight(auto, "jetnet").scorers.knn_oe.oe_weight == 2.0
+    assert with_preset_oe_weight(auto, None).scorers.knn_oe.oe_weight == 2.0
+    explicit = EvaluateConfig.model_validate({"scorers": {"knn_oe": {"oe_weight": 3.0}}})
+    assert with_preset_oe_weight(explicit, "l1").scorers.knn_oe.oe_weight == 3.0  # explicit wins
+    with pytest.raises(ValueError, match="'other' entry"):
+        EvaluateConfig.model_validate({"scorers": {"oe_weight_by_preset": {"l1": 1.0}}})
+    with pytest.raises(ValueError, match="must be > 0"):
+        EvaluateConfig.model_validate({"scorers": {"knn_oe": {"oe_weight": 0}}})
+    rng = np.random.default_rng(0)
+    with pytest.raises(JbotEdgeError, match="oe_weight=auto is resolved by evaluate"):
+        fit_scorer("knn_oe", rng.normal(size=(40, 3)), {"oe_weight": "auto"}, outliers=rng.normal(size=(40, 3)))

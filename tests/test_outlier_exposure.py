@@ -185,6 +185,9 @@ def test_knn_oe_is_fishers_combination_of_held_out_p_values():
     expected = minus_log_p(knn(calibration), knn(queries)) + minus_log_p(oe.score(calibration), oe.score(queries))
     np.testing.assert_allclose(scorer.score(queries), expected, rtol=1e-12, atol=1e-12)
     assert scorer.info["n_calibration"] == 100 and scorer.info["n_fit"] == 300
+    weighted = fit_scorer("knn_oe", bank, {**params, "oe_weight": 2.5}, outliers=outliers)
+    np.testing.assert_allclose(weighted.score(queries), minus_log_p(knn(calibration), knn(queries))
+                               + 2.5 * minus_log_p(oe.score(calibration), oe.score(queries)), rtol=1e-12, atol=1e-12)
     far = scorer.score(np.array([[0.0, 8.0, 8.0, 0, 0], [0.0, 9.0, 9.0, 0, 0]]))
     assert far[1] > far[0]  # beyond every calibration jet the order is kept, not tied
     # both parts count: a rare jet off the outlier direction and a common one along it both score high

@@ -86,6 +86,24 @@ class ScorerSettings(StrictModel):
     kmeans: KmeansParams = Field(default_factory=KmeansParams)
     oe: OutlierExposureParams = Field(default_factory=OutlierExposureParams)
     knn_oe: KnnOeParams = Field(default_factory=KnnOeParams)
+    oe_weight_by_preset: dict[str, float] = Field(
+        default_factory=lambda: {"l1": 1.0, "other": 2.0}, description=(
+            "knn_oe.oe_weight: auto means this weight for a teacher of each data preset ('other': every preset not "
+            "listed)"))
+
+    @model_validator(mode="after")
+    def _weights_cover_other_presets(self) -> ScorerSettings:
+        if "other" not in self.oe_weight_by_preset:
+            raise ValueError("oe_weight_by_preset needs an 'other' entry (presets not listed)")
+        if any(not w > 0 for w in self.oe_weight_by_preset.values()):
+            raise ValueError(f"oe_weight_by_preset weights must be > 0, got {self.oe_weight_by_preset}")
+        return self
+
+    def resolved_oe_weight(self, preset: str | None) -> float:
+        """knn_oe's direction weight for a teacher pre-trained on data of ``preset``."""
+        if self.knn_oe.oe_weight != "auto":
+            return float(self.knn_oe.oe_weight)
+        return float(self.oe_weight_by_preset.get(preset or "", self.oe_weight_by_preset["other"]))
 
 
 class MetricSettings(StrictModel):

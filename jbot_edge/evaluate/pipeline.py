@@ -162,6 +162,17 @@ def with_preset_observables(cfg: EvaluateConfig, preset: str | None) -> Evaluate
         raise JbotEdgeError(format_validation_error(exc, f"embedding.observables=auto ({preset} preset)")) from exc
 
 
+def with_preset_oe_weight(cfg: EvaluateConfig, preset: str | None) -> EvaluateConfig:
+    """``scorers.knn_oe.oe_weight: auto`` replaced by ``scorers.oe_weight_by_preset`` for the teacher's data preset,
+    so that the score head records a number."""
+    if cfg.scorers.knn_oe.oe_weight != "auto":
+        return cfg
+    weight = cfg.scorers.resolved_oe_weight(preset)
+    log.info("scorers.knn_oe.oe_weight: auto → %g for a teacher of the %s preset", weight, preset or "unknown")
+    knn_oe = cfg.scorers.knn_oe.model_copy(update={"oe_weight": weight})
+    return cfg.model_copy(update={"scorers": cfg.scorers.model_copy(update={"knn_oe": knn_oe})})
+
+
 def without_jet_only_parts(cfg: EvaluateConfig, teacher) -> tuple[EvaluateConfig, str | None]:
     """The outlier-exposure scorers (``oe``, ``knn_oe``) and the embedding's jet-shape observables assume jets of
     (pT, Δη, Δφ) constituents: for teachers whose inputs carry more (particle ids, event-level objects) the scorers
@@ -445,7 +456,7 @@ def _prepare(cfg: EvaluateConfig, run_dir: str | os.PathLike[str], data_path: st
     timer = _StageTimer()
     data_path = Path(data_path)
     teacher = load_teacher(run_dir, source=cfg.embedding.source, features=cfg.embedding.features)
-    cfg = with_preset_observables(cfg, teacher.data_preset)
+    cfg = with_preset_oe_weight(with_preset_observables(cfg, teacher.data_preset), teacher.data_preset)
     cfg, oe_note = without_jet_only_parts(cfg, teacher)
     run_dir = teacher.path.parent
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "evaluate"

@@ -15,7 +15,7 @@ name            score                                                           
 ``gmm``         −log p(x) under a K-component Gaussian mixture fitted without labels      no: log-sum-exp over K
 ``kmeans``      L2 distance to the nearest of K k-means centroids                          yes: K distances + min
 ``oe``          logit of a classifier background vs pseudo-anomalies (outlier exposure)    yes: linear, or a tiny MLP
-``knn_oe``      −log S_knn(x) − log S_oe(x): Fisher's combination of the two above         no: needs the kNN bank
+``knn_oe``      −log S_knn(x) − w · log S_oe(x): weighted Fisher combination of the two    no: needs the kNN bank
 ==============  ========================================================================  ==========================
 
 ``oe`` is the one scorer fitted on more than the bank: :mod:`jbot_edge.data.pseudo_anomalies` makes pseudo-anomalous
@@ -24,7 +24,8 @@ them as ``outliers``. Rarity under the background is not signal-likeness; this g
 
 ``knn_oe`` combines rarity and direction without labels. A jet's ``knn`` and ``oe`` scores are each turned into the
 fraction S of background jets scoring higher (its p-value under the background) and the score is
-``−log S_knn − log S_oe``, Fisher's combination of the two p-values. S is counted on *calibration* jets: a fixed
+``−log S_knn − w · log S_oe``, Fisher's combination of the two p-values with the direction weighted by
+``oe_weight`` = w (1: plain Fisher). S is counted on *calibration* jets: a fixed
 share of the bank (``calibration_fraction``, drawn with ``seed``) that neither the kNN bank nor the classifier sees,
 so the two p-values are honest and on one scale. ``(count + 1) / (n_calibration + 1)`` keeps −log S finite; it is
 interpolated between calibration scores and extrapolated as an exponential tail beyond the highest, so the score
@@ -53,7 +54,7 @@ import abc
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from jbot_edge.config import StrictModel
 from jbot_edge.errors import JbotEdgeError, shorten
@@ -116,7 +117,17 @@ class KnnOeParams(StrictModel):
     oe: OutlierExposureParams = Field(default_factory=OutlierExposureParams, description="the direction part")
     calibration_fraction: float = Field(default=0.25, gt=0, lt=1, description=(
         "share of the bank held out of both fits to turn each score into a background p-value"))
+    oe_weight: float | Literal["auto"] = Field(default=1.0, description=(
+        "weight w > 0 of the direction's −log p-value in the sum (1: Fisher's combination, both parts alike); auto: "
+        "evaluate's scorers.oe_weight_by_preset for the teacher's data preset"))
     seed: int = 0
+
+    @field_validator("oe_weight")
+    @classmethod
+    def _positive_weight(cls, value: float | str) -> float | str:
+        if value != "auto" and not value > 0:
+            raise ValueError(f"oe_weight must be > 0 (or auto), got {value}")
+        return value
 
 
 class KmeansParams(StrictModel):
@@ -582,8 +593,8 @@ class KnnOeScorer(Scorer):
     needs_outliers = True
     fpga_friendly = False
     fpga_note = "needs the kNN bank on chip (its oe part alone is FPGA-friendly)"
-    formula = ("-log S_knn(x) - log S_oe(x), S = fraction of held-out calibration bank jets scoring at least as "
-               "high (Fisher's combination of the knn and oe p-values)")
+    formula = ("-log S_knn(x) - w log S_oe(x), S = fraction of held-out calibration bank jets scoring at least as "
+               "high, w = oe_weight (Fisher's combination of the knn and oe p-values, the direction weighted by w)")
     _dim_array = "knn.bank"
     _parts: ClassVar[dict[str, type[Scorer]]] = {"knn": KnnScorer, "oe": OutlierExposureScorer}
 
@@ -593,6 +604,9 @@ class KnnOeScorer(Scorer):
 
     @classmethod
     def _fit_with_outliers(cls, bank, outliers, params, layout):
+        if params.oe_weight == "auto":
+            raise JbotEdgeError("scorer 'knn_oe': oe_weight=auto is resolved by evaluate from the teacher's data "
+                                "preset (scorers.oe_weight_by_preset); give a number to fit the scorer directly")
         order = np.random.default_rng(params.seed).permutation(len(bank))
         n_calibration = int(round(params.calibration_fraction * len(bank)))
         if n_calibration < 1 or n_calibration >= len(bank):
@@ -616,7 +630,8 @@ class KnnOeScorer(Scorer):
         return self._parts[key](getattr(self.params, key), arrays, self.info.get(key))
 
     def _score(self, x):
-        return sum(background_survival(self.arrays[f"{key}.calibration"], self._part(key).score(x))
+        weights = {"knn": 1.0, "oe": self.params.oe_weight}
+        return sum(weights[key] * background_survival(self.arrays[f"{key}.calibration"], self._part(key).score(x))
                    for key in self._parts)
 
 
