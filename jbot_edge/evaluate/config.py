@@ -38,6 +38,16 @@ class DataSettings(StrictModel):
         "file)"))
 
 
+def for_preset(by_preset: dict, preset: str | None):
+    """``by_preset``'s entry for a teacher of data ``preset`` (its 'other' entry for presets not listed)."""
+    return by_preset.get(preset or "", by_preset["other"])
+
+
+def _require_other(by_preset: dict, key: str) -> None:
+    if "other" not in by_preset:
+        raise ValueError(f"{key} needs an 'other' entry (presets not listed)")
+
+
 class EmbeddingSettings(StrictModel):
     source: Literal["teacher", "student"] = Field(default="teacher", description=(
         "backbone that embeds the jets: the EMA teacher, or the student stored next to it in teacher.pt"))
@@ -53,15 +63,14 @@ class EmbeddingSettings(StrictModel):
 
     @model_validator(mode="after")
     def _other_preset_listed(self) -> EmbeddingSettings:
-        if "other" not in self.observables_by_preset:
-            raise ValueError("observables_by_preset needs an 'other' entry (presets not listed)")
+        _require_other(self.observables_by_preset, "observables_by_preset")
         return self
 
     def resolved_observables(self, preset: str | None) -> list[str]:
         """The observables for a teacher pre-trained on data of ``preset``."""
         if self.observables != "auto":
             return list(self.observables)
-        return list(self.observables_by_preset.get(preset or "", self.observables_by_preset["other"]))
+        return list(for_preset(self.observables_by_preset, preset))
 
 
 class ReferenceSettings(StrictModel):
@@ -93,8 +102,7 @@ class ScorerSettings(StrictModel):
 
     @model_validator(mode="after")
     def _weights_cover_other_presets(self) -> ScorerSettings:
-        if "other" not in self.oe_weight_by_preset:
-            raise ValueError("oe_weight_by_preset needs an 'other' entry (presets not listed)")
+        _require_other(self.oe_weight_by_preset, "oe_weight_by_preset")
         if any(not w > 0 for w in self.oe_weight_by_preset.values()):
             raise ValueError(f"oe_weight_by_preset weights must be > 0, got {self.oe_weight_by_preset}")
         return self
@@ -103,7 +111,7 @@ class ScorerSettings(StrictModel):
         """knn_oe's direction weight for a teacher pre-trained on data of ``preset``."""
         if self.knn_oe.oe_weight != "auto":
             return float(self.knn_oe.oe_weight)
-        return float(self.oe_weight_by_preset.get(preset or "", self.oe_weight_by_preset["other"]))
+        return float(for_preset(self.oe_weight_by_preset, preset))
 
 
 class MetricSettings(StrictModel):
