@@ -30,7 +30,7 @@ import numpy as np
 from _common import git_commit, write_result
 
 
-def _leading_datasets(f: h5py.File) -> list[str]:
+def _dataset_names(f: h5py.File) -> list[str]:
     names: list[str] = []
     f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     return names
@@ -40,7 +40,7 @@ def write_base(source: Path, out: Path, copies: int) -> int:
     """``copies`` back-to-back copies of every jet of ``source`` in a real file (same layout); its jet count."""
     with h5py.File(source, "r") as src, h5py.File(out, "w") as dst:
         n = int(src["labels"].shape[0])
-        for name in _leading_datasets(src):
+        for name in _dataset_names(src):
             ds = src[name]
             data = ds[...]
             dst.create_dataset(name, data=np.concatenate([data] * copies), chunks=ds.chunks,
@@ -55,7 +55,7 @@ def write_tiled(base: Path, out: Path, tiles: int) -> int:
     """A virtual file mapping ``base`` ``tiles`` times along the jet axis; its jet count."""
     with h5py.File(base, "r") as src, h5py.File(out, "w", libver="latest") as dst:
         n = int(src["labels"].shape[0])
-        for name in _leading_datasets(src):
+        for name in _dataset_names(src):
             ds = src[name]
             layout = h5py.VirtualLayout(shape=(n * tiles, *ds.shape[1:]), dtype=ds.dtype)
             vsource = h5py.VirtualSource(str(base.resolve()), name, shape=ds.shape)
