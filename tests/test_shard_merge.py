@@ -91,3 +91,27 @@ def test_plain_files_concatenate_with_every_per_jet_dataset(unsharded, tmp_path)
     for name, values in want.items():
         np.testing.assert_array_equal(got["data"][name], np.concatenate([values, values]))
     assert [m["path"] for m in got["provenance"]["merged_from"]] == [str(p) for p in copies]
+
+
+def test_files_with_other_labels_merge_into_the_union_of_names(unsharded, tmp_path):
+    """A file whose labels differ (here: names permuted and one new, as a background-only or signal-only file has)
+    joins with every jet keeping its label *name*; the union lists the first file's names, then the new ones."""
+    from jbot_edge.data.reader import JetFile
+
+    other = tmp_path / "other.h5"
+    other.write_bytes(unsharded.read_bytes())
+    with h5py.File(other, "a") as h5:
+        renamed = json.dumps(["w", "t", "q"])  # the first file's q, g, w become w, t, q here
+        h5.attrs["label_names"] = renamed
+        h5["labels"].attrs["label_names"] = renamed
+    merge_files([unsharded, other], tmp_path / "both.h5")
+    with h5py.File(unsharded) as h5:
+        first = h5["labels"][:]
+    with JetFile(tmp_path / "both.h5") as merged:
+        assert merged.label_names == ["q", "g", "w", "t"]
+    with h5py.File(tmp_path / "both.h5") as h5:
+        labels = h5["labels"][:]
+        assert json.loads(h5["labels"].attrs["label_names"]) == ["q", "g", "w", "t"]
+    names = np.array(["q", "g", "w", "t"])
+    np.testing.assert_array_equal(names[labels[:len(first)]], np.array(["q", "g", "w"])[first])
+    np.testing.assert_array_equal(names[labels[len(first):]], np.array(["w", "t", "q"])[first])

@@ -6,8 +6,11 @@
 * Any other canonical files are concatenated in the order given. Every per-jet dataset is carried generically
   (each dataset, in any group, whose first axis is the file's jet count — features, mask, labels, and whatever
   else a file holds, e.g. a train/val/test split), so a dataset added to the format later needs no change here.
-  The inputs must agree on label names, particle slots and the set of per-jet datasets (names, dtypes, shapes);
-  the output's provenance lists every input's path and provenance under ``merged_from``.
+  The inputs must agree on particle slots and the set of per-jet datasets (names, dtypes, shapes). Label names
+  may differ: the output holds their union (the first file's names in its order, then each new name in order of
+  appearance) and every file's labels are renumbered into it — e.g. a large background-only file joined to a
+  file with signals, to distil a student on more background than the labelled sample holds. The output's
+  provenance lists every input's path and provenance under ``merged_from``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.format import CHUNK_JETS
@@ -80,18 +84,20 @@ def concatenate(paths: list[Path], out: Path) -> int:
         first = handles[0]
         layout = _layout(first)
         for path, h5 in zip(paths[1:], handles[1:]):
-            for key in ("label_names", "n_particles"):
-                if json.dumps(_attr(h5, key)) != json.dumps(_attr(first, key)):
-                    raise JbotEdgeError(f"merge: {path} has {key} {_attr(h5, key)}, {paths[0]} has "
-                                        f"{_attr(first, key)}")
+            if _attr(h5, "n_particles") != _attr(first, "n_particles"):
+                raise JbotEdgeError(f"merge: {path} has n_particles {_attr(h5, 'n_particles')}, {paths[0]} has "
+                                    f"{_attr(first, 'n_particles')}")
             if _layout(h5) != layout:
                 theirs = _layout(h5)
                 differ = sorted(set(layout) ^ set(theirs)) or sorted(k for k in layout if layout[k] != theirs[k])
                 raise JbotEdgeError(f"merge: {path} and {paths[0]} hold different per-jet datasets ({differ[:3]})")
+        label_names, relabel = union_labels([_attr(h5, "label_names") for h5 in handles])
         total = sum(int(h5["labels"].shape[0]) for h5 in handles)
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as dst:
             for key, value in first.attrs.items():
                 dst.attrs[key] = value
+            if label_names != _attr(first, "label_names"):
+                dst.attrs["label_names"] = json.dumps(label_names)
             dst.attrs["provenance"] = json.dumps({"merged_from": [
                 {"path": str(p), "n_jets": int(h5["labels"].shape[0]),
                  "provenance": json.loads(h5.attrs.get("provenance", "{}"))} for p, h5 in zip(paths, handles)]},
@@ -103,17 +109,28 @@ def concatenate(paths: list[Path], out: Path) -> int:
                                         compression="gzip", shuffle=True)
                 for key, value in src.attrs.items():
                     ds.attrs[key] = value
+                if name == "labels":
+                    ds.attrs["label_names"] = json.dumps(label_names)
                 offset = 0
-                for h5 in handles:
+                for h5, table in zip(handles, relabel):
                     part = h5[name]
                     for lo in range(0, part.shape[0], _COPY_JETS):
                         block = part[lo:lo + _COPY_JETS]
-                        ds[offset + lo:offset + lo + len(block)] = block
+                        ds[offset + lo:offset + lo + len(block)] = table[block] if name == "labels" else block
                     offset += part.shape[0]
         return total
     finally:
         for h5 in handles:
             h5.close()
+
+
+def union_labels(per_file: list[list[str]]) -> tuple[list[str], list[np.ndarray]]:
+    """The union of the files' label names (first file's order, then new names as they appear) and, per file, the
+    lookup table from its label index to the union's."""
+    names: list[str] = []
+    for file_names in per_file:
+        names += [n for n in file_names if n not in names]
+    return names, [np.array([names.index(n) for n in file_names], dtype=np.int64) for file_names in per_file]
 
 
 def _attr(h5: h5py.File, key: str) -> Any:
