@@ -34,12 +34,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlier_exposure: bool = False,
-            embedding_matching: bool = False) -> list[str]:
-    """qat overrides of one distillation recipe; every key is set, so a recipe does not move with the defaults."""
+            embedding_matching: bool = False, oe_mode: str = "overlay", oe_fraction: float = 0.25,
+            epochs: int | None = None) -> list[str]:
+    """qat overrides of one distillation recipe; every key is set, so a recipe does not move with the defaults
+    (``epochs``: None trains for the benchmark's --epochs, as the other points)."""
     return [f"target.kind={target}", f"target.tail_weight.power={tail_power}",
             f"input.pt_normalisation={'{}' if pt_normalisation else 'null'}",
             f"outlier_exposure.enabled={str(outlier_exposure).lower()}",
-            *(["embedding_matching.enabled=true"] if embedding_matching else [])]
+            *([f"outlier_exposure.mode={oe_mode}", f"outlier_exposure.fraction={oe_fraction}"]
+              if outlier_exposure else []),
+            *(["embedding_matching.enabled=true"] if embedding_matching else []),
+            *([f"optim.epochs={epochs}"] if epochs else [])]
 
 
 #: Distillation recipes: qat overrides on top of configs/qat/default.yaml. "default" is the file as it stands.
@@ -52,10 +57,14 @@ RECIPES: dict[str, list[str]] = {
     "survival-tail1-ptnorm": _recipe("survival", 1, pt_normalisation=True),
     "survival-tail2": _recipe("survival", 2),
     "survival-tail1-oe": _recipe("survival", 1, outlier_exposure=True),
+    # the pre-training's k-prong pseudo-anomalies instead of overlaid jets
+    "survival-tail1-prongs": _recipe("survival", 1, outlier_exposure=True, oe_mode="prongs"),
+    # trained to convergence on the background: one overlaid jet per background jet, 100 epochs (~3.3x the steps)
+    "survival-tail1-oe1-long": _recipe("survival", 1, outlier_exposure=True, oe_fraction=1.0, epochs=100),
     "survival-tail1-embed": _recipe("survival", 1, embedding_matching=True),
 }
 DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
-                   "survival-tail1-ptnorm", "survival-tail1-oe"]
+                   "survival-tail1-ptnorm", "survival-tail1-oe", "survival-tail1-prongs", "survival-tail1-oe1-long"]
 
 
 def log(message: str) -> None:
@@ -178,7 +187,7 @@ def run_point(name: str, kind: str, bits: int, recipe: str, args, scratch: Path,
     out = scratch / name
     out.mkdir(parents=True, exist_ok=True)
     # Points with the same teacher pass share it (prepare() verifies the cached file's provenance itself).
-    key = json.dumps([cfg.input.model_dump(mode="json"), cfg.outlier_exposure.enabled,
+    key = json.dumps([cfg.input.model_dump(mode="json"), cfg.outlier_exposure.model_dump(mode="json"),
                       cfg.embedding_matching.enabled])
     if key in codes_cache and not (out / "prepared.npz").exists():
         for suffix in ("npz", "json"):
@@ -189,7 +198,7 @@ def run_point(name: str, kind: str, bits: int, recipe: str, args, scratch: Path,
     seconds = round(time.perf_counter() - t0, 1)
     codes_cache.setdefault(key, out)
     row = {"name": name, "kind": kind, "bits": bits, "recipe": recipe, "overrides": RECIPES[recipe],
-           "seconds": seconds, **_summary(report)}
+           "epochs": cfg.optim.epochs, "seconds": seconds, **_summary(report)}
     if not args.no_rtl:
         with np.load(out / "prepared.npz") as prepared:
             codes = prepared["codes"][prepared["split"] == SPLIT_TEST][:args.exact_jets]

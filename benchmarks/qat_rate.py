@@ -37,9 +37,9 @@ def ensure_background(path: Path, n_jets: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def score_file(run: Path, student_dir: Path, data: Path, batch_size: int = 8192):
-    """Teacher score-head scores and bit-exact student scores (score codes × output LSB) of every background jet of
-    ``data`` (the labels the score head's bank carried)."""
+def score_file(run: Path, student_dirs: list[Path], data: Path, batch_size: int = 8192):
+    """Teacher score-head scores of every background jet of ``data`` (the labels the score head's bank carried) and,
+    per student, its bit-exact scores (score codes × output LSB) of the same jets, in one pass over the file."""
     import numpy as np
     import torch
 
@@ -50,19 +50,45 @@ def score_file(run: Path, student_dir: Path, data: Path, batch_size: int = 8192)
 
     head = ScoreHead.load(run)
     teacher = load_teacher(run, **head.embedding)
-    model, _, spec, _ = load_student(student_dir)
-    teacher_scores, student_scores = [], []
+    students = []  # (model, its L1 input spec)
+    for directory in student_dirs:
+        model, _, spec, _ = load_student(directory)
+        students.append((model, spec))
+    teacher_scores, student_scores = [], [[] for _ in students]
     with JetFile(data) as jets:
-        features = sorted(set(teacher.stored_features(jets.particle_features)) | set(spec.feature_names))
+        wanted = {name for _, spec in students for name in spec.feature_names}
+        features = sorted(set(teacher.stored_features(jets.particle_features)) | wanted)
         background = [jets.label_names.index(n) for n in head.background_labels if n in jets.label_names]
         if not background:
             raise SystemExit(f"error: {data} has none of the score head's background labels {head.background_labels}")
         for batch in jets.iter_batches(batch_size, particle_features=features, jet_features=[]):
             batch = batch.select(np.flatnonzero(np.isin(batch.labels, background)))
             teacher_scores.append(head.score(teacher.embed(batch)))
-            x = torch.from_numpy(spec.to_model_input(spec.quantize(batch)))
-            student_scores.append(score_codes(model, x).astype(np.float64) * output_lsb(model))
-    return np.concatenate(teacher_scores), np.concatenate(student_scores), head.name
+            inputs: dict[str, torch.Tensor] = {}  # students with the same input spec share one quantisation
+            for (model, spec), out in zip(students, student_scores):
+                key = spec.model_dump_json()
+                if key not in inputs:
+                    inputs[key] = torch.from_numpy(spec.to_model_input(spec.quantize(batch)))
+                out.append(score_codes(model, inputs[key]).astype(np.float64) * output_lsb(model))
+    return np.concatenate(teacher_scores), [np.concatenate(s) for s in student_scores], head.name
+
+
+def agreement(teacher, student, rates: list[float], fprs: list[float]) -> tuple[float, list[dict]]:
+    """Spearman correlation and, per rate budget / FPR point, the background overlap with its bootstrap error."""
+    from scipy.stats import spearmanr
+
+    from jbot_edge.evaluate.config import TriggerSettings
+    from jbot_edge.qat.fidelity import operating_points
+
+    trigger = TriggerSettings()
+    points = operating_points(teacher, student, {}, rate_budgets_khz=rates, fprs=fprs,
+                              background_rate_mhz=trigger.background_rate_mhz,
+                              jets_per_crossing=trigger.jets_per_crossing, n_bootstrap=100, seed=0)
+    rows = [{"point": p["name"], "per_jet_fpr": p["per_jet_fpr"], "n_teacher_triggered": p["n_background_triggered"],
+             "background_overlap": round(p["background_overlap"], 4),
+             "background_overlap_err": round(p["background_overlap_error"], 4), "threshold": p["threshold"]}
+            for p in points]
+    return round(float(spearmanr(teacher, student).statistic), 4), rows
 
 
 def main() -> None:
@@ -77,44 +103,52 @@ def main() -> None:
                         "generating one (must not be the file the student was distilled on)")
     parser.add_argument("--rates", type=float, nargs="*", default=[1.0, 5.0, 10.0, 50.0], help="kHz")
     parser.add_argument("--fprs", type=float, nargs="*", default=[1e-2, 1e-3])
+    parser.add_argument("--all-points", action="store_true", help="also score every student of --json-qat "
+                        "(per_point: background overlap and Spearman of each)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "qat_rate.json")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
-    from scipy.stats import spearmanr
 
     from _common import git_commit, write_result
     from jbot_edge.evaluate.config import TriggerSettings
-    from jbot_edge.qat.fidelity import operating_points
 
     torch.set_num_threads(args.threads)
     data = args.data or args.work / f"rate_background_{args.n_jets}_s{args.seed}.h5"
     generate_s = 0.0 if args.data else ensure_background(data, args.n_jets, args.seed)
     student = args.student or default_student(args.work, args.json_qat)
+    others = benchmark_points(args.work, args.json_qat) if args.all_points else {}
+    others.pop(student.name, None)
     start = time.perf_counter()
-    teacher, scores, head = score_file(args.work / "teacher", student, data)
+    teacher, scores, head = score_file(args.work / "teacher", [student, *others.values()], data)
     score_s = time.perf_counter() - start
-    trigger = TriggerSettings()
-    points = operating_points(teacher, scores, {}, rate_budgets_khz=args.rates, fprs=args.fprs,
-                              background_rate_mhz=trigger.background_rate_mhz,
-                              jets_per_crossing=trigger.jets_per_crossing, n_bootstrap=100, seed=0)
-    rows = [{"point": p["name"], "per_jet_fpr": p["per_jet_fpr"], "n_teacher_triggered": p["n_background_triggered"],
-             "background_overlap": round(p["background_overlap"], 4),
-             "background_overlap_err": round(p["background_overlap_error"], 4), "threshold": p["threshold"]}
-            for p in points]
+    spearman, rows = agreement(teacher, scores[0], args.rates, args.fprs)
     report = {"benchmark": "qat_rate", "commit": git_commit(), "data": _shown(data),
               "n_background": int(len(teacher)), "score_head": head, "student": _shown(student),
-              "spearman": round(float(spearmanr(teacher, scores).statistic), 4),
-              "background_rate_mhz": trigger.background_rate_mhz, "jets_per_crossing": trigger.jets_per_crossing,
+              "spearman": spearman, "background_rate_mhz": TriggerSettings().background_rate_mhz,
+              "jets_per_crossing": TriggerSettings().jets_per_crossing,
               "points": rows, "generate_s": round(generate_s, 1), "score_s": round(score_s, 1)}
+    if args.all_points:
+        report["per_point"] = {}
+        for name, s in zip([student.name, *others], scores):
+            rho, point_rows = agreement(teacher, s, args.rates, args.fprs)
+            report["per_point"][name] = {"spearman": rho, **{r["point"]: [r["background_overlap"],
+                                                                          r["background_overlap_err"]]
+                                                             for r in point_rows}}
     write_result(report, args.json)
 
 
 def _shown(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def benchmark_points(work: Path, qat_json: Path) -> dict[str, Path]:
+    """Every point the qat benchmark trained (name → student directory; points that reused another's result are
+    left out)."""
+    report = json.loads(qat_json.read_text())
+    return {p["name"]: work / "points" / p["name"] for p in report["points"] if "same_as" not in p}
 
 
 def default_student(work: Path, qat_json: Path) -> Path:

@@ -74,6 +74,11 @@ def test_radius_from_provenance():
     assert jet_radius({"settings": {"jet_r": 0.4}})[0] == 0.4
     assert jet_radius({"jet_definition": "anti-kT R=1.0"})[0] == 1.0
     assert jet_radius({"source_format": "jetnet"})[0] == 0.8
+    # a merged file: its inputs' common radius, else (inputs disagree) the default with its origin named
+    merged = {"merged_from": [{"provenance": {"settings": {"jet_r": 0.4}}}, {"provenance": {"settings": {"jet_r": 0.4}}}]}
+    assert jet_radius(merged)[0] == 0.4
+    merged["merged_from"][1]["provenance"]["settings"]["jet_r"] = 0.8
+    assert jet_radius(merged) == (0.8, "default (not recorded in the file)")
 
 
 def test_streamed_file_matches_batch_and_separates_signals(jetnet_file):

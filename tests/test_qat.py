@@ -178,17 +178,21 @@ def test_overlaid_jets_are_valid_jets():
     assert np.all(out.particles["part_pt_rel"].sum(1) <= 1 + 1e-6)
 
 
-def test_outlier_exposure_adds_pseudo_anomalies_to_training(tmp_path, teacher_run, l1_file):
-    report = train_student(_config("optim.epochs=3", "outlier_exposure.enabled=true", "outlier_exposure.fraction=0.5"),
-                           teacher_run, l1_file, tmp_path / "oe")
+@pytest.mark.parametrize("mode", ["overlay", "prongs"])
+def test_outlier_exposure_adds_pseudo_anomalies_to_training(mode, tmp_path, teacher_run, l1_file):
+    report = train_student(_config("optim.epochs=3", "outlier_exposure.enabled=true", "outlier_exposure.fraction=0.5",
+                                   f"outlier_exposure.mode={mode}"), teacher_run, l1_file, tmp_path / "oe")
     with np.load(tmp_path / "oe" / "prepared.npz") as prepared:
         oe_scores, oe_codes = prepared["oe_scores"], prepared["oe_codes"]
+        prepared_labels, prepared_split, prepared_scores = prepared["labels"], prepared["split"], prepared["scores"]
         n_background_train = int((np.isin(prepared["labels"], [0, 1]) & (prepared["split"] == 0)).sum())
-    assert report["outlier_exposure"] == {"enabled": True, "n_pseudo_anomalies": len(oe_scores)}
+    assert report["outlier_exposure"] == {"enabled": True, "mode": mode, "n_pseudo_anomalies": len(oe_scores)}
     assert len(oe_scores) == round(0.5 * n_background_train) and np.isfinite(oe_scores).all()
     _, _, spec, _ = load_student(tmp_path / "oe")
     assert oe_codes.shape == (len(oe_scores), spec.n_particles, spec.n_features)
-    assert (oe_codes[:, :, 0] > 0).sum(1).mean() > 1  # overlaid jets carry particles of both jets
+    assert (oe_codes[:, :, 0] > 0).sum(1).mean() > 1  # pseudo-anomalies carry particles of two or three jets
+    background_train = (np.isin(prepared_labels, [0, 1]) & (prepared_split == 0))
+    assert np.median(oe_scores) > np.median(prepared_scores[background_train]), "the teacher finds them anomalous"
 
 
 def test_embedding_matching_trains_the_hidden_layer_towards_the_teacher(tmp_path, teacher_run, l1_file):

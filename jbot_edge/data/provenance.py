@@ -11,7 +11,13 @@ DEFAULT_JET_R = 0.8
 
 def jet_radius(provenance: dict) -> tuple[float, str]:
     """``(R, where it came from)`` for a file's provenance: generator settings, the jet definition string, the
-    converted format's published radius, or the default 0.8."""
+    converted format's published radius, the common radius of a merged file's inputs, or the default 0.8."""
+    merged = provenance.get("merged_from")
+    if merged:  # a `merge` concatenation: the inputs' radius when they agree
+        found = {jet_radius(entry.get("provenance") or {}) for entry in merged}
+        if len({r for r, _ in found}) == 1:
+            radius, origin = found.pop()
+            return radius, f"{origin} of the merged inputs"
     settings = provenance.get("settings") or {}
     if isinstance(settings, dict) and "jet_r" in settings:
         return float(settings["jet_r"]), "provenance.settings.jet_r"

@@ -260,19 +260,30 @@ def jets_label_indices(label_names: list[str], names: list[str]) -> list[int]:
 
 def _pseudo_anomalies(cfg: QatConfig, teacher, head, data_path: Path, features: list[str],
                       background_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Overlay pairs of background training jets (see :mod:`jbot_edge.qat.outliers`): student codes, teacher
-    scores and teacher embeddings."""
+    """Pseudo-anomalies made of background training jets (see :mod:`jbot_edge.qat.outliers`): student codes,
+    teacher scores and teacher embeddings."""
+    from jbot_edge.data.provenance import jet_radius
+    from jbot_edge.data.pseudo_anomalies import make_pseudo_anomalies
+
+    oe = cfg.outlier_exposure
     rng = np.random.default_rng([cfg.seed, 1])
-    n = max(1, int(round(cfg.outlier_exposure.fraction * len(background_train))))
-    first = rng.choice(background_train, n)
-    second = rng.choice(background_train, n)
-    with JetFile(data_path) as jets:
+    n = max(1, int(round(oe.fraction * len(background_train))))
+    if oe.mode == "overlay":
+        first = rng.choice(background_train, n)
+        second = rng.choice(background_train, n)
         rows = np.unique(np.concatenate([first, second]))
+    else:  # prongs: a pool of training jets, each pseudo-anomaly drawing two or three of them
+        rows = np.unique(rng.choice(background_train, min(len(background_train), 3 * n), replace=False))
+    with JetFile(data_path) as jets:
         pool = jets.read(rows, particle_features=features, jet_features=[])
-    where = {int(r): i for i, r in enumerate(rows)}
-    pick = lambda idx: pool.select(np.array([where[int(i)] for i in idx]))  # noqa: E731
-    pseudo = overlay_jets(pick(first), pick(second), cfg.outlier_exposure, rng)
-    log.info("outlier exposure: %d pseudo-anomalous jets (overlaid background pairs)", n)
+        radius, _ = jet_radius(jets.provenance)
+    if oe.mode == "overlay":
+        where = {int(r): i for i, r in enumerate(rows)}
+        pick = lambda idx: pool.select(np.array([where[int(i)] for i in idx]))  # noqa: E731
+        pseudo = overlay_jets(pick(first), pick(second), oe, rng)
+    else:
+        pseudo = make_pseudo_anomalies(pool, n, oe.pseudo, radius, rng)
+    log.info("outlier exposure: %d pseudo-anomalous jets (%s)", n, oe.mode)
     embedded = teacher.embed(pseudo)
     return cfg.input.quantize(pseudo).astype(np.int16), head.score(embedded), embedded
 

@@ -12,7 +12,7 @@ Schema (all numbers finite)::
       "quantizer_stats": {collect_stats_steps, total_steps},   # activation-range initialisation vs the run
       "warnings": [str],                                         # e.g. a run too short for the statistics
       "embedding_matching": {enabled, weight},           # auxiliary [CLS] target (qat/embedding_match.py)
-      "outlier_exposure": {enabled, n_pseudo_anomalies},   # training-only pseudo-anomalies (qat/outliers.py)
+      "outlier_exposure": {enabled, mode, n_pseudo_anomalies},   # training-only pseudo-anomalies (qat/outliers.py)
       "n_test": {label: count},                      # held-out test split (never used for distillation), every label
       "spearman": {label: ρ}, "pearson": {label: r}, # student vs teacher per label, on the test split;
                                                      #   "all" over every test jet; pearson on the target scale
@@ -166,7 +166,7 @@ def build_report(model: torch.nn.Module, cfg, prepared: dict[str, np.ndarray], t
         "quantizer_stats": quantizer_stats or {},
         "warnings": list(warnings or []),
         "embedding_matching": cfg.embedding_matching.model_dump(mode="json"),
-        "outlier_exposure": {"enabled": bool(cfg.outlier_exposure.enabled),
+        "outlier_exposure": {"enabled": bool(cfg.outlier_exposure.enabled), "mode": cfg.outlier_exposure.mode,
                              "n_pseudo_anomalies": int(len(prepared.get("oe_codes", [])))},
         "n_test": n_test,
         "spearman": spearman, "pearson": pearson,
