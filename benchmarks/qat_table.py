@@ -3,9 +3,11 @@
 Usage::
 
     python benchmarks/qat_table.py benchmarks/results/qat.json [MORE.json ...] [--plot docs/qat_pareto.png]
-        [--readme README.md]
+        [--readme README.md] [--rate benchmarks/results/qat_rate.json]
 
 Several JSON files (e.g. the recipe sweep and the student grid run as separate processes) are joined point by point.
+``--rate``: ``qat_rate.py --all-points``'s JSON adds each point's background overlap at 10 kHz on its 150k-jet
+background file (the trigger's rate, resolved: ~52 jets above threshold instead of the test split's ~2).
 
 Prints the Markdown table; ``--readme`` replaces the text between ``<!-- qat-table:start -->`` and
 ``<!-- qat-table:end -->`` with it (nothing is typed by hand), ``--plot`` draws fidelity (the lowest student/teacher
@@ -34,25 +36,36 @@ def _budget_ratios(point: dict) -> str:
     return " / ".join(f"{_lowest(point['tpr_ratio'][b]):.2f}" for b in budgets)
 
 
-def table(result: dict) -> str:
+def _background_overlap(point: dict, rate: dict | None) -> str:
+    entry = (rate or {}).get("per_point", {}).get(point.get("same_as", point["name"]))
+    if not entry or "10 kHz" not in entry:
+        return "–"
+    value, error = entry["10 kHz"]
+    return f"{value:.2f} ± {error:.2f}"
+
+
+def table(result: dict, rate: dict | None = None) -> str:
     points = result["points"]
     signals = sorted(points[0]["auc_ratio"]) if points else []
     budgets = [k for k in points[0]["tpr_ratio"] if k.endswith("kHz")] if points else []
     sig = "/".join(signals)
-    head = ["student", "bits", "recipe", "params", "LUT (da4ml)", "latency ns", "bit-exact",
+    head = ["student", "bits", "recipe", "epochs", "params", "LUT (da4ml)", "latency ns", "bit-exact",
             f"AUC ratio {sig}", f"teacher TPR @1e-2 {sig}", f"TPR ratio @1e-2 {sig}", f"TPR ratio @1e-3 {sig}",
-            f"min TPR ratio {' / '.join(budgets)}", f"overlap @10 kHz {sig}", "goals"]
+            f"min TPR ratio {' / '.join(budgets)}", f"overlap @10 kHz {sig}"]
+    head += ["background overlap @10 kHz (150k jets)"] if rate else []
+    head += ["goals"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in points:
         rtl = p.get("rtl", {})
         lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %)" if rtl else "–"
         rows.append("| " + " | ".join([
-            p["kind"], str(p["bits"]), p["recipe"], str(p["parameters"]), lut,
+            p["kind"], str(p["bits"]), p["recipe"], str(p.get("epochs", result["epochs"])), str(p["parameters"]), lut,
             f"{rtl['latency_ns']:.1f}" if rtl else "–",
             ("yes" if rtl["bit_exact"] else f"no ({rtl['exact']}/{rtl['n_exact_checked']})") if rtl else "–",
             _per_signal(p["auc_ratio"]), _per_signal(p["tpr_teacher"]["fpr 1e-2"]),
             _per_signal(p["tpr_ratio"]["fpr 1e-2"]),
             _per_signal(p["tpr_ratio"]["fpr 1e-3"]), _budget_ratios(p), _per_signal(p["overlap"]["10 kHz"]),
+            *([_background_overlap(p, rate)] if rate else []),
             "met" if p["goals_all_met"] else f"{len(p['goals_missed'])} missed",
         ]) + " |")
     n_test = points[0]["n_test"] if points else {}
@@ -63,7 +76,10 @@ def table(result: dict) -> str:
             f"`{', '.join(sorted(set(result.get('commits') or [result.get('commit') or 'unknown'])))}`. "
             "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
             "signal jets the student also triggers. Bootstrap errors are in the JSON; goals count only TPR ratios and "
-            "overlaps where the teacher's TPR is ≥ 0.02 (the rest are listed as not judged).\n")
+            "overlaps where the teacher's TPR is ≥ 0.02 (the rest are listed as not judged)."
+            + (f" Background overlap: share of the teacher's triggered jets among {rate['n_background']} background "
+               f"jets of `{rate['data']}` (another seed, never trained on) that the student triggers too, measured "
+               f"at commit `{rate['commit']}`." if rate else "") + "\n")
     return "\n".join(rows) + "\n" + note
 
 
@@ -108,6 +124,7 @@ def main() -> None:
     parser.add_argument("json", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--readme", type=Path)
+    parser.add_argument("--rate", type=Path, help="qat_rate.py --all-points JSON: adds the background-overlap column")
     parser.add_argument("--joined", type=Path, help="also write the joined JSON here (several inputs → one file)")
     args = parser.parse_args()
     parts = [json.loads(p.read_text()) for p in args.json]
@@ -116,7 +133,7 @@ def main() -> None:
     if args.joined:
         args.joined.parent.mkdir(parents=True, exist_ok=True)
         args.joined.write_text(json.dumps({**result, "parts": [str(p) for p in args.json]}, indent=2) + "\n")
-    text = table(result)
+    text = table(result, json.loads(args.rate.read_text()) if args.rate else None)
     print(text)
     if args.plot:
         plot(result, args.plot)
