@@ -15,7 +15,7 @@ If a full-precision network of the deployed size stops where the quantised one d
 limits the fidelity: capacity is.
 
     python benchmarks/qat.py && python benchmarks/qat_rate.py      # the points and the 150k-jet background file
-    python benchmarks/qat_capacity.py                              # ~2 min on 2 cores
+    python benchmarks/qat_capacity.py                              # ~4 min on 2 cores (5 sizes x 3 seeds)
 
 Prints one JSON object (also written to ``--json``).
 """
@@ -160,7 +160,8 @@ def main() -> None:
     parser.add_argument("--json-qat", type=Path, default=REPO / "benchmarks" / "results" / "qat.json")
     parser.add_argument("--sizes", nargs="*", default=DEFAULT_SIZES, help="PHI:RHO layer widths")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="training seeds per size (the "
+                        "far tail moves from seed to seed: report the spread)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "qat_capacity.json")
     args = parser.parse_args()
@@ -193,11 +194,11 @@ def main() -> None:
     x_bkg = torch.from_numpy(spec.to_model_input(codes_bkg))
     trigger = cfg.report.trigger
     rows = []
-    for (phi, rho), text in zip(sizes, args.sizes):
-        torch.manual_seed(args.seed)
+    for ((phi, rho), text), seed in [(size, seed) for size in zip(sizes, args.sizes) for seed in args.seeds]:
+        torch.manual_seed(seed)
         model = float_deepsets(x.shape[-1], phi, rho)
         t0 = time.perf_counter()
-        best = distill_float(model, x, y, w, train, val, args.epochs, cfg.optim.batch_size, cfg.optim.lr, args.seed)
+        best = distill_float(model, x, y, w, train, val, args.epochs, cfg.optim.batch_size, cfg.optim.lr, seed)
         model.eval()
         with torch.no_grad():
             student_bkg = model(x_bkg).numpy().astype(np.float64)
@@ -209,7 +210,7 @@ def main() -> None:
                                   jets_per_crossing=trigger.jets_per_crossing, n_bootstrap=50, seed=0)[0]["signals"]
         size_bops = bops(cfg.student.model_copy(update={"phi_widths": phi, "rho_widths": rho}), spec)
         rows.append({
-            "size": text, "phi": phi, "rho": rho, "best_val_loss": round(best, 5),
+            "size": text, "seed": seed, "phi": phi, "rho": rho, "best_val_loss": round(best, 5),
             "train_s": round(time.perf_counter() - t0, 1), "spearman": spearman,
             "background_overlap": {p["point"]: [p["background_overlap"], p["background_overlap_err"]] for p in points},
             "signals_fpr_1e-2": {n: {"tpr_teacher": round(v["tpr_teacher"], 4), "tpr_ratio": round(v["tpr_ratio"], 3),
@@ -218,15 +219,24 @@ def main() -> None:
             "bops": size_bops,
             "lut_estimate": round(lut_deployed * size_bops / bops_deployed) if lut_deployed else None,
         })
-        print(f"[qat-capacity] {text}: overlap@10kHz {rows[-1]['background_overlap'].get('10 kHz')}, "
+        print(f"[qat-capacity] {text} seed {seed}: overlap@10kHz {rows[-1]['background_overlap'].get('10 kHz')}, "
               f"spearman {spearman}", file=sys.stderr, flush=True)
+    summary = {}
+    for text in args.sizes:
+        runs = [r for r in rows if r["size"] == text]
+        overlaps = [r["background_overlap"]["10 kHz"][0] for r in runs if "10 kHz" in r["background_overlap"]]
+        summary[text] = {"background_overlap_10khz_mean": round(float(np.mean(overlaps)), 3) if overlaps else None,
+                         "background_overlap_10khz_seed_std": round(float(np.std(overlaps, ddof=1)), 3)
+                         if len(overlaps) > 1 else None,
+                         "spearman_mean": round(float(np.mean([r["spearman"] for r in runs])), 4),
+                         "lut_estimate": runs[0]["lut_estimate"], "bops": runs[0]["bops"]}
     write_result({"benchmark": "qat_capacity", "commit": git_commit(), "point": args.point,
                   "deployed": {"phi": cfg.student.phi_widths, "rho": cfg.student.rho_widths,
                                "bits": cfg.student.weight_bits, "bops": bops_deployed, "lut_da4ml": lut_deployed},
                   "rate_data": str(rate_data), "n_background": int(len(teacher_bkg)), "epochs": args.epochs,
                   "lut_estimate_note": "da4ml LUTs of the deployed point x BOPs ratio at its bit widths; an "
                                        "estimate, not a synthesis",
-                  "wall_s": round(time.perf_counter() - start, 1), "sizes": rows}, args.json)
+                  "wall_s": round(time.perf_counter() - start, 1), "summary": summary, "sizes": rows}, args.json)
 
 
 if __name__ == "__main__":
