@@ -133,20 +133,12 @@ def rate_file_inputs(run: Path, data: Path, spec):
     """Teacher scores and L1 codes of the background jets of the rate file (the score head's background labels)."""
     import numpy as np
 
-    from jbot_edge.data.reader import JetFile
-    from jbot_edge.evaluate.score_head import ScoreHead
-    from jbot_edge.pretrain.artifact import load_teacher
+    from qat_rate import background_batches
 
-    head = ScoreHead.load(run)
-    teacher = load_teacher(run, **head.embedding)
     scores, codes = [], []
-    with JetFile(data) as jets:
-        features = sorted(set(teacher.stored_features(jets.particle_features)) | set(spec.feature_names))
-        background = [jets.label_names.index(n) for n in head.background_labels if n in jets.label_names]
-        for batch in jets.iter_batches(8192, particle_features=features, jet_features=[]):
-            batch = batch.select(np.flatnonzero(np.isin(batch.labels, background)))
-            scores.append(head.score(teacher.embed(batch)))
-            codes.append(spec.quantize(batch))
+    for teacher_scores, batch in background_batches(run, data, spec.feature_names):
+        scores.append(teacher_scores)
+        codes.append(spec.quantize(batch))
     return np.concatenate(scores), np.concatenate(codes)
 
 

@@ -37,40 +37,51 @@ def ensure_background(path: Path, n_jets: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def score_file(run: Path, student_dirs: list[Path], data: Path, batch_size: int = 8192):
-    """Teacher score-head scores of every background jet of ``data`` (the labels the score head's bank carried) and,
-    per student, its bit-exact scores (score codes × output LSB) of the same jets, in one pass over the file."""
+def background_batches(run: Path, data: Path, feature_names, batch_size: int = 8192):
+    """Yield ``(teacher score-head scores, batch)`` for each block of background jets of ``data`` (the labels the
+    score head's bank carried), read with the teacher's features plus ``feature_names``."""
     import numpy as np
-    import torch
 
     from jbot_edge.data.reader import JetFile
     from jbot_edge.evaluate.score_head import ScoreHead
-    from jbot_edge.models.students import load_student, output_lsb, score_codes
     from jbot_edge.pretrain.artifact import load_teacher
 
     head = ScoreHead.load(run)
     teacher = load_teacher(run, **head.embedding)
-    students = []  # (model, its L1 input spec)
-    for directory in student_dirs:
-        model, _, spec, _ = load_student(directory)
-        students.append((model, spec))
-    teacher_scores, student_scores = [], [[] for _ in students]
     with JetFile(data) as jets:
-        wanted = {name for _, spec in students for name in spec.feature_names}
-        features = sorted(set(teacher.stored_features(jets.particle_features)) | wanted)
+        features = sorted(set(teacher.stored_features(jets.particle_features)) | set(feature_names))
         background = [jets.label_names.index(n) for n in head.background_labels if n in jets.label_names]
         if not background:
             raise SystemExit(f"error: {data} has none of the score head's background labels {head.background_labels}")
         for batch in jets.iter_batches(batch_size, particle_features=features, jet_features=[]):
             batch = batch.select(np.flatnonzero(np.isin(batch.labels, background)))
-            teacher_scores.append(head.score(teacher.embed(batch)))
-            inputs: dict[str, torch.Tensor] = {}  # students with the same input spec share one quantisation
-            for (model, spec), out in zip(students, student_scores):
-                key = spec.model_dump_json()
-                if key not in inputs:
-                    inputs[key] = torch.from_numpy(spec.to_model_input(spec.quantize(batch)))
-                out.append(score_codes(model, inputs[key]).astype(np.float64) * output_lsb(model))
-    return np.concatenate(teacher_scores), [np.concatenate(s) for s in student_scores], head.name
+            yield head.score(teacher.embed(batch)), batch
+
+
+def score_file(run: Path, student_dirs: list[Path], data: Path, batch_size: int = 8192):
+    """Teacher score-head scores of every background jet of ``data`` and, per student, its bit-exact scores (score
+    codes × output LSB) of the same jets, in one pass over the file."""
+    import numpy as np
+    import torch
+
+    from jbot_edge.evaluate.score_head import ScoreHead
+    from jbot_edge.models.students import load_student, output_lsb, score_codes
+
+    students = []  # (model, its L1 input spec)
+    for directory in student_dirs:
+        model, _, spec, _ = load_student(directory)
+        students.append((model, spec))
+    teacher_scores, student_scores = [], [[] for _ in students]
+    wanted = {name for _, spec in students for name in spec.feature_names}
+    for scores, batch in background_batches(run, data, wanted, batch_size):
+        teacher_scores.append(scores)
+        inputs: dict[str, torch.Tensor] = {}  # students with the same input spec share one quantisation
+        for (model, spec), out in zip(students, student_scores):
+            key = spec.model_dump_json()
+            if key not in inputs:
+                inputs[key] = torch.from_numpy(spec.to_model_input(spec.quantize(batch)))
+            out.append(score_codes(model, inputs[key]).astype(np.float64) * output_lsb(model))
+    return np.concatenate(teacher_scores), [np.concatenate(s) for s in student_scores], ScoreHead.load(run).name
 
 
 def agreement(teacher, student, rates: list[float], fprs: list[float]) -> tuple[float, list[dict]]:
@@ -123,7 +134,8 @@ def main() -> None:
     start = time.perf_counter()
     teacher, scores, head = score_file(args.work / "teacher", [student, *others.values()], data)
     score_s = time.perf_counter() - start
-    spearman, rows = agreement(teacher, scores[0], args.rates, args.fprs)
+    agreements = [agreement(teacher, s, args.rates, args.fprs) for s in scores]
+    spearman, rows = agreements[0]
     report = {"benchmark": "qat_rate", "commit": git_commit(), "data": _shown(data),
               "n_background": int(len(teacher)), "score_head": head, "student": _shown(student),
               "spearman": spearman, "background_rate_mhz": TriggerSettings().background_rate_mhz,
@@ -131,8 +143,7 @@ def main() -> None:
               "points": rows, "generate_s": round(generate_s, 1), "score_s": round(score_s, 1)}
     if args.all_points:
         report["per_point"] = {}
-        for name, s in zip([student.name, *others], scores):
-            rho, point_rows = agreement(teacher, s, args.rates, args.fprs)
+        for name, (rho, point_rows) in zip([student.name, *others], agreements):
             report["per_point"][name] = {"spearman": rho, **{r["point"]: [r["background_overlap"],
                                                                           r["background_overlap_err"]]
                                                              for r in point_rows}}
