@@ -31,7 +31,7 @@ def _codes(data: Path, spec, n: int, seed: int) -> tuple[np.ndarray, int]:
     from jbot_edge.data.reader import JetFile
 
     with JetFile(data) as f:
-        real = spec.quantize(f.read(slice(0, min(n, f.n_jets)), particle_features=spec.feature_names,
+        real = spec.quantize(f.read(slice(0, min(n, f.n_jets)), particle_features=spec.stored_feature_names,
                                     jet_features=[]))
     if n <= len(real):
         return real, len(real)

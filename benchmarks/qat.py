@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlier_exposure: bool = False,
             embedding_matching: bool = False, oe_mode: str = "overlay", oe_fraction: float = 0.25,
-            epochs: int | None = None) -> list[str]:
+            epochs: int | None = None, mass_moment: bool = False) -> list[str]:
     """qat overrides of one distillation recipe; every key is set, so a recipe does not move with the defaults
     (``epochs``: None trains for the benchmark's --epochs, as the other points)."""
     return [f"target.kind={target}", f"target.tail_weight.power={tail_power}",
@@ -44,7 +44,17 @@ def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlie
             *([f"outlier_exposure.mode={oe_mode}", f"outlier_exposure.fraction={oe_fraction}"]
               if outlier_exposure else []),
             *(["embedding_matching.enabled=true"] if embedding_matching else []),
-            *([f"optim.epochs={epochs}"] if epochs else [])]
+            *([f"optim.epochs={epochs}"] if epochs else []),
+            f"input.features=[{PARTICLE_INPUTS}{MASS_MOMENT_COLUMN if mass_moment else ''}]"]
+
+
+#: The level-1 particle inputs (pT, Δη, Δφ codes) and the derived mass-moment column (jbot_edge/data/l1quant.py:
+#: each particle's z·r², so that a mean pool gives the jet's m²/pT²; its lsb, (π/720)² rad², documents a code).
+PARTICLE_INPUTS = ("{name: part_pt, lsb: 0.25, bits: 12, signed: false}, "
+                   "{name: part_deta, lsb: pi/720, bits: 9, signed: true}, "
+                   "{name: part_dphi, lsb: pi/720, bits: 9, signed: true}")
+MASS_MOMENT_COLUMN = (", {name: part_m2_moment, lsb: 1.9039e-5, bits: 12, signed: false, "
+                      "derived: {kind: mass_moment, shift: 8}}")
 
 
 #: Distillation recipes: qat overrides on top of configs/qat/default.yaml. "default" is the file as it stands.
@@ -62,9 +72,12 @@ RECIPES: dict[str, list[str]] = {
     # trained to convergence on the background: one overlaid jet per background jet, 100 epochs (~3.3x the steps)
     "survival-tail1-oe1-long": _recipe("survival", 1, outlier_exposure=True, oe_fraction=1.0, epochs=100),
     "survival-tail1-embed": _recipe("survival", 1, embedding_matching=True),
+    # the derived mass-moment input column (the l1 teacher's score tail follows the jet's m/pT)
+    "survival-tail1-oe-mass": _recipe("survival", 1, outlier_exposure=True, mass_moment=True),
 }
 DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
-                   "survival-tail1-ptnorm", "survival-tail1-oe", "survival-tail1-prongs", "survival-tail1-oe1-long"]
+                   "survival-tail1-ptnorm", "survival-tail1-oe", "survival-tail1-prongs", "survival-tail1-oe1-long",
+                   "survival-tail1-oe-mass"]
 
 
 def log(message: str) -> None:

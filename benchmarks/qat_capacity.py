@@ -136,7 +136,7 @@ def rate_file_inputs(run: Path, data: Path, spec):
     from qat_rate import background_batches
 
     scores, codes = [], []
-    for teacher_scores, batch in background_batches(run, data, spec.feature_names):
+    for teacher_scores, batch in background_batches(run, data, spec.stored_feature_names):
         scores.append(teacher_scores)
         codes.append(spec.quantize(batch))
     return np.concatenate(scores), np.concatenate(codes)

@@ -72,7 +72,7 @@ def score_file(run: Path, student_dirs: list[Path], data: Path, batch_size: int 
         model, _, spec, _ = load_student(directory)
         students.append((model, spec))
     teacher_scores, student_scores = [], [[] for _ in students]
-    wanted = {name for _, spec in students for name in spec.feature_names}
+    wanted = {name for _, spec in students for name in spec.stored_feature_names}
     for scores, batch in background_batches(run, data, wanted, batch_size):
         teacher_scores.append(scores)
         inputs: dict[str, torch.Tensor] = {}  # students with the same input spec share one quantisation

@@ -41,7 +41,7 @@ def _read_codes(files: list[Path], spec, n: int) -> np.ndarray:
         with JetFile(path) as f:
             spec.check_file(f)
             take = min(n - have, f.n_jets)
-            batch = f.read(slice(0, take), particle_features=spec.feature_names, jet_features=[])
+            batch = f.read(slice(0, take), particle_features=spec.stored_feature_names, jet_features=[])
         parts.append(spec.quantize(batch))
         have += take
         if have >= n:

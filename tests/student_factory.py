@@ -19,7 +19,7 @@ from jbot_edge.models.students import StudentConfig, build_student, save_student
 def l1_codes(path: Path, n: int | None = None, spec: L1InputSpec | None = None) -> np.ndarray:
     spec = spec or L1InputSpec()
     with JetFile(path) as f:
-        batch = f.read(slice(0, n), particle_features=spec.feature_names, jet_features=[])
+        batch = f.read(slice(0, n), particle_features=spec.stored_feature_names, jet_features=[])
     return spec.quantize(batch)
 
 
@@ -31,11 +31,12 @@ def _target(codes: np.ndarray, spec: L1InputSpec) -> torch.Tensor:
     return torch.tensor((target - target.mean()) / target.std(), dtype=torch.float32).reshape(-1, 1)
 
 
-def train_student(kind: str, codes: np.ndarray, steps: int = 60, seed: int = 0, **overrides) -> tuple:
-    """(model, cfg, spec) after ``steps`` Adam steps on ``codes``."""
+def train_student(kind: str, codes: np.ndarray, steps: int = 60, seed: int = 0, spec: L1InputSpec | None = None,
+                  **overrides) -> tuple:
+    """(model, cfg, spec) after ``steps`` Adam steps on ``codes`` (made with ``spec``, default L1InputSpec())."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
-    spec = L1InputSpec()
+    spec = spec or L1InputSpec()
     cfg = StudentConfig(kind=kind, **overrides)
     model = build_student(cfg, spec)
     x = torch.tensor(spec.to_model_input(codes))
@@ -53,8 +54,9 @@ def train_student(kind: str, codes: np.ndarray, steps: int = 60, seed: int = 0, 
     return model, cfg, spec
 
 
-def make_student_dir(directory: Path, kind: str, codes: np.ndarray, **overrides) -> Path:
-    model, cfg, spec = train_student(kind, codes, **overrides)
+def make_student_dir(directory: Path, kind: str, codes: np.ndarray, spec: L1InputSpec | None = None,
+                     **overrides) -> Path:
+    model, cfg, spec = train_student(kind, codes, spec=spec, **overrides)
     directory.mkdir(parents=True, exist_ok=True)
     save_student(directory / "student.pt", model, cfg, spec, {"target": "test: log sum pT + spread"})
     return directory

@@ -91,3 +91,51 @@ def test_describe_round_trips_through_json():
     assert data["input_fixed_type"] == "fixed<13,9>"
     rebuilt = L1InputSpec.model_validate({k: data[k] for k in L1InputSpec.model_fields})
     assert rebuilt == spec
+
+
+MASS_SPEC = {"features": [{"name": "part_pt", "lsb": 0.25, "bits": 12, "signed": False},
+                          {"name": "part_deta", "lsb": "pi/720", "bits": 9},
+                          {"name": "part_dphi", "lsb": "pi/720", "bits": 9},
+                          {"name": "part_m2_moment", "lsb": ETA_LSB**2, "bits": 12, "signed": False,
+                           "derived": {"kind": "mass_moment"}}]}
+
+
+def _jet(pt: list[float], deta: list[float], dphi: list[float], n_particles: int = 4) -> JetBatch:
+    pad = n_particles - len(pt)
+    arrays = {name: np.array([values + [0.0] * pad], dtype=np.float32)
+              for name, values in (("part_pt", pt), ("part_deta", deta), ("part_dphi", dphi))}
+    return JetBatch(particles=arrays, mask=np.array([[True] * len(pt) + [False] * pad]))
+
+
+def test_mass_moment_column_by_hand():
+    spec = L1InputSpec.model_validate({**MASS_SPEC, "n_particles": 4})
+    assert spec.stored_feature_names == ["part_pt", "part_deta", "part_dphi"] and spec.n_features == 4
+    # pT codes 400, 200 (S = 600 = 2^9 · 1.171875: ROM address 5, ROM[5] = round(1024 / (1 + 5.5/32)) = 874);
+    # z = floor(pT · 874 / 2^11) = 170, 85; r² = 10² + 0² = 100 and (-20)² + 5² = 425;
+    # code = floor(z · r² / 2^8) = floor(66.4) = 66 and floor(141.1) = 141.
+    codes = spec.quantize(_jet([100.0, 50.0], [10 * ETA_LSB, -20 * ETA_LSB], [0.0, 5 * ETA_LSB]))
+    assert codes[0, :, 3].tolist() == [66, 141, 0, 0]
+    assert codes[0, :2, :3].tolist() == [[400, 10, 0], [200, -20, 5]]  # the stored columns are unchanged
+    # Two equal particles at Δη = ±0.1: m²/pT² = (pT1 pT2 ΔR²) / (pT1 + pT2)² = 0.01; the column's sum, in its
+    # lsb, gives it back (r = 0.1 rad is 22.9 codes, rounded to 23: 1 % high in r², as the inputs are).
+    codes = spec.quantize(_jet([100.0, 100.0], [0.1, -0.1], [0.0, 0.0]))
+    assert codes[0, :, 3].sum() * ETA_LSB**2 == pytest.approx(0.01, rel=0.02)
+
+
+def test_normalised_pt_saturates_the_raw_code_at_its_own_range():
+    """A normalised pT keeps the raw 12-bit range before normalising: 100 and 50 GeV stay 2:1, not both 255."""
+    from jbot_edge.data.l1quant import PtNormalisation
+
+    spec = L1InputSpec(n_particles=4, pt_normalisation=PtNormalisation())
+    codes = spec.quantize(_jet([100.0, 50.0], [0.0, 0.0], [0.0, 0.0]))
+    assert codes[0, :2, 0].tolist() == [170, 85]  # floor(400 · 874 / 2^11), floor(200 · 874 / 2^11)
+
+
+def test_derived_column_needs_its_inputs_and_is_unsigned():
+    features = MASS_SPEC["features"]
+    with pytest.raises(ValueError, match="missing \\['part_dphi'\\]"):
+        L1InputSpec.model_validate({"features": [features[0], features[1], features[3]]})
+    with pytest.raises(ValueError, match="unsigned"):
+        L1InputSpec.model_validate({"features": [*features[:3], {**features[3], "signed": True}]})
+    with pytest.raises(ValueError, match="stored"):
+        L1InputSpec.model_validate({**MASS_SPEC, "pt_normalisation": {"feature": "part_m2_moment"}})

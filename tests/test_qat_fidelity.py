@@ -113,7 +113,7 @@ def test_integer_pt_normalisation_is_pt_over_sum():
     assert np.array_equal(norm.apply(pt * 2), codes)  # scale-free where no saturation occurs
     spec = L1InputSpec(pt_normalisation=norm)
     assert spec.code_bounds()[1][0] == 255
-    with pytest.raises(ValueError, match="unsigned features"):
+    with pytest.raises(ValueError, match="unsigned stored features"):
         L1InputSpec(pt_normalisation=PtNormalisation(feature="part_deta"))
 
 

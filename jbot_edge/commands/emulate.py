@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             n_jets = min(n_jets, jets.n_jets)
             with progress_bar() as progress:
                 task = progress.add_task("emulating", total=n_jets)
-                for batch in jets.iter_batches(batch_size, particle_features=fw.spec.feature_names,
+                for batch in jets.iter_batches(batch_size, particle_features=fw.spec.stored_feature_names,
                                                jet_features=[], stop=n_jets):
                     codes = fw.spec.quantize(batch)
                     results.append(compare(fw, codes, timings=timings))

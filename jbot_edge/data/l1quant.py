@@ -26,6 +26,19 @@ teacher's ``part_pt_rel`` is, without a divider)::
 so ``code ≈ 2^bits · pT / S`` (relative error ≤ 2^-(m+1) from the ROM address). With normalisation the pT feature's
 model-visible code range is ``[0, 2^bits - 1]`` (its own ``bits`` still saturates the raw code first).
 
+Optional **mass-moment column** (a feature with ``derived: {kind: mass_moment}``, off by default): a model input
+computed from the other codes, not read from the file, so that the jet's mass — which the student's per-particle
+network cannot form from (pT, Δη, Δφ) at a few bits — reaches it as one sum-poolable number per particle::
+
+    z    = the pT codes normalised as above (2^8 · pT / ΣpT, same ROM arithmetic, the raw pT codes as input)
+    r²   = Δη code² + Δφ code²                                       (two squares and an add per particle)
+    code = min(floor(z · r² / 2^shift), 2^bits - 1)                 (one multiply and a shift per particle)
+
+Summed over the particles, ``Σ code ≈ 2^(8 - shift) · Σ z r² / LSB²``, and ``Σ_i z_i r_i²`` is the small-angle
+``m² / pT²`` of the leading particles about the jet axis (exact up to the pT-weighted centroid's offset from it).
+With ``shift`` 8 (default) and 12 bits, the 99.99th percentile of the l1 background's codes is ≈ 750, far below
+the 4095 saturation.
+
 The model never sees physical units. All features share one power-of-two scale (one per-tensor quantizer)::
 
     model_input = code * 2**-input_frac_bits          (exact in float32: every code has < 24 bits)
@@ -68,38 +81,6 @@ def parse_lsb(value: Any) -> float:
     return value
 
 
-class FeatureQuantizer(StrictModel):
-    """How one particle feature becomes an integer code."""
-
-    name: str = Field(description="particle feature in the canonical jet file, e.g. part_pt")
-    lsb: float = Field(description="physical value of one code (GeV, rad, ...); accepts 'pi/720'")
-    bits: int = Field(ge=2, le=18, description="code width in bits, sign bit included when signed")
-    signed: bool = True
-
-    @field_validator("lsb", mode="before")
-    @classmethod
-    def _parse_lsb(cls, value: Any) -> float:
-        return parse_lsb(value)
-
-    @property
-    def min_code(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def max_code(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-
-def default_features() -> list[FeatureQuantizer]:
-    # pT: 0.25 GeV LSB (CMS Phase-2 L1 particle candidates), 12 bits → saturates at 1023.75 GeV.
-    # Δη, Δφ: π/720 LSB (the L1 η/φ LSB), 9 bits signed → ±1.11 rad, wide enough for R ≤ 0.8 jets.
-    return [
-        FeatureQuantizer(name="part_pt", lsb=0.25, bits=12, signed=False),
-        FeatureQuantizer(name="part_deta", lsb=math.pi / 720, bits=9, signed=True),
-        FeatureQuantizer(name="part_dphi", lsb=math.pi / 720, bits=9, signed=True),
-    ]
-
-
 class PtNormalisation(StrictModel):
     """Per-jet pT normalisation in integer arithmetic (see the module docstring)."""
 
@@ -128,6 +109,62 @@ class PtNormalisation(StrictModel):
         return np.where(total > 0, np.minimum(scaled, (1 << self.bits) - 1), 0)
 
 
+#: The stored features a mass-moment column is computed from (pT first: it must be unsigned).
+MASS_MOMENT_INPUTS = ("part_pt", "part_deta", "part_dphi")
+
+
+class MassMoment(StrictModel):
+    """A derived column: each particle's share of the jet's m²/pT², in integer arithmetic (module docstring)."""
+
+    kind: Literal["mass_moment"] = "mass_moment"
+    shift: int = Field(default=8, ge=0, le=24, description="code = min(floor(z · r² / 2^shift), 2^bits - 1)")
+    normalisation: PtNormalisation = Field(default_factory=lambda: PtNormalisation(),
+                                           description="how z = 2^bits · pT / ΣpT is formed from the pT codes")
+
+    def apply(self, pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray, max_code: int) -> np.ndarray:
+        """Integer codes ``[..., P]`` of pT (raw, padding 0), Δη and Δφ → the column's codes ``[..., P]``."""
+        z = self.normalisation.apply(pt)
+        deta, dphi = np.asarray(deta, dtype=np.int64), np.asarray(dphi, dtype=np.int64)
+        product = z * (deta * deta + dphi * dphi)
+        return np.minimum(np.right_shift(product, self.shift), max_code)
+
+
+class FeatureQuantizer(StrictModel):
+    """How one particle feature becomes an integer code."""
+
+    name: str = Field(description="particle feature in the canonical jet file, e.g. part_pt; for a derived "
+                                  "column, its name in reports")
+    lsb: float = Field(description="physical value of one code (GeV, rad, ...); accepts 'pi/720'")
+    bits: int = Field(ge=2, le=18, description="code width in bits, sign bit included when signed")
+    signed: bool = True
+    derived: MassMoment | None = Field(default=None, description="computed from the other codes instead of read "
+                                       "from the file (its lsb is then the physical value it stands for, "
+                                       "documentation only)")
+
+    @field_validator("lsb", mode="before")
+    @classmethod
+    def _parse_lsb(cls, value: Any) -> float:
+        return parse_lsb(value)
+
+    @property
+    def min_code(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_code(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+
+def default_features() -> list[FeatureQuantizer]:
+    # pT: 0.25 GeV LSB (CMS Phase-2 L1 particle candidates), 12 bits → saturates at 1023.75 GeV.
+    # Δη, Δφ: π/720 LSB (the L1 η/φ LSB), 9 bits signed → ±1.11 rad, wide enough for R ≤ 0.8 jets.
+    return [
+        FeatureQuantizer(name="part_pt", lsb=0.25, bits=12, signed=False),
+        FeatureQuantizer(name="part_deta", lsb=math.pi / 720, bits=9, signed=True),
+        FeatureQuantizer(name="part_dphi", lsb=math.pi / 720, bits=9, signed=True),
+    ]
+
+
 class L1InputSpec(StrictModel):
     """Leading constituents at trigger precision: feature quantizers + the model's input scale."""
 
@@ -153,10 +190,28 @@ class L1InputSpec(StrictModel):
     def _normalised_feature_exists(self) -> L1InputSpec:
         norm = self.pt_normalisation
         if norm is not None:
-            feature = next((f for f in self.features if f.name == norm.feature), None)
+            feature = next((f for f in self.features if f.name == norm.feature and f.derived is None), None)
             if feature is None or feature.signed:
-                raise ValueError(f"pt_normalisation.feature {norm.feature!r} must be one of the unsigned features "
-                                 f"{[f.name for f in self.features if not f.signed]}")
+                raise ValueError(f"pt_normalisation.feature {norm.feature!r} must be one of the unsigned stored "
+                                 f"features {[f.name for f in self.features if not f.signed and f.derived is None]}")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_columns_computable(self) -> L1InputSpec:
+        derived = [f for f in self.features if f.derived is not None]
+        if not derived:
+            return self
+        stored = {f.name: f for f in self.features if f.derived is None}
+        for f in derived:
+            if f.signed:
+                raise ValueError(f"derived feature {f.name!r} (mass_moment) is unsigned: set signed: false")
+        needed = [n for n in MASS_MOMENT_INPUTS if n not in stored]
+        if needed:
+            raise ValueError(f"derived feature {derived[0].name!r} (mass_moment) needs the stored features "
+                             f"{list(MASS_MOMENT_INPUTS)}; missing {needed}")
+        if stored[MASS_MOMENT_INPUTS[0]].signed:
+            raise ValueError(f"derived feature {derived[0].name!r} (mass_moment) needs an unsigned "
+                             f"{MASS_MOMENT_INPUTS[0]}")
         return self
 
     @model_validator(mode="after")
@@ -172,6 +227,11 @@ class L1InputSpec(StrictModel):
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def stored_feature_names(self) -> list[str]:
+        """The features read from the jet file (the others are derived from them)."""
+        return [f.name for f in self.features if f.derived is None]
 
     @property
     def n_features(self) -> int:
@@ -213,27 +273,30 @@ class L1InputSpec(StrictModel):
     # -- quantization --------------------------------------------------------------------------------------------
     def check_file(self, jet_file) -> None:  # jbot_edge.data.reader.JetFile (avoids an import cycle)
         """Refuse files that cannot provide these inputs, naming what is missing."""
-        jet_file.require_particle_features(self.feature_names, option="L1 input spec")
+        jet_file.require_particle_features(self.stored_feature_names, option="L1 input spec")
         if jet_file.n_particles < self.n_particles:
             raise JbotEdgeError(f"{jet_file.path}: holds {jet_file.n_particles} particles per jet, the L1 input spec "
                                 f"needs n_particles={self.n_particles}")
 
     def quantize_values(self, values: np.ndarray) -> np.ndarray:
-        """Physical values ``[..., F]`` (feature order of this spec) → int32 codes with rounding and overflow."""
+        """Physical values ``[..., F_stored]`` of the stored features (their order in this spec) → int32 raw codes,
+        rounded and saturated (or wrapped) to each feature's own ``bits``; no normalisation, no derived columns."""
+        stored = [f for f in self.features if f.derived is None]
         values = np.asarray(values, dtype=np.float64)
-        if values.shape[-1] != self.n_features:
-            raise JbotEdgeError(f"L1 input spec has {self.n_features} features, values have {values.shape[-1]}")
+        if values.shape[-1] != len(stored):
+            raise JbotEdgeError(f"L1 input spec stores {len(stored)} features, values have {values.shape[-1]}")
         if not np.isfinite(values).all():
             raise JbotEdgeError("L1 input quantizer: inputs hold NaN/inf; expected finite values")
-        lsb = np.array([f.lsb for f in self.features], dtype=np.float64)
+        lsb = np.array([f.lsb for f in stored], dtype=np.float64)
         codes = np.rint(values / lsb)
-        lo, hi = self.code_bounds()
+        # The feature's own range: a normalised pT's narrower model-visible range applies after normalisation.
+        lo = np.array([f.min_code for f in stored], dtype=np.float64)
+        hi = np.array([f.max_code for f in stored], dtype=np.float64)
         if self.overflow == "saturate":
             codes = np.clip(codes, lo, hi)
         else:
             # Two's-complement wrap to `bits` (unsigned: modulo 2^bits), as a bit slice of a wider word does.
-            bits = np.array([f.bits for f in self.features], dtype=np.int64)
-            span = np.left_shift(1, bits).astype(np.float64)
+            span = np.left_shift(1, np.array([f.bits for f in stored], dtype=np.int64)).astype(np.float64)
             codes = np.mod(codes - lo, span) + lo
         return codes.astype(np.int32)
 
@@ -242,18 +305,32 @@ class L1InputSpec(StrictModel):
         if batch.n_particles < self.n_particles:
             raise JbotEdgeError(f"batch has {batch.n_particles} particles per jet, the L1 input spec needs "
                                 f"{self.n_particles}")
-        missing = [n for n in self.feature_names if n not in batch.particles]
+        stored = self.stored_feature_names
+        missing = [n for n in stored if n not in batch.particles]
         if missing:
             raise JbotEdgeError(f"L1 input spec needs particle feature(s) {missing}, the batch has "
                                 f"{sorted(batch.particles)}")
         p = self.n_particles
-        values = np.stack([batch.particles[n][:, :p] for n in self.feature_names], axis=-1)
-        codes = self.quantize_values(values)
-        codes[~batch.mask[:, :p]] = 0
+        raw = self.quantize_values(np.stack([batch.particles[n][:, :p] for n in stored], axis=-1))
+        raw[~batch.mask[:, :p]] = 0
+        return self.codes_from_raw(raw)
+
+    def codes_from_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Raw codes ``[N, P, F_stored]`` (padding 0) → the model-visible codes ``[N, P, F]``: derived columns
+        computed from the raw codes, then the pT normalisation, both in integer arithmetic."""
+        raw = np.asarray(raw, dtype=np.int64)
+        stored = self.stored_feature_names
+        codes = np.zeros((*raw.shape[:-1], self.n_features), dtype=np.int64)
+        for j, feature in enumerate(self.features):
+            if feature.derived is None:
+                codes[..., j] = raw[..., stored.index(feature.name)]
+            else:
+                pt, deta, dphi = (raw[..., stored.index(n)] for n in MASS_MOMENT_INPUTS)
+                codes[..., j] = feature.derived.apply(pt, deta, dphi, feature.max_code)
         if self.pt_normalisation is not None:
             column = self.feature_names.index(self.pt_normalisation.feature)
             codes[..., column] = self.pt_normalisation.apply(codes[..., column])
-        return codes
+        return codes.astype(np.int32)
 
     def check_codes(self, codes: np.ndarray) -> np.ndarray:
         """Validate externally supplied codes (shape, integrality, per-feature range); return them as int32."""
@@ -277,9 +354,28 @@ class L1InputSpec(StrictModel):
         return self.to_model_input(self.quantize(batch))
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        """Codes → physical values (float64), e.g. to print a mismatching jet in physical units."""
+        """Codes → physical values (float64), e.g. to print a mismatching jet in physical units (a derived column:
+        code × its documented lsb)."""
         lsb = np.array([f.lsb for f in self.features], dtype=np.float64)
         return np.asarray(codes, dtype=np.float64) * lsb
+
+    def input_block_note(self) -> str | None:
+        """What the integer block ahead of the network computes (pT normalisation, derived columns), for reports
+        whose figures cover the network only; None when the codes go to the network as quantised."""
+        parts = []
+        if self.pt_normalisation is not None:
+            parts.append(f"{self.pt_normalisation.feature} / ΣpT (adder tree, leading-one detector, "
+                         f"{1 << self.pt_normalisation.mantissa_bits}-entry reciprocal ROM, one multiply per particle)")
+        for f in self.features:
+            if f.derived is not None:
+                parts.append(f"{f.name} = z·(Δη² + Δφ²) >> {f.derived.shift} (z = pT/ΣpT by a "
+                             f"{1 << f.derived.normalisation.mantissa_bits}-entry reciprocal ROM; two squares and two "
+                             "multiplies per particle)")
+        if not parts:
+            return None
+        return ("integer input block ahead of the network, defined on the codes in data/l1quant.py and fed to every "
+                f"emulation leg: {'; '.join(parts)}. Its latency and resources are NOT in this report's figures, "
+                "which describe the network")
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description, including the derived fixed-point input type."""

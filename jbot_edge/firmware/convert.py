@@ -26,6 +26,7 @@ from jbot_edge.config import StrictModel
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.firmware.boards import PART_NAME
+from jbot_edge.firmware.rtl.input_block import write_input_block
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
@@ -407,7 +408,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
         library = compile_csim(hls_model, weights_dir=(out_dir / HLS_SUBDIR / "firmware" / "weights").resolve())
         precisions = layer_precisions(hls_model)
         vendor = None
-        notes = []
+        notes = write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR)
         if run_vendor:
             log.info("running vendor C synthesis%s", " and logic synthesis" if cfg.logic_synthesis else "")
             vendor = run_vendor_build(hls_model, synth=True, vsynth=cfg.logic_synthesis)
@@ -473,6 +474,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
 
 
 RTL_SUBDIR = "rtl"
+INPUT_BLOCK_SUBDIR = "input_block"  # Verilog (+ Yosys estimate) of the integer block ahead of the network
 
 
 def _wants_rtl_estimate(mode: str, have_vendor_report: bool) -> bool:
@@ -532,7 +534,8 @@ def _build_rtl_firmware(student_path: Path, model, student_cfg, spec: L1InputSpe
         report = build_synth_report(board, cfg.hls.clock_ns, "rtl", "da4ml", 1, precisions, estimates=estimates,
                                     vendor_tools=find_vendor_tools(),
                                     notes=["vendor-free RTL through da4ml: Verilog in rtl/src, pipelined for the "
-                                           "clock; latency = stages × clock period"])
+                                           "clock; latency = stages × clock period",
+                                           *write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR)])
         write_synth_report(tmp / "synth_report.json", report)
         write_json(tmp / "firmware.json", {
             "schema": FIRMWARE_SCHEMA, "backend": "rtl", "legs": ["brevitas", "qonnx", "rtl"],

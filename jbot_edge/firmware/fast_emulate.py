@@ -333,7 +333,7 @@ def iter_file_codes(path: str | os.PathLike[str], spec: L1InputSpec, batch_size:
 
     with JetFile(path) as jets:
         spec.check_file(jets)
-        for batch in jets.iter_batches(batch_size, particle_features=spec.feature_names, jet_features=[],
+        for batch in jets.iter_batches(batch_size, particle_features=spec.stored_feature_names, jet_features=[],
                                        stop=stop):
             yield spec.quantize(batch)
 

@@ -206,7 +206,7 @@ def prepare(cfg: QatConfig, run_dir: Path, data_path: Path, out_dir: Path) -> di
             prepared["train_labels"] = np.array(train_labels)
             return prepared
 
-        features = sorted(set(teacher.stored_features(jets.particle_features)) | set(spec.feature_names))
+        features = sorted(set(teacher.stored_features(jets.particle_features)) | set(spec.stored_feature_names))
         file_split = jets.splits()[:n_total] if cfg.data.split == "file" else None
         codes, scores, labels, embeddings = [], [], [], []
         with progress_bar() as bar:
