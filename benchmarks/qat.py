@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlier_exposure: bool = False,
             embedding_matching: bool = False, oe_mode: str = "overlay", oe_fraction: float = 0.25,
-            epochs: int | None = None, mass_moment: bool = False) -> list[str]:
+            epochs: int | None = None, mass_moment: bool = False, mass_moment_unnormalised: bool = False) -> list[str]:
     """qat overrides of one distillation recipe; every key is set, so a recipe does not move with the defaults
     (``epochs``: None trains for the benchmark's --epochs, as the other points)."""
     return [f"target.kind={target}", f"target.tail_weight.power={tail_power}",
@@ -45,7 +45,8 @@ def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlie
               if outlier_exposure else []),
             *(["embedding_matching.enabled=true"] if embedding_matching else []),
             *([f"optim.epochs={epochs}"] if epochs else []),
-            f"input.features=[{PARTICLE_INPUTS}{MASS_MOMENT_COLUMN if mass_moment else ''}]"]
+            f"input.features=[{PARTICLE_INPUTS}{MASS_MOMENT_COLUMN if mass_moment else ''}"
+            f"{MASS_MOMENT_RAW_COLUMN if mass_moment_unnormalised else ''}]"]
 
 
 #: The level-1 particle inputs (pT, Δη, Δφ codes) and the derived mass-moment column (jbot_edge/data/l1quant.py:
@@ -55,6 +56,9 @@ PARTICLE_INPUTS = ("{name: part_pt, lsb: 0.25, bits: 12, signed: false}, "
                    "{name: part_dphi, lsb: pi/720, bits: 9, signed: true}")
 MASS_MOMENT_COLUMN = (", {name: part_m2_moment, lsb: 1.9039e-5, bits: 12, signed: false, "
                       "derived: {kind: mass_moment, shift: 8}}")
+#: The same column without the per-jet pT normalisation: pT code · r² / 2^10 (no ΣpT, ROM or divider on its path).
+MASS_MOMENT_RAW_COLUMN = (", {name: part_m2_moment, lsb: 1.9039e-5, bits: 12, signed: false, "
+                          "derived: {kind: mass_moment, shift: 10, normalisation: null}}")
 
 
 #: Distillation recipes: qat overrides on top of configs/qat/default.yaml. "default" is the file as it stands.
@@ -74,6 +78,8 @@ RECIPES: dict[str, list[str]] = {
     "survival-tail1-embed": _recipe("survival", 1, embedding_matching=True),
     # the derived mass-moment input column (the l1 teacher's score tail follows the jet's m/pT)
     "survival-tail1-oe-mass": _recipe("survival", 1, outlier_exposure=True, mass_moment=True),
+    # the same column without the per-jet normalisation (a shorter input block)
+    "survival-tail1-oe-mass-raw": _recipe("survival", 1, outlier_exposure=True, mass_moment_unnormalised=True),
 }
 DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
                    "survival-tail1-ptnorm", "survival-tail1-oe", "survival-tail1-prongs", "survival-tail1-oe1-long",

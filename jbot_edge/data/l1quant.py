@@ -118,12 +118,14 @@ class MassMoment(StrictModel):
 
     kind: Literal["mass_moment"] = "mass_moment"
     shift: int = Field(default=8, ge=0, le=24, description="code = min(floor(z · r² / 2^shift), 2^bits - 1)")
-    normalisation: PtNormalisation = Field(default_factory=lambda: PtNormalisation(),
-                                           description="how z = 2^bits · pT / ΣpT is formed from the pT codes")
+    normalisation: PtNormalisation | None = Field(
+        default_factory=lambda: PtNormalisation(),
+        description="how z = 2^bits · pT / ΣpT is formed from the pT codes; null: z = the raw pT code (no ΣpT on the "
+                    "path, so the per-jet division is left to the network)")
 
     def apply(self, pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray, max_code: int) -> np.ndarray:
         """Integer codes ``[..., P]`` of pT (raw, padding 0), Δη and Δφ → the column's codes ``[..., P]``."""
-        z = self.normalisation.apply(pt)
+        z = self.normalisation.apply(pt) if self.normalisation is not None else np.asarray(pt, dtype=np.int64)
         deta, dphi = np.asarray(deta, dtype=np.int64), np.asarray(dphi, dtype=np.int64)
         product = z * (deta * deta + dphi * dphi)
         return np.minimum(np.right_shift(product, self.shift), max_code)
@@ -367,10 +369,13 @@ class L1InputSpec(StrictModel):
             parts.append(f"{self.pt_normalisation.feature} / ΣpT (adder tree, leading-one detector, "
                          f"{1 << self.pt_normalisation.mantissa_bits}-entry reciprocal ROM, one multiply per particle)")
         for f in self.features:
-            if f.derived is not None:
+            if f.derived is not None and f.derived.normalisation is not None:
                 parts.append(f"{f.name} = z·(Δη² + Δφ²) >> {f.derived.shift} (z = pT/ΣpT by a "
                              f"{1 << f.derived.normalisation.mantissa_bits}-entry reciprocal ROM; two squares and two "
                              "multiplies per particle)")
+            elif f.derived is not None:
+                parts.append(f"{f.name} = pT·(Δη² + Δφ²) >> {f.derived.shift} (two squares and one multiply per "
+                             "particle)")
         if not parts:
             return None
         return ("integer input block ahead of the network, defined on the codes in data/l1quant.py and fed to every "

@@ -96,10 +96,14 @@ def input_block_verilog(spec: L1InputSpec, top: str = TOP) -> str:
     for j, f in enumerate(spec.features):
         if f.derived is not None:
             tag = f"d{j}"
-            lines += _normaliser(tag, f.derived.normalisation, p, pt_bits, sum_bits)
+            if f.derived.normalisation is not None:
+                lines += _normaliser(tag, f.derived.normalisation, p, pt_bits, sum_bits)
+                z_bits = f.derived.normalisation.bits
+            else:  # the raw pT code
+                lines += [f"  wire [{pt_bits - 1}:0] z_{tag}_{i} = pt_{i};" for i in range(p)]
+                z_bits = pt_bits
             eta_bits, phi_bits = (dict((n, b) for n, b, _ in stored)[n] for n in MASS_MOMENT_INPUTS[1:])
             r2_bits = 2 * max(eta_bits, phi_bits) + 1
-            z_bits = f.derived.normalisation.bits
             for i in range(p):
                 lines += [
                     f"  wire signed [{2 * eta_bits - 1}:0] eta2_{tag}_{i} = {MASS_MOMENT_INPUTS[1]}_{i} * "
@@ -125,6 +129,7 @@ def input_block_verilog(spec: L1InputSpec, top: str = TOP) -> str:
 def estimate_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str], family: str = "xcup") -> dict[str, Any]:
     """Yosys ``synth_xilinx`` of the block: ``{"tool", "version", "family", "resources": {LUT, FF, DSP, BRAM},
     "cells"}`` (an estimate: Yosys' mapping is not Vivado's)."""
+    from jbot_edge.firmware.rtl.timing import longest_path
     from jbot_edge.firmware.rtl.yosys import _count, _top_cells
 
     yosys = require_yosys()
@@ -132,12 +137,15 @@ def estimate_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str], fam
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP}.v").write_text(input_block_verilog(spec))
     script = f"read_verilog {TOP}.v; synth_xilinx -family {family} -top {TOP} -flatten -noiopad; " \
-             f"tee -q -o stat.json stat -json"
+             f"write_json netlist.json; tee -q -o stat.json stat -json"
     result = subprocess.run([yosys.path, "-q", "-p", script], cwd=out, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise JbotEdgeError(f"yosys failed on the input block (exit {result.returncode}): {result.stderr[-300:]}")
     cells = _top_cells(json.loads((out / "stat.json").read_text()), TOP)
-    return {"tool": "yosys", "version": yosys.version, "family": family, "resources": _count(cells), "cells": cells}
+    path = longest_path(json.loads((out / "netlist.json").read_text())["modules"][TOP])
+    return {"tool": "yosys", "version": yosys.version, "family": family, "resources": _count(cells), "cells": cells,
+            # rtl/timing.py's LUT/carry model; a DSP48E2 on the path counts as one LUT level, so a lower bound
+            "path_ns_lower_bound": path["path_ns"], "dsp_on_path_modelled": False}
 
 
 _HARNESS = r"""
@@ -212,4 +220,6 @@ def write_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str]) -> lis
     estimate = estimate_input_block(spec, out / "yosys")
     figures = ", ".join(f"{k} {v:g}" for k, v in estimate["resources"].items())
     return [f"{what}. Its Verilog is {out.name}/{TOP}.v (combinational); estimate:yosys {estimate['version']} "
-            f"(synth_xilinx -family {estimate['family']}): {figures}, on top of the figures above"]
+            f"(synth_xilinx -family {estimate['family']}): {figures}, on top of the figures above; its deepest path "
+            f"is at least {estimate['path_ns_lower_bound']:g} ns (rtl/timing.py's delay model, each DSP48E2 on it "
+            "counted as one LUT level: DSP delays are not modelled), also on top of the latency above"]
