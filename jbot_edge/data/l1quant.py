@@ -120,8 +120,8 @@ class MassMoment(StrictModel):
     shift: int = Field(default=8, ge=0, le=24, description="code = min(floor(z · r² / 2^shift), 2^bits - 1)")
     normalisation: PtNormalisation | None = Field(
         default_factory=lambda: PtNormalisation(),
-        description="how z = 2^bits · pT / ΣpT is formed from the pT codes; null: z = the raw pT code (no ΣpT on the "
-                    "path, so the per-jet division is left to the network)")
+        description="how z = 2^bits · pT / ΣpT is formed from the pT codes; null: z = the raw pT code (no ΣpT on "
+                    "the path, so the per-jet division is left to the network)")
 
     def apply(self, pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray, max_code: int) -> np.ndarray:
         """Integer codes ``[..., P]`` of pT (raw, padding 0), Δη and Δφ → the column's codes ``[..., P]``."""

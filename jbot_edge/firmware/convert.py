@@ -408,7 +408,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
         library = compile_csim(hls_model, weights_dir=(out_dir / HLS_SUBDIR / "firmware" / "weights").resolve())
         precisions = layer_precisions(hls_model)
         vendor = None
-        notes = write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR)
+        notes, input_block = write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR, cfg.hls.clock_ns)
         if run_vendor:
             log.info("running vendor C synthesis%s", " and logic synthesis" if cfg.logic_synthesis else "")
             vendor = run_vendor_build(hls_model, synth=True, vsynth=cfg.logic_synthesis)
@@ -435,7 +435,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
         report = build_synth_report(board, cfg.hls.clock_ns, cfg.hls.backend, cfg.hls.strategy.capitalize(),
                                     cfg.hls.reuse_factor, precisions, vendor=vendor, io_type=cfg.hls.io_type,
                                     vendor_tools=tools, notes=notes, estimates=estimates,
-                                    unknown_reasons=unknown_reasons)
+                                    unknown_reasons=unknown_reasons, input_block=input_block)
         write_synth_report(tmp / "synth_report.json", report)
         lsb = output_scale_from_graph(graph)
         output_type = list(precisions.values())[-1].get("result_t", "unknown")
@@ -529,13 +529,14 @@ def _build_rtl_firmware(student_path: Path, model, student_cfg, spec: L1InputSpe
         shutil.copy2(student_path, tmp / "student.pt")
         write_json(tmp / "quantizer_spec.json", spec.describe())
         estimates = _build_rtl(model, graph, tmp, board, cfg)
+        block_notes, input_block = write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR, cfg.hls.clock_ns)
         design = load_rtl(tmp / RTL_SUBDIR)
         precisions = {node: {"result_t": kind} for node, kind in design.description.get("precisions", {}).items()}
         report = build_synth_report(board, cfg.hls.clock_ns, "rtl", "da4ml", 1, precisions, estimates=estimates,
                                     vendor_tools=find_vendor_tools(),
                                     notes=["vendor-free RTL through da4ml: Verilog in rtl/src, pipelined for the "
-                                           "clock; latency = stages × clock period",
-                                           *write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR)])
+                                           "clock; latency = stages × clock period", *block_notes],
+                                    input_block=input_block)
         write_synth_report(tmp / "synth_report.json", report)
         write_json(tmp / "firmware.json", {
             "schema": FIRMWARE_SCHEMA, "backend": "rtl", "legs": ["brevitas", "qonnx", "rtl"],

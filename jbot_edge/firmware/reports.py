@@ -48,7 +48,9 @@ Precedence when several sources know a figure: resources come from Vivado logic 
 the estimates in the order given; latency and II from C synthesis, then the estimates in order.
 
 The verdict is ``"exceeds"`` when any check fails (latency > budget, II > required, a resource above its cap or above
-100% of the device, C synthesis missing the target clock), else ``"unknown"`` when any figure a check needs is
+100% of the device, C synthesis missing the target clock, network + integer input block above the latency budget:
+``input_block_latency_ns``, present when the input spec has such a block; its figure is a lower bound, so that
+check is ``"exceeds"`` or ``"unknown"``, never ``"ok"``), else ``"unknown"`` when any figure a check needs is
 unknown, else ``"fits"``. Clock periods are given to the picosecond, so comparisons allow 0.1%: 12 cycles at
 4.167 ns (240 MHz) count as 50 ns.
 """
@@ -306,12 +308,30 @@ def _exceeds(value: float, limit: float) -> bool:
     return value > limit * (1.0 + _TOLERANCE)
 
 
+def _input_block_check(block: Mapping[str, Any], latency_ns: Mapping[str, Any], clock_ns: float,
+                       limit: float) -> dict[str, Any]:
+    """Network + input block against the latency budget. The block's path is a lower bound (DSP delays are not
+    modelled), so this check can show that the sum exceeds the budget, never that it fits."""
+    stages = block.get("min_stages")
+    if stages is None or latency_ns["value"] is None:
+        return _check("input_block_latency_ns", UNKNOWN, None, limit, UNKNOWN,
+                      "input block ahead of the network: its latency is not estimated, so network + block is unknown")
+    total = latency_ns["value"] + stages * clock_ns
+    over = _exceeds(total, limit)
+    return _check("input_block_latency_ns", "exceeds" if over else UNKNOWN, round(total, 3), limit, block["source"],
+                  f"network {latency_ns['value']:g} ns + input block >= {stages} stage(s) x {clock_ns:g} ns = "
+                  f">= {total:g} ns ({block['source']}, a lower bound) {'>' if over else 'vs'} budget {limit:g} ns")
+
+
 def evaluate_budget(board: Board, latency_ns: Mapping[str, Any], latency_cycles: Mapping[str, Any],
                     ii: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]],
-                    timing: Mapping[str, Any], clock_ns: float) -> dict[str, Any]:
+                    timing: Mapping[str, Any], clock_ns: float,
+                    input_block: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The level-1 verdict of one design on one board; see the module docstring for the rules."""
     budget = board.budget
     checks = []
+    if input_block is not None:
+        checks.append(_input_block_check(input_block, latency_ns, clock_ns, budget.latency_ns_max))
 
     if latency_ns["value"] is None:
         checks.append(_check("latency_ns", UNKNOWN, None, budget.latency_ns_max, UNKNOWN,
@@ -443,6 +463,7 @@ def build_synth_report(
     vendor_tools: Mapping[str, Any] | None = None,
     notes: Iterable[str] = (),
     unknown_reasons: Mapping[str, str] | None = None,
+    input_block: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble ``synth_report.json`` (schema in the module docstring).
 
@@ -450,7 +471,8 @@ def build_synth_report(
     vendor-free figures (:class:`Estimate` or equivalent mappings), most trusted first. ``vendor_tools`` defaults
     to :func:`~jbot_edge.firmware.vendor.find_vendor_tools` now. ``notes`` are added to the report's notes.
     ``unknown_reasons`` says why a figure is unknown (keys: a figure name, ``"latency"`` for latency and II,
-    ``"resources"`` for every resource).
+    ``"resources"`` for every resource). ``input_block``: the integer block ahead of the network that the figures
+    leave out (:func:`~jbot_edge.firmware.rtl.input_block.write_input_block`), judged by its own budget check.
     """
     if not (isinstance(clock_ns, (int, float)) and math.isfinite(clock_ns) and clock_ns > 0):
         raise JbotEdgeError(f"--clock-ns must be a positive number of nanoseconds, got {clock_ns!r}")
@@ -501,7 +523,8 @@ def build_synth_report(
         "timing": timing,
         "resources": resources,
         "resource_units": dict(RESOURCE_UNITS),
-        "budget": evaluate_budget(board, latency_ns, cycles, performance["ii"], resources, timing, clock_ns),
+        "budget": evaluate_budget(board, latency_ns, cycles, performance["ii"], resources, timing, clock_ns,
+                                  input_block),
         "vendor_tools": tools,
         "vendor_reports": dict(vendor) if vendor else None,
         "estimates": [e.model_dump(mode="json") for e in estimate_list],

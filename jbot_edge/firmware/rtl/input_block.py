@@ -19,6 +19,7 @@ Buses are particle-major and LSB-first: particle 0's first stored feature occupi
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
@@ -158,7 +159,8 @@ static void put(uint32_t* w, int pos, int bits, long long v) {{
     w[q / 32] = (w[q / 32] & ~(1u << (q % 32))) | (bit << (q % 32)); }}
 }}
 static long long get(const uint32_t* w, int pos, int bits, bool is_signed) {{
-  long long v = 0; for (int b = 0; b < bits; ++b) {{ int q = pos + b; v |= (long long)((w[q / 32] >> (q % 32)) & 1) << b; }}
+  long long v = 0;
+  for (int b = 0; b < bits; ++b) {{ int q = pos + b; v |= (long long)((w[q / 32] >> (q % 32)) & 1) << b; }}
   if (is_signed && (v >> (bits - 1)) & 1) v -= (1LL << bits); return v;
 }}
 int main() {{
@@ -204,22 +206,33 @@ def simulate_input_block(spec: L1InputSpec, raw: np.ndarray, work_dir: str | os.
     return values.reshape(len(raw), p, len(outputs))
 
 
-def write_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str]) -> list[str]:
+def write_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str],
+                      clock_ns: float) -> tuple[list[str], dict[str, Any] | None]:
     """For a spec with an input block: write its Verilog to ``out_dir/l1_input_block.v``, estimate it with Yosys
-    when installed, and return the notes ``synth_report.json`` carries about it (none without a block)."""
+    when installed, and return ``(notes for synth_report.json, the block's figures for its budget check)``;
+    ``([], None)`` without a block. Figures: ``{"source", "path_ns_lower_bound", "min_stages", "resources"}`` (the
+    last three null when Yosys is missing); ``min_stages`` is the pipeline stages that path needs at ``clock_ns``."""
+    from jbot_edge.firmware.rtl.timing import ULTRASCALE_PLUS_M2
     from jbot_edge.firmware.rtl.tools import find_yosys
 
     what = spec.input_block_note()
     if what is None:
-        return []
+        return [], None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{TOP}.v").write_text(input_block_verilog(spec))
     if find_yosys() is None:
-        return [f"{what}. Its Verilog is {out.name}/{TOP}.v; not estimated (yosys not on PATH)"]
+        return ([f"{what}. Its Verilog is {out.name}/{TOP}.v; not estimated (yosys not on PATH)"],
+                {"source": "unknown", "path_ns_lower_bound": None, "min_stages": None, "resources": None})
     estimate = estimate_input_block(spec, out / "yosys")
+    path = estimate["path_ns_lower_bound"]
+    usable = clock_ns - ULTRASCALE_PLUS_M2.register_overhead_ns
+    min_stages = max(1, math.ceil(path / usable - 1e-9)) if usable > 0 else None
     figures = ", ".join(f"{k} {v:g}" for k, v in estimate["resources"].items())
-    return [f"{what}. Its Verilog is {out.name}/{TOP}.v (combinational); estimate:yosys {estimate['version']} "
+    note = (f"{what}. Its Verilog is {out.name}/{TOP}.v (combinational); estimate:yosys {estimate['version']} "
             f"(synth_xilinx -family {estimate['family']}): {figures}, on top of the figures above; its deepest path "
-            f"is at least {estimate['path_ns_lower_bound']:g} ns (rtl/timing.py's delay model, each DSP48E2 on it "
-            "counted as one LUT level: DSP delays are not modelled), also on top of the latency above"]
+            f"is at least {path:g} ns (rtl/timing.py's delay model, each DSP48E2 on it counted as one LUT level: DSP "
+            f"delays are not modelled), i.e. at least {min_stages} pipeline stage(s) at {clock_ns:g} ns, also on top "
+            "of the latency above (budget check input_block_latency_ns)")
+    return [note], {"source": "estimate:yosys", "path_ns_lower_bound": path, "min_stages": min_stages,
+                    "resources": estimate["resources"]}
