@@ -57,10 +57,12 @@ def table(result: dict, rate: dict | None = None) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in points:
         rtl = p.get("rtl", {})
-        lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %)" if rtl else "–"
+        block = "†" if rtl.get("input_block") else ""
+        lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %){block}" if rtl else "–"
+        latency = (("≥ " if block else "") + f"{rtl['latency_ns']:.1f}{block}") if rtl else "–"
         rows.append("| " + " | ".join([
             p["kind"], str(p["bits"]), p["recipe"], str(p.get("epochs", result["epochs"])), str(p["parameters"]), lut,
-            f"{rtl['latency_ns']:.1f}" if rtl else "–",
+            latency,
             ("yes" if rtl["bit_exact"] else f"no ({rtl['exact']}/{rtl['n_exact_checked']})") if rtl else "–",
             _per_signal(p["auc_ratio"]), _per_signal(p["tpr_teacher"]["fpr 1e-2"]),
             _per_signal(p["tpr_ratio"]["fpr 1e-2"]),
@@ -77,6 +79,10 @@ def table(result: dict, rate: dict | None = None) -> str:
             "Ratios are student/teacher at each one's own threshold; overlap = share of the teacher's triggered "
             "signal jets the student also triggers. Bootstrap errors are in the JSON; goals count only TPR ratios and "
             "overlaps where the teacher's TPR is ≥ 0.02 (the rest are listed as not judged)."
+            + (" † includes the integer input block ahead of the network (derived columns / pT normalisation; "
+               "firmware/rtl/input_block.py): its Yosys LUT estimate, and the pipeline stages its deepest path "
+               "needs at least (DSP delays not modelled), so that latency is a lower bound."
+               if any((p.get("rtl") or {}).get("input_block") for p in points) else "")
             + (f" Background overlap: share of the teacher's triggered jets among {rate['n_background']} background "
                f"jets of `{rate['data']}` (another seed, never trained on) that the student triggers too, measured "
                f"at commit `{rate['commit']}`." if rate else "") + "\n")
