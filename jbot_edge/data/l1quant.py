@@ -119,7 +119,7 @@ class MassMoment(StrictModel):
     kind: Literal["mass_moment"] = "mass_moment"
     shift: int = Field(default=8, ge=0, le=24, description="code = min(floor(z · r² / 2^shift), 2^bits - 1)")
     normalisation: PtNormalisation | None = Field(
-        default_factory=lambda: PtNormalisation(),
+        default_factory=PtNormalisation,
         description="how z = 2^bits · pT / ΣpT is formed from the pT codes; null: z = the raw pT code (no ΣpT on "
                     "the path, so the per-jet division is left to the network)")
 
