@@ -58,6 +58,8 @@ def table(result: dict, rate: dict | None = None) -> str:
     for p in points:
         rtl = p.get("rtl", {})
         block = "†" if rtl.get("input_block") else ""
+        if block and rtl["input_block"].get("min_stages") is None:
+            block = " + input block (not estimated: no Yosys)"
         lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %){block}" if rtl else "–"
         latency = (("≥ " if block else "") + f"{rtl['latency_ns']:.1f}{block}") if rtl else "–"
         rows.append("| " + " | ".join([
