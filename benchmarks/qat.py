@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlier_exposure: bool = False,
             embedding_matching: bool = False, oe_mode: str = "overlay", oe_fraction: float = 0.25,
-            epochs: int | None = None, mass_moment: bool = False, mass_moment_unnormalised: bool = False) -> list[str]:
+            epochs: int | None = None, mass_moment: bool = False, mass_moment_unnormalised: bool = False,
+            jet_term: bool = False) -> list[str]:
     """qat overrides of one distillation recipe; every key is set, so a recipe does not move with the defaults
     (``epochs``: None trains for the benchmark's --epochs, as the other points)."""
     return [f"target.kind={target}", f"target.tail_weight.power={tail_power}",
@@ -45,6 +46,7 @@ def _recipe(target: str, tail_power: int, pt_normalisation: bool = False, outlie
               if outlier_exposure else []),
             *(["embedding_matching.enabled=true"] if embedding_matching else []),
             *([f"optim.epochs={epochs}"] if epochs else []),
+            f"student.jet_term={'{}' if jet_term else 'null'}",
             f"input.features=[{PARTICLE_INPUTS}{MASS_MOMENT_COLUMN if mass_moment else ''}"
             f"{MASS_MOMENT_RAW_COLUMN if mass_moment_unnormalised else ''}]"]
 
@@ -78,12 +80,14 @@ RECIPES: dict[str, list[str]] = {
     "survival-tail1-embed": _recipe("survival", 1, embedding_matching=True),
     # the derived mass-moment input column (the l1 teacher's score tail follows the jet's m/pT)
     "survival-tail1-oe-mass": _recipe("survival", 1, outlier_exposure=True, mass_moment=True),
+    # the jet's log2(m²/pT²) in fixed point beside the network, added to its score (models/jet_term.py)
+    "survival-tail1-oe-jetterm": _recipe("survival", 1, outlier_exposure=True, jet_term=True),
     # the same column without the per-jet normalisation (a shorter input block)
     "survival-tail1-oe-mass-raw": _recipe("survival", 1, outlier_exposure=True, mass_moment_unnormalised=True),
 }
 DEFAULT_RECIPES = ["log-huber", "survival", "survival-tail1", "survival-tail2", "survival-ptnorm",
                    "survival-tail1-ptnorm", "survival-tail1-oe", "survival-tail1-prongs", "survival-tail1-oe1-long",
-                   "survival-tail1-oe-mass"]
+                   "survival-tail1-oe-mass", "survival-tail1-oe-jetterm"]
 
 
 def log(message: str) -> None:
@@ -160,11 +164,16 @@ def _rtl(student_dir: Path, codes, board: str) -> dict:
     from jbot_edge.models.students import load_student, score_codes
 
     from jbot_edge.firmware.rtl.input_block import write_input_block
+    from jbot_edge.firmware.rtl.jet_term import write_jet_term
+    from jbot_edge.models.jet_term import jet_term_codes
 
-    model, _, spec, _ = load_student(student_dir)
+    model, cfg, spec, _ = load_student(student_dir)
     design = build_rtl(student_dir, student_dir / "rtl", board=board)
     expected = score_codes(model, torch.from_numpy(spec.to_model_input(codes)))
-    exact = int((np.asarray(design.interpret_codes(codes)) == expected).sum())
+    got = np.asarray(design.interpret_codes(codes))
+    if cfg.jet_term is not None:  # the term is built beside the network: the score adds it
+        got = got + jet_term_codes(cfg.jet_term, spec.feature_names, codes)
+    exact = int((got == expected).sum())
     lut = float(design.description["da4ml"]["lut_estimate"])
     budget = load_board(board)
     lut_total = budget.resources.total("LUT")
@@ -175,9 +184,15 @@ def _rtl(student_dir: Path, codes, board: str) -> dict:
     if block is not None:
         lut += (block["resources"] or {}).get("LUT") or 0.0
         latency += (block["min_stages"] or 0) * design.clock_ns
+    # The jet term beside the network (Yosys, multiplies in LUTs): in parallel, then one adder stage.
+    _, term = write_jet_term(spec, cfg.jet_term, student_dir / "jet_term", design.clock_ns)
+    if term is not None:
+        lut += (term["resources"] or {}).get("LUT") or 0.0
+        latency = (max(round(latency / design.clock_ns), term["stages"] or 0) + 1) * design.clock_ns
     return {"lut_da4ml": lut, "lut_percent": round(100.0 * lut / lut_total, 3), "latency_ns": round(latency, 3),
             "ii": 1, "bram": 0, "exact": exact, "n_exact_checked": len(codes), "bit_exact": exact == len(codes),
             "input_block": block,  # included in lut_da4ml and latency_ns (as a lower bound) when not None
+            "jet_term": term,  # included in lut_da4ml and latency_ns when not None
             "in_budget": bool(latency <= budget.budget.latency_ns_max * 1.001
                               and lut <= budget.budget.resource_fraction_max.get("LUT", 1.0) * lut_total)}
 

@@ -27,6 +27,7 @@ from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.firmware.boards import PART_NAME
 from jbot_edge.firmware.rtl.input_block import write_input_block
+from jbot_edge.firmware.rtl.jet_term import write_jet_term
 from jbot_edge.logs import get_logger
 
 log = get_logger(__name__)
@@ -409,6 +410,8 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
         precisions = layer_precisions(hls_model)
         vendor = None
         notes, input_block = write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR, cfg.hls.clock_ns)
+        term_notes, jet_term = write_jet_term(spec, student_cfg.jet_term, tmp / JET_TERM_SUBDIR, cfg.hls.clock_ns)
+        notes += term_notes
         if run_vendor:
             log.info("running vendor C synthesis%s", " and logic synthesis" if cfg.logic_synthesis else "")
             vendor = run_vendor_build(hls_model, synth=True, vsynth=cfg.logic_synthesis)
@@ -435,7 +438,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
         report = build_synth_report(board, cfg.hls.clock_ns, cfg.hls.backend, cfg.hls.strategy.capitalize(),
                                     cfg.hls.reuse_factor, precisions, vendor=vendor, io_type=cfg.hls.io_type,
                                     vendor_tools=tools, notes=notes, estimates=estimates,
-                                    unknown_reasons=unknown_reasons, input_block=input_block)
+                                    unknown_reasons=unknown_reasons, input_block=input_block, jet_term=jet_term)
         write_synth_report(tmp / "synth_report.json", report)
         lsb = output_scale_from_graph(graph)
         output_type = list(precisions.values())[-1].get("result_t", "unknown")
@@ -475,6 +478,7 @@ def build_firmware(student_dir: Path, cfg: SynthConfig, out_dir: Path) -> dict[s
 
 RTL_SUBDIR = "rtl"
 INPUT_BLOCK_SUBDIR = "input_block"  # Verilog (+ Yosys estimate) of the integer block ahead of the network
+JET_TERM_SUBDIR = "jet_term"  # Verilog (+ Yosys estimate) of the student's jet term beside the network
 
 
 def _wants_rtl_estimate(mode: str, have_vendor_report: bool) -> bool:
@@ -530,13 +534,14 @@ def _build_rtl_firmware(student_path: Path, model, student_cfg, spec: L1InputSpe
         write_json(tmp / "quantizer_spec.json", spec.describe())
         estimates = _build_rtl(model, graph, tmp, board, cfg)
         block_notes, input_block = write_input_block(spec, tmp / INPUT_BLOCK_SUBDIR, cfg.hls.clock_ns)
+        term_notes, jet_term = write_jet_term(spec, student_cfg.jet_term, tmp / JET_TERM_SUBDIR, cfg.hls.clock_ns)
         design = load_rtl(tmp / RTL_SUBDIR)
         precisions = {node: {"result_t": kind} for node, kind in design.description.get("precisions", {}).items()}
         report = build_synth_report(board, cfg.hls.clock_ns, "rtl", "da4ml", 1, precisions, estimates=estimates,
                                     vendor_tools=find_vendor_tools(),
                                     notes=["vendor-free RTL through da4ml: Verilog in rtl/src, pipelined for the "
-                                           "clock; latency = stages × clock period", *block_notes],
-                                    input_block=input_block)
+                                           "clock; latency = stages × clock period", *block_notes, *term_notes],
+                                    input_block=input_block, jet_term=jet_term)
         write_synth_report(tmp / "synth_report.json", report)
         write_json(tmp / "firmware.json", {
             "schema": FIRMWARE_SCHEMA, "backend": "rtl", "legs": ["brevitas", "qonnx", "rtl"],

@@ -103,15 +103,18 @@ class LegType:
     load: Callable[[LegContext], Scorer]
     returns_codes: bool = False
     reads_codes: bool = False  # its inputs are integer codes on ports (RTL): raw model inputs do not apply
+    # The leg's scores already hold the student's jet term (models/jet_term.py); otherwise the harness adds the
+    # term, built beside the network in firmware, to the network's scores.
+    whole_score: bool = False
 
 
 _LEG_TYPES: dict[str, LegType] = {}
 
 
 def register_leg(name: str, load: Callable[[LegContext], Scorer], hardware: bool = False,
-                 returns_codes: bool = False, reads_codes: bool = False) -> None:
+                 returns_codes: bool = False, reads_codes: bool = False, whole_score: bool = False) -> None:
     """Add a leg ``firmware.json``'s ``legs`` may name (e.g. a fast integer emulator)."""
-    _LEG_TYPES[name] = LegType(name, hardware, load, returns_codes, reads_codes)
+    _LEG_TYPES[name] = LegType(name, hardware, load, returns_codes, reads_codes, whole_score)
 
 
 def leg_type(name: str) -> LegType:
@@ -132,6 +135,9 @@ class Firmware:
     metadata: dict[str, Any] = field(default_factory=dict)
     legs: tuple[str, ...] = LEGS
     skipped: dict[str, str] = field(default_factory=dict)
+    #: model inputs → the student's jet term (int64 output-LSB units), for legs that compute the network only;
+    #: None when the student has no jet term
+    jet_term: Callable[[np.ndarray], np.ndarray] | None = None
 
     def score_lsb(self, leg: str, codes: np.ndarray) -> np.ndarray:
         """Integer scores (int64 [N], output LSB units) of one leg on codes [N, P, F]."""
@@ -142,9 +148,12 @@ class Firmware:
         need not be on the input grid nor in its range)."""
         from jbot_edge.firmware.export import to_codes
 
-        if leg_type(leg).returns_codes:
-            return np.asarray(self.scorers[leg](x), dtype=np.int64)
-        return to_codes(self.scorers[leg](x), self.output_lsb)
+        kind = leg_type(leg)
+        scores = self.scorers[leg](x)
+        scores = np.asarray(scores, dtype=np.int64) if kind.returns_codes else to_codes(scores, self.output_lsb)
+        if self.jet_term is not None and not kind.whole_score:
+            scores = scores + self.jet_term(x)
+        return scores
 
 
 def read_firmware_metadata(fw_dir: Path) -> dict[str, Any]:
@@ -197,7 +206,26 @@ def load_firmware(fw_dir: str | os.PathLike[str], qonnx_batch: int = 1024, fast:
             log.warning("%s: the %s leg is skipped: %s", fw_dir, name, exc)
             skipped[name] = str(exc)
     source = context.notes.get("csim_source", "no C simulation (RTL backend)")
-    return Firmware(fw_dir, spec, lsb, scorers, source, meta, legs=tuple(scorers), skipped=skipped)
+    return Firmware(fw_dir, spec, lsb, scorers, source, meta, legs=tuple(scorers), skipped=skipped,
+                    jet_term=_jet_term_scorer(model, student_cfg, spec))
+
+
+def _jet_term_scorer(model: Any, student_cfg: Any, spec: L1InputSpec) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Model inputs → the jet term in output-LSB units, on the codes the student's own input quantizer makes of
+    them (raw inputs included), or None without a jet term."""
+    if student_cfg.jet_term is None:
+        return None
+    import torch
+
+    from jbot_edge.models.jet_term import jet_term_codes
+
+    def jet_term(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            quantised = model.input_quant(torch.from_numpy(np.asarray(x, dtype=np.float32))).double()
+        codes = torch.round(quantised / spec.input_scale).to(torch.int64).numpy()
+        return jet_term_codes(student_cfg.jet_term, spec.feature_names, codes)
+
+    return jet_term
 
 
 def _load_brevitas(context: LegContext) -> Scorer:
@@ -279,11 +307,11 @@ def _load_fast(context: LegContext) -> Scorer:
     return FastLeg(emulator, context.spec.input_scale)
 
 
-register_leg("brevitas", _load_brevitas, returns_codes=True)
+register_leg("brevitas", _load_brevitas, returns_codes=True, whole_score=True)
 register_leg("qonnx", _load_qonnx)
 register_leg("csim", _load_csim, hardware=True)
 register_leg("rtl", _load_rtl, hardware=True, reads_codes=True)
-register_leg(FAST_LEG, _load_fast, returns_codes=True, reads_codes=True)
+register_leg(FAST_LEG, _load_fast, returns_codes=True, reads_codes=True, whole_score=True)
 
 
 def fuzz_set(firmware: Firmware) -> tuple[np.ndarray, list[str], dict[str, Any]]:

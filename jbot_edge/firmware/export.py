@@ -25,6 +25,7 @@ from torch import nn
 from jbot_edge.atomic import atomic_path
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.errors import JbotEdgeError
+from jbot_edge.models.students import network_only
 
 QONNX_FILENAME = "model.qonnx.onnx"
 
@@ -52,7 +53,8 @@ def export_student(model: nn.Module, input_spec: L1InputSpec, path: str | os.Pat
     with atomic_path(path) as tmp:
         raw = tmp.with_name(tmp.name + ".raw.onnx")
         try:
-            export_qonnx(model.float(), args=example, export_path=str(raw), dynamo=False)
+            with network_only(model.float()) as network:  # a jet term is built beside the network, not in it
+                export_qonnx(network, args=example, export_path=str(raw), dynamo=False)
             prepared = prepare_for_hls4ml(ModelWrapper(str(raw)))
         finally:
             raw.unlink(missing_ok=True)

@@ -153,8 +153,10 @@ class FastEmulator:
     LSB units, bit-identical to Brevitas / QONNX / C simulation / Verilator."""
 
     def __init__(self, spec: L1InputSpec, kind: str, per_particle: list[QuantLayer], pool_shift: int | None,
-                 per_jet: list[QuantLayer], input_range: tuple[int, int], output_lsb: float):
+                 per_jet: list[QuantLayer], input_range: tuple[int, int], output_lsb: float,
+                 jet_term: Any = None):
         self.spec = spec
+        self.jet_term = jet_term  # JetTermConfig or None: added to the network's codes (models/jet_term.py)
         self.kind = kind
         self.per_particle = per_particle
         self.pool_shift = pool_shift  # None: no pooling (MLP); else the power-of-two divisor's exponent (mean)
@@ -192,7 +194,7 @@ class FastEmulator:
             out_scale = float(model.output_quant.act_quant.scale())
             head, _ = _linear(model.head, scale, in_max, out_scale, _act_range(model.output_quant),
                               cfg.rounding, "head")
-        return cls(spec, cfg.kind, phi, pool_shift, [*rho, head], in_range, out_scale)
+        return cls(spec, cfg.kind, phi, pool_shift, [*rho, head], in_range, out_scale, cfg.jet_term)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -209,7 +211,20 @@ class FastEmulator:
 
     def score_codes(self, codes: np.ndarray | torch.Tensor, device: str | torch.device | None = None,
                     threads: int | None = None, chunk: int | None = None) -> np.ndarray:
-        """Scores (int64 [N], output LSB units) of integer codes ``[N, P, F]``.
+        """Scores (int64 [N], output LSB units) of integer codes ``[N, P, F]``: the network's (see
+        :meth:`network_codes` for ``device``, ``threads``, ``chunk``) plus the student's jet term, if any."""
+        scores = self.network_codes(codes, device, threads, chunk)
+        if self.jet_term is None:
+            return scores
+        from jbot_edge.models.jet_term import jet_term_codes
+
+        codes = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+        codes = np.clip(codes, *self.input_range)  # what the network reads, as the input quantizer saturates
+        return scores + jet_term_codes(self.jet_term, self.spec.feature_names, codes)
+
+    def network_codes(self, codes: np.ndarray | torch.Tensor, device: str | torch.device | None = None,
+                      threads: int | None = None, chunk: int | None = None) -> np.ndarray:
+        """The network's scores (int64 [N], output LSB units) of integer codes ``[N, P, F]``.
 
         On CPU the batch is cut into ``chunk``-jet pieces (default :data:`CPU_CHUNK_JETS`, or
         :data:`CPU_CHUNK_JETS_THREADED` with several threads), scored by ``threads`` Python threads (torch releases

@@ -50,7 +50,9 @@ the estimates in the order given; latency and II from C synthesis, then the esti
 The verdict is ``"exceeds"`` when any check fails (latency > budget, II > required, a resource above its cap or above
 100% of the device, C synthesis missing the target clock, network + integer input block above the latency budget:
 ``input_block_latency_ns``, present when the input spec has such a block; its figure is a lower bound, so that
-check is ``"exceeds"`` or ``"unknown"``, never ``"ok"``), else ``"unknown"`` when any figure a check needs is
+check is ``"exceeds"`` or ``"unknown"``, never ``"ok"``; a student's jet term beside the network:
+``score_latency_ns``, the network's cycles or the term's stages, whichever is more, plus one adder stage, and
+``score_LUT_fraction``, the network's LUTs plus the term's), else ``"unknown"`` when any figure a check needs is
 unknown, else ``"fits"``. Clock periods are given to the picosecond, so comparisons allow 0.1%: 12 cycles at
 4.167 ns (240 MHz) count as 50 ns.
 """
@@ -323,15 +325,51 @@ def _input_block_check(block: Mapping[str, Any], latency_ns: Mapping[str, Any], 
                   f">= {total:g} ns ({block['source']}, a lower bound) {'>' if over else 'vs'} budget {limit:g} ns")
 
 
+def _jet_term_checks(term: Mapping[str, Any], latency_cycles: Mapping[str, Any],
+                     resources: Mapping[str, Mapping[str, Any]], board: Board, clock_ns: float
+                     ) -> list[dict[str, Any]]:
+    """The score = network + jet term (computed in parallel from the same codes, joined by one adder stage):
+    its latency and its LUTs against the budget."""
+    budget = board.budget
+    limit, cap = budget.latency_ns_max, budget.resource_fraction_max.get("LUT")
+    cycles, stages = latency_cycles.get("value"), term.get("stages")
+    if cycles is None or stages is None:
+        latency = _check("score_latency_ns", UNKNOWN, None, limit, UNKNOWN,
+                         "network + jet term: the network's cycles or the term's stages are unknown")
+    else:
+        total = round((max(cycles, stages) + 1) * clock_ns, 3)
+        over = _exceeds(total, limit)
+        latency = _check("score_latency_ns", "exceeds" if over else "ok", total, limit,
+                         f"{latency_cycles['source']} + {term['source']}",
+                         f"score = network ({cycles} cycles) in parallel with the jet term ({stages} stage(s), "
+                         f"{term['source']}) + 1 adder stage = {total:g} ns {'>' if over else '<='} budget {limit:g} ns")
+    network_lut = resources.get("LUT", {}).get("value")
+    term_lut = (term.get("resources") or {}).get("LUT")
+    if cap is None:
+        return [latency]
+    if network_lut is None or term_lut is None:
+        return [latency, _check("score_LUT_fraction", UNKNOWN, None, cap, UNKNOWN,
+                                "network + jet term: a LUT figure is unknown")]
+    fraction = (network_lut + term_lut) / board.resources.LUT
+    over = _exceeds(fraction, cap)
+    return [latency, _check("score_LUT_fraction", "exceeds" if over else "ok", round(fraction, 6), cap,
+                            f"{resources['LUT']['source']} + {term['source']}",
+                            f"LUT network {network_lut:g} + jet term {term_lut:g} = {100 * fraction:.3g}% of "
+                            f"{board.name} {'>' if over else '<='} cap {100 * cap:g}%")]
+
+
 def evaluate_budget(board: Board, latency_ns: Mapping[str, Any], latency_cycles: Mapping[str, Any],
                     ii: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]],
                     timing: Mapping[str, Any], clock_ns: float,
-                    input_block: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    input_block: Mapping[str, Any] | None = None,
+                    jet_term: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The level-1 verdict of one design on one board; see the module docstring for the rules."""
     budget = board.budget
     checks = []
     if input_block is not None:
         checks.append(_input_block_check(input_block, latency_ns, clock_ns, budget.latency_ns_max))
+    if jet_term is not None:
+        checks += _jet_term_checks(jet_term, latency_cycles, resources, board, clock_ns)
 
     if latency_ns["value"] is None:
         checks.append(_check("latency_ns", UNKNOWN, None, budget.latency_ns_max, UNKNOWN,
@@ -464,6 +502,7 @@ def build_synth_report(
     notes: Iterable[str] = (),
     unknown_reasons: Mapping[str, str] | None = None,
     input_block: Mapping[str, Any] | None = None,
+    jet_term: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble ``synth_report.json`` (schema in the module docstring).
 
@@ -472,7 +511,9 @@ def build_synth_report(
     to :func:`~jbot_edge.firmware.vendor.find_vendor_tools` now. ``notes`` are added to the report's notes.
     ``unknown_reasons`` says why a figure is unknown (keys: a figure name, ``"latency"`` for latency and II,
     ``"resources"`` for every resource). ``input_block``: the integer block ahead of the network that the figures
-    leave out (:func:`~jbot_edge.firmware.rtl.input_block.write_input_block`), judged by its own budget check.
+    leave out (:func:`~jbot_edge.firmware.rtl.input_block.write_input_block`), judged by its own budget check;
+    ``jet_term``: the student's jet term beside the network (:func:`~jbot_edge.firmware.rtl.jet_term.write_jet_term`),
+    judged with the network by ``score_latency_ns`` and ``score_LUT_fraction``.
     """
     if not (isinstance(clock_ns, (int, float)) and math.isfinite(clock_ns) and clock_ns > 0):
         raise JbotEdgeError(f"--clock-ns must be a positive number of nanoseconds, got {clock_ns!r}")
@@ -524,7 +565,7 @@ def build_synth_report(
         "resources": resources,
         "resource_units": dict(RESOURCE_UNITS),
         "budget": evaluate_budget(board, latency_ns, cycles, performance["ii"], resources, timing, clock_ns,
-                                  input_block),
+                                  input_block, jet_term),
         "vendor_tools": tools,
         "vendor_reports": dict(vendor) if vendor else None,
         "estimates": [e.model_dump(mode="json") for e in estimate_list],

@@ -43,6 +43,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +57,7 @@ from jbot_edge.atomic import atomic_path
 from jbot_edge.config import StrictModel
 from jbot_edge.data.l1quant import L1InputSpec
 from jbot_edge.errors import JbotEdgeError
+from jbot_edge.models.jet_term import JetTermConfig, input_columns, jet_term_ratio
 
 CHECKPOINT_FORMAT = "jbot-edge.student"
 CHECKPOINT_VERSION = 1
@@ -81,6 +84,14 @@ class StudentConfig(StrictModel):
     scaling: str = Field(default="power_of_two", description="only power_of_two is firmware-exact")
     collect_stats_steps: int | None = Field(default=None, ge=1, description="training steps that initialise "
                                             "activation scales (null: 30 here; qat sizes it to the run)")
+    jet_term: JetTermConfig | None = Field(default=None, description="a fixed-point jet-level term added to the "
+                                           "network's score, computed beside it (jbot_edge.models.jet_term); null: "
+                                           "the score is the network's output")
+
+    @property
+    def output_lsb(self) -> float:
+        """Value of one output code (the output quantizer's constant scale)."""
+        return self.output_threshold / 2 ** (self.output_bits - 1)
 
     @property
     def output_threshold(self) -> float:
@@ -168,7 +179,88 @@ def _quant_relu(q: dict[str, Any]) -> nn.Module:
     return QuantReLU(act_quant=q["act"])
 
 
-class DeepSetsStudent(nn.Module):
+class JetTerm(nn.Module):
+    """The jet-level term as a module of the student (jbot_edge.models.jet_term): quantised model inputs → the term.
+
+    Evaluation (``eval()``, every score, every report) looks the term up in the table of the current knot values, so
+    it is exactly what the firmware adds; training with ``jet_term.trainable`` evaluates the piecewise-linear
+    function itself, so the knot values (``values``, a parameter) learn with the network."""
+
+    def __init__(self, cfg: StudentConfig, spec: L1InputSpec):
+        super().__init__()
+        input_columns(spec.feature_names)  # refuse a spec without its inputs at build time
+        term = cfg.jet_term
+        if term is None or not term.fitted:
+            raise JbotEdgeError("student.jet_term has no table yet: qat fits it before building the student")
+        self.term, self.feature_names = term, spec.feature_names
+        self.input_scale, self.lsb = spec.input_scale, cfg.output_lsb
+        self.values = nn.Parameter(torch.tensor(term.values), requires_grad=term.trainable)
+        self.register_buffer("knots", torch.tensor(term.knots, dtype=torch.float64), persistent=False)
+
+    def current(self) -> JetTermConfig:
+        """The term's configuration with the current knot values and their table."""
+        return self.term.with_values(self.values.detach().cpu().double().numpy(), self.lsb)
+
+    def forward(self, quantised: torch.Tensor) -> torch.Tensor:
+        codes = torch.round(quantised.detach().double() / self.input_scale).to(torch.int64).cpu().numpy()
+        s = jet_term_ratio(self.term, self.feature_names, codes)
+        if self.training and self.values.requires_grad:
+            last = self.term.table_min + len(self.term.table) - 1
+            s = torch.from_numpy(np.clip(s, self.term.table_min, last)).to(self.knots)
+            index = (torch.searchsorted(self.knots, s, right=True) - 1).clamp(0, len(self.knots) - 2)
+            k0, k1 = self.knots[index], self.knots[index + 1]
+            v0, v1 = self.values[index].double(), self.values[index + 1].double()
+            value = v0 + (v1 - v0) * (s - k0) / (k1 - k0)  # linear beyond the outer knots, as the table
+        else:
+            value = torch.from_numpy(self.current().codes_from_ratio(s) * self.lsb)
+        return value.to(quantised.dtype).to(quantised.device).reshape(-1, 1)
+
+
+class _Student(nn.Module):
+    """``forward(x) = network(x) + jet term``: ``network`` is what the firmware's network (QONNX, hls4ml, da4ml)
+    computes; the jet term (when configured) is added beside it."""
+
+    jet_term: JetTerm | None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        quantised = self.input_quant(x)
+        score = self.output_quant(self.head(self.body_from_quantised(quantised)))
+        return score if self.jet_term is None else score + self.jet_term(quantised)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_quant(self.head(self.body_from_quantised(self.input_quant(x))))
+
+    def body_from_quantised(self, quantised: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def freeze_jet_term(model: nn.Module, cfg: StudentConfig) -> StudentConfig:
+    """``cfg`` with the jet term's trained knot values and table (what student.pt stores and the firmware builds);
+    ``cfg`` itself without a jet term."""
+    if getattr(model, "jet_term", None) is None:
+        return cfg
+    term = model.jet_term.current()
+    model.jet_term.term = term
+    frozen = cfg.model_copy(update={"jet_term": term})
+    model.student_config = frozen  # type: ignore[attr-defined]
+    return frozen
+
+
+@contextmanager
+def network_only(model: nn.Module) -> Iterator[nn.Module]:
+    """The student with its jet term detached, e.g. to export the network to QONNX (the term is built beside it);
+    module names are unchanged, so the exported graph's layer names do not depend on the term."""
+    term = getattr(model, "jet_term", None)
+    if term is not None:
+        model.jet_term = None
+    try:
+        yield model
+    finally:
+        if term is not None:
+            model.jet_term = term
+
+
+class DeepSetsStudent(_Student):
     """φ per particle → pooling over particles → ρ → score."""
 
     def __init__(self, cfg: StudentConfig, spec: L1InputSpec):
@@ -191,15 +283,16 @@ class DeepSetsStudent(nn.Module):
         self.rho = nn.Sequential(*layers)
         self.head = _quant_linear(n_in, 1, q)
         self.output_quant = QuantIdentity(act_quant=q["output"])
+        self.jet_term = JetTerm(cfg, spec) if cfg.jet_term is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.phi(self.input_quant(x))
+    def body_from_quantised(self, quantised: torch.Tensor) -> torch.Tensor:
+        h = self.phi(quantised)
         # Mean over a power-of-two particle count is a sum plus a shift: exact in fixed point (hls4ml average pool).
         h = h.mean(dim=1) if self.pooling == "mean" else h.sum(dim=1)
-        return self.output_quant(self.head(self.rho(h)))
+        return self.rho(h)
 
 
-class MLPStudent(nn.Module):
+class MLPStudent(_Student):
     """Flattened pT-ordered particles → QuantLinear/QuantReLU stack → score."""
 
     def __init__(self, cfg: StudentConfig, spec: L1InputSpec):
@@ -216,10 +309,10 @@ class MLPStudent(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = _quant_linear(n_in, 1, q)
         self.output_quant = QuantIdentity(act_quant=q["output"])
+        self.jet_term = JetTerm(cfg, spec) if cfg.jet_term is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.input_quant(x).flatten(1)
-        return self.output_quant(self.head(self.body(h)))
+    def body_from_quantised(self, quantised: torch.Tensor) -> torch.Tensor:
+        return self.body(quantised.flatten(1))
 
 
 # -- construction and checks --------------------------------------------------------------------------------------
@@ -358,6 +451,9 @@ def summary(model: nn.Module) -> dict[str, Any]:
         "output_lsb": output_lsb(model),
         "rounding": cfg.rounding,
         "input_fixed_type": spec.input_fixed_type(),
+        # the jet term beside the network (models/jet_term.py): its table's size, or None
+        "jet_term": None if cfg.jet_term is None or not cfg.jet_term.fitted else {
+            "kind": cfg.jet_term.kind, "table_entries": len(cfg.jet_term.table), "table_min": cfg.jet_term.table_min},
     }
 
 
@@ -388,6 +484,7 @@ def save_student(path: str | os.PathLike[str], model: nn.Module, cfg: StudentCon
     if path.is_dir() or path.suffix != ".pt":
         path = path / "student.pt"
     check_power_of_two_scales(model, where=str(path))
+    cfg = freeze_jet_term(model, cfg)  # the table of the knot values the model holds, never a stale one
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -429,6 +526,7 @@ def load_student(path: str | os.PathLike[str]) -> tuple[nn.Module, StudentConfig
         _load_state(model, payload["state_dict"], path)
     model.eval()
     check_power_of_two_scales(model, where=str(path))
+    cfg = freeze_jet_term(model, cfg)
     return model, cfg, spec, dict(payload.get("extra") or {})
 
 

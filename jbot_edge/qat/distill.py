@@ -44,7 +44,14 @@ from jbot_edge.data.reader import JetFile
 from jbot_edge.errors import JbotEdgeError
 from jbot_edge.evaluate.config import TriggerSettings
 from jbot_edge.logs import get_logger, progress_bar
-from jbot_edge.models.students import StudentConfig, build_student, check_power_of_two_scales, save_student
+from jbot_edge.models.jet_term import JetTermConfig, fit_jet_term, jet_term_ratio
+from jbot_edge.models.students import (
+    StudentConfig,
+    build_student,
+    check_power_of_two_scales,
+    freeze_jet_term,
+    save_student,
+)
 from jbot_edge.qat.embedding_match import EmbeddingMatcher, EmbeddingMatchingConfig
 from jbot_edge.qat.outliers import OutlierExposureConfig, check_overlay_features, overlay_jets
 from jbot_edge.qat.targets import TailWeightConfig, TargetTransform, tail_weights
@@ -365,6 +372,21 @@ class DistillData:
     embeddings: torch.Tensor | None = None
 
 
+def _fitted_jet_term(cfg: QatConfig, data: DistillData) -> JetTermConfig | None:
+    """``student.jet_term`` with its table fitted on the training rows (weighted least squares of the targets with
+    the loss's tail weights); None without a jet term. Deterministic: a --resume refits the same."""
+    term = cfg.student.jet_term
+    if term is None or term.fitted:
+        return term
+    rows = torch.from_numpy(data.train_idx)
+    codes = torch.round(data.x[rows].double() / cfg.input.input_scale).to(torch.int64).numpy()
+    s = jet_term_ratio(term, cfg.input.feature_names, codes)
+    fitted = fit_jet_term(term, s, data.y[rows].numpy(), data.w[rows].numpy(), cfg.student.output_lsb)
+    log.info("jet term: a %d-entry table from s = %d (2^-%d units), fitted on %d training jets",
+             len(fitted.table), fitted.table_min, term.frac_bits, len(rows))
+    return fitted
+
+
 def fit_student(cfg: QatConfig, data: DistillData, out_dir: Path, resume: bool = False
                 ) -> tuple[torch.nn.Module, StudentConfig, dict[str, Any], dict[str, Any]]:
     """Train a student on ``data`` (metrics.jsonl and checkpoints in ``out_dir``); returns the best-epoch student
@@ -376,7 +398,8 @@ def fit_student(cfg: QatConfig, data: DistillData, out_dir: Path, resume: bool =
     for warning in warnings:
         log.warning("%s", warning)
     # The student records the step count it was built with: --resume and the checkpoint rebuild the same quantizers.
-    student_cfg = cfg.student.model_copy(update={"collect_stats_steps": stats_steps})
+    student_cfg = cfg.student.model_copy(update={"collect_stats_steps": stats_steps,
+                                                 "jet_term": _fitted_jet_term(cfg, data)})
     torch.manual_seed(cfg.seed)
     model = build_student(student_cfg, spec)
     matcher = None
@@ -448,6 +471,7 @@ def fit_student(cfg: QatConfig, data: DistillData, out_dir: Path, resume: bool =
         model.load_state_dict(best["state"])
     model.eval()
     check_power_of_two_scales(model, where="trained student")
+    student_cfg = freeze_jet_term(model, student_cfg)
     return model, student_cfg, best, {"collect_stats_steps": stats_steps, "total_steps": total_steps,
                                       "warnings": warnings}
 

@@ -18,10 +18,7 @@ Buses are particle-major and LSB-first: particle 0's first stored feature occupi
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ import numpy as np
 
 from jbot_edge.data.l1quant import MASS_MOMENT_INPUTS, L1InputSpec, PtNormalisation
 from jbot_edge.errors import JbotEdgeError
-from jbot_edge.firmware.rtl.tools import require_verilator, require_yosys
+from jbot_edge.firmware.rtl.combinational import estimate_block, simulate_block, stages_for
 
 TOP = "l1_input_block"
 
@@ -136,81 +133,19 @@ def input_block_verilog(spec: L1InputSpec, top: str = TOP) -> str:
 
 
 def estimate_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str], family: str = "xcup") -> dict[str, Any]:
-    """Yosys ``synth_xilinx`` of the block: ``{"tool", "version", "family", "resources": {LUT, FF, DSP, BRAM},
-    "cells"}`` (an estimate: Yosys' mapping is not Vivado's)."""
-    from jbot_edge.firmware.rtl.timing import longest_path
-    from jbot_edge.firmware.rtl.yosys import _count, _top_cells
-
-    yosys = require_yosys()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{TOP}.v").write_text(input_block_verilog(spec))
-    script = f"read_verilog {TOP}.v; synth_xilinx -family {family} -top {TOP} -flatten -noiopad; " \
-             f"write_json netlist.json; tee -q -o stat.json stat -json"
-    result = subprocess.run([yosys.path, "-q", "-p", script], cwd=out, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise JbotEdgeError(f"yosys failed on the input block (exit {result.returncode}): {result.stderr[-300:]}")
-    cells = _top_cells(json.loads((out / "stat.json").read_text()), TOP)
-    path = longest_path(json.loads((out / "netlist.json").read_text())["modules"][TOP])
-    return {"tool": "yosys", "version": yosys.version, "family": family, "resources": _count(cells), "cells": cells,
-            # rtl/timing.py's LUT/carry model; a DSP48E2 on the path counts as one LUT level, so a lower bound
-            "path_ns_lower_bound": path["path_ns"], "dsp_on_path_modelled": False}
-
-
-_HARNESS = r"""
-#include "V{top}.h"
-#include <cstdio>
-#include <cstdint>
-// stdin: per jet {n_in} raw field values (particle-major); stdout: {n_out} model-visible codes per jet.
-static void put(uint32_t* w, int pos, int bits, long long v) {{
-  for (int b = 0; b < bits; ++b) {{ int q = pos + b; uint32_t bit = (v >> b) & 1;
-    w[q / 32] = (w[q / 32] & ~(1u << (q % 32))) | (bit << (q % 32)); }}
-}}
-static long long get(const uint32_t* w, int pos, int bits, bool is_signed) {{
-  long long v = 0;
-  for (int b = 0; b < bits; ++b) {{ int q = pos + b; v |= (long long)((w[q / 32] >> (q % 32)) & 1) << b; }}
-  if (is_signed && (v >> (bits - 1)) & 1) v -= (1LL << bits); return v;
-}}
-int main() {{
-  V{top} top; const int in_bits[] = {{{in_bits}}}; const int out_bits[] = {{{out_bits}}};
-  const int out_signed[] = {{{out_signed}}};
-  long long v;
-  while (true) {{
-    int pos = 0;
-    for (int i = 0; i < {n_in}; ++i) {{ if (scanf("%lld", &v) != 1) return 0;
-      put(top.raw.data(), pos, in_bits[i % {f_in}], v); pos += in_bits[i % {f_in}]; }}
-    top.eval(); pos = 0;
-    for (int i = 0; i < {n_out}; ++i) {{ int j = i % {f_out};
-      printf("%lld ", get(top.codes.data(), pos, out_bits[j], out_signed[j])); pos += out_bits[j]; }}
-    printf("\n");
-  }}
-}}
-"""
+    """Yosys ``synth_xilinx`` of the block (:func:`~jbot_edge.firmware.rtl.combinational.estimate_block`, DSPs
+    allowed), with ``path_ns_lower_bound``: its path counts each DSP48E2 as one LUT level."""
+    estimate = estimate_block(input_block_verilog(spec), TOP, out_dir, family)
+    return {**estimate, "path_ns_lower_bound": estimate.pop("path_ns")}
 
 
 def simulate_input_block(spec: L1InputSpec, raw: np.ndarray, work_dir: str | os.PathLike[str]) -> np.ndarray:
     """Verilator simulation of the block: raw codes ``[N, P, F_stored]`` → model-visible codes ``[N, P, F]``."""
-    verilator = require_verilator()
     stored, outputs = _bus_fields(spec)
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / f"{TOP}.v").write_text(input_block_verilog(spec))
     p = spec.n_particles
-    if min(p * sum(b for _, b, _ in stored), p * sum(b for _, b, _ in outputs)) <= 64:
-        raise JbotEdgeError("the input block harness drives buses wider than 64 bits (Verilator VlWide); "
-                            f"{p} particles are too few")
-    (work / "harness.cpp").write_text(_HARNESS.format(
-        top=TOP, n_in=p * len(stored), n_out=p * len(outputs), f_in=len(stored), f_out=len(outputs),
-        in_bits=", ".join(str(b) for _, b, _ in stored), out_bits=", ".join(str(b) for _, b, _ in outputs),
-        out_signed=", ".join(str(int(s)) for _, _, s in outputs)))
-    build = subprocess.run([verilator.path, "--cc", "--exe", "--build", "-O2", "-Wno-fatal", f"{TOP}.v", "harness.cpp",
-                            "--top-module", TOP, "-o", "sim"], cwd=work, capture_output=True, text=True, check=False)
-    if build.returncode != 0:
-        raise JbotEdgeError(f"verilator could not build the input block: {build.stderr[-500:]}")
     raw = np.asarray(raw, dtype=np.int64)
-    text = "\n".join(" ".join(map(str, jet.reshape(-1))) for jet in raw) + "\n"
-    run = subprocess.run([str(work / "obj_dir" / "sim")], input=text, capture_output=True, text=True, check=True)
-    values = np.array(run.stdout.split(), dtype=np.int64)
+    values = simulate_block(input_block_verilog(spec), TOP, "raw", [(b, s) for _, b, s in stored] * p, "codes",
+                            [(b, s) for _, b, s in outputs] * p, raw.reshape(len(raw), -1), work_dir)
     return values.reshape(len(raw), p, len(outputs))
 
 
@@ -220,7 +155,6 @@ def write_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str],
     when installed, and return ``(notes for synth_report.json, the block's figures for its budget check)``;
     ``([], None)`` without a block. Figures: ``{"source", "path_ns_lower_bound", "min_stages", "resources"}`` (the
     last three null when Yosys is missing); ``min_stages`` is the pipeline stages that path needs at ``clock_ns``."""
-    from jbot_edge.firmware.rtl.timing import ULTRASCALE_PLUS_M2
     from jbot_edge.firmware.rtl.tools import find_yosys
 
     what = spec.input_block_note()
@@ -234,8 +168,7 @@ def write_input_block(spec: L1InputSpec, out_dir: str | os.PathLike[str],
                 {"source": "unknown", "path_ns_lower_bound": None, "min_stages": None, "resources": None})
     estimate = estimate_input_block(spec, out / "yosys")
     path = estimate["path_ns_lower_bound"]
-    usable = clock_ns - ULTRASCALE_PLUS_M2.register_overhead_ns
-    min_stages = max(1, math.ceil(path / usable - 1e-9)) if usable > 0 else None
+    min_stages = stages_for(path, clock_ns)
     figures = ", ".join(f"{k} {v:g}" for k, v in estimate["resources"].items())
     note = (f"{what}. Its Verilog is {out.name}/{TOP}.v (combinational); estimate:yosys {estimate['version']} "
             f"(synth_xilinx -family {estimate['family']}): {figures}, on top of the figures above; its deepest path "
