@@ -59,9 +59,9 @@ class JetTermConfig(StrictModel):
     knot_quantiles: list[float] = Field(
         default_factory=lambda: [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0],
         description="knots of the piecewise-linear fit, as quantiles of the training background's s")
-    min_jets_per_knot: int = Field(default=10, ge=1, description="a quantile knot is kept only with at least this "
-                                   "many training jets beyond it (on its own side of the median): a knot on a "
-                                   "handful of jets fits noise, and the extrapolation beyond it would carry it")
+    min_jets_per_knot: int = Field(default=10, ge=1, description="knot quantiles are moved inwards until at least "
+                                   "this many training jets lie beyond the outermost ones: a knot on a handful of "
+                                   "jets fits noise, and the extrapolation beyond it would carry it")
     extrapolate: int = Field(default=64, ge=0, le=1024, description="table entries past the largest training s "
                              "(2^-F units: 64 = 4 octaves of A/B); beyond them the term is flat")
     trainable: bool = Field(default=True, description="train the knot values with the network (false: keep the "
@@ -183,8 +183,8 @@ def fit_jet_term(cfg: JetTermConfig, s: np.ndarray, targets: np.ndarray, weights
     y, w = np.asarray(targets, dtype=np.float64), np.asarray(weights, dtype=np.float64)
     if len(s) < 2 or w.sum() <= 0:
         raise JbotEdgeError("jet term: need at least two weighted training jets to fit its table")
-    quantiles = np.array([q for q in cfg.knot_quantiles if min(q, 1 - q) * len(s) >= cfg.min_jets_per_knot])
-    knots = np.unique(np.quantile(s, quantiles).astype(np.float64)) if len(quantiles) else np.zeros(0)
+    edge = min(cfg.min_jets_per_knot / len(s), 0.5)
+    knots = np.unique(np.quantile(s, np.clip(cfg.knot_quantiles, edge, 1 - edge)).astype(np.float64))
     if len(knots) < 2:
         knots = np.array([s.min(), s.min() + 1.0])
     # Hat basis: column j is the piecewise-linear function that is 1 at knot j and 0 at the others.
