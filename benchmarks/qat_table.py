@@ -60,8 +60,11 @@ def table(result: dict, rate: dict | None = None) -> str:
         block = "†" if rtl.get("input_block") else ""
         if block and rtl["input_block"].get("min_stages") is None:
             block = " + input block (not estimated: no Yosys)"
-        lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %){block}" if rtl else "–"
-        latency = (("≥ " if block else "") + f"{rtl['latency_ns']:.1f}{block}") if rtl else "–"
+        term = ""
+        if rtl.get("jet_term"):
+            term = "‡" if rtl["jet_term"].get("stages") is not None else " + jet term (not estimated: no Yosys)"
+        lut = f"{rtl['lut_da4ml']:.0f} ({rtl['lut_percent']:.2f} %){block}{term}" if rtl else "–"
+        latency = (("≥ " if block else "") + f"{rtl['latency_ns']:.1f}{block}{term}") if rtl else "–"
         rows.append("| " + " | ".join([
             p["kind"], str(p["bits"]), p["recipe"], str(p.get("epochs", result["epochs"])), str(p["parameters"]), lut,
             latency,
@@ -85,6 +88,10 @@ def table(result: dict, rate: dict | None = None) -> str:
                "firmware/rtl/input_block.py): its Yosys LUT estimate, and the pipeline stages its deepest path "
                "needs at least (DSP delays not modelled), so that latency is a lower bound."
                if any((p.get("rtl") or {}).get("input_block") for p in points) else "")
+            + (" ‡ includes the student's jet term beside the network (models/jet_term.py, firmware/rtl/jet_term.py): "
+               "its Yosys LUT estimate (multiplies in LUTs) is added to da4ml's, and the latency is the network's "
+               "stages or the term's, whichever is more, plus one adder stage."
+               if any((p.get("rtl") or {}).get("jet_term") for p in points) else "")
             + (f" Background overlap: share of the teacher's triggered jets among {rate['n_background']} background "
                f"jets of `{rate['data']}` (another seed, never trained on) that the student triggers too, measured "
                f"at commit `{rate['commit']}`." if rate else "") + "\n")
