@@ -162,3 +162,21 @@ def test_jet_term_student_through_synth_and_emulate(student, tmp_path, l1_file, 
     assert emulated.returncode == 0, emulated.stderr[-2000:]
     summary = json.loads((fw / "emulate.json").read_text())
     assert summary["legs"] == ["brevitas", "qonnx", "rtl"] and summary["exact"] is True
+    # The RTL leg simulates the term's Verilog that synth wrote: one more LSB in every table entry of that file and
+    # the RTL leg's scores move by exactly one LSB on every jet, while the others do not.
+    import re
+
+    from jbot_edge.firmware.emulate import load_firmware
+
+    verilog = fw / "jet_term" / "l1_jet_term.v"
+    verilog.write_text(re.sub(r"(rom\[\d+\] = )(-?)(\d+)'sd(\d+);", lambda m: m.group(1) + _plus_one(m), verilog.read_text()))
+    firmware = load_firmware(fw)
+    codes = l1_codes(l1_file, 50)
+    np.testing.assert_array_equal(firmware.score_lsb("rtl", codes) - firmware.score_lsb("brevitas", codes), 1)
+    np.testing.assert_array_equal(firmware.score_lsb("qonnx", codes), firmware.score_lsb("brevitas", codes))
+
+
+def _plus_one(match) -> str:
+    """A Verilog signed literal ``[-]W'sdV`` of a ROM entry, plus one."""
+    value = (-1 if match.group(2) else 1) * int(match.group(4)) + 1
+    return f"{'-' if value < 0 else ''}{match.group(3)}'sd{abs(value)};"

@@ -32,6 +32,11 @@ Firmware directory (written by ``jbot-edge synth``; this module only reads it)::
               "first_mismatches": [{"index", "name", "codes" [[P][F]], "physical" [[P][F]] (fuzz_raw: "model_input"),
                                     "scores_lsb": {leg: int}}]}
 
+A student with a jet term (``student.jet_term``, jbot_edge/models/jet_term.py) scores network + term: the Brevitas
+leg and the fast emulator compute both; the RTL leg simulates the network's Verilog and the term's
+(``FW_DIR/jet_term/l1_jet_term.v``) with Verilator; QONNX and the C simulation build the network only, and the
+harness adds the term's numpy definition to them (``LegType.whole_score``).
+
 ``exact`` cannot pass vacuously (:func:`emulation_verdict`): it needs n > 0 data and fuzz jets, at least one hardware
 leg (``csim`` or ``rtl``) besides another leg, every pair of run legs equal on every jet, and no required leg skipped
 (the RTL leg of ``synth --backend rtl``; every leg under ``JBOT_EDGE_REQUIRE_RTL_TOOLS=1``, which CI sets).
@@ -255,7 +260,33 @@ def _load_rtl(context: LegContext) -> Scorer:
     simulator = RtlSimulator(rtl_dir)
     log.info("building/loading the Verilator simulation of %s", rtl_dir)
     simulator.build()
-    return simulator.predict_scores
+    if context.student_config is None or context.student_config.jet_term is None:
+        return simulator.predict_scores
+    term = _jet_term_simulator(context)
+    scale, lsb = context.spec.input_scale, simulator.design.output_lsb
+
+    def network_and_term(x: np.ndarray) -> np.ndarray:
+        codes = np.rint(np.asarray(x, dtype=np.float64) / scale).astype(np.int64)
+        return simulator.predict_scores(x) + term(codes) * lsb  # integers × a power of two: exact in float64
+
+    return network_and_term
+
+
+def _jet_term_simulator(context: LegContext) -> Callable[[np.ndarray], np.ndarray]:
+    """The Verilator simulation of the jet term's Verilog that synth wrote (FW_DIR/jet_term/), built in a scratch
+    directory: the RTL leg then scores network + term from the firmware's own Verilog."""
+    import tempfile
+
+    from jbot_edge.firmware.convert import JET_TERM_SUBDIR
+    from jbot_edge.firmware.rtl.jet_term import TOP, JetTermSimulator
+
+    path = context.directory / JET_TERM_SUBDIR / f"{TOP}.v"
+    if not path.is_file():
+        raise LegUnavailable(f"{path} is missing: the student has a jet term, and the RTL leg simulates its Verilog "
+                             "(re-run synth)")
+    scratch = Path(tempfile.mkdtemp(prefix="jbot-edge-jet-term-"))
+    log.info("building the Verilator simulation of %s in %s", path, scratch)
+    return JetTermSimulator(context.spec, context.student_config.jet_term, scratch, verilog=path.read_text())
 
 
 def _load_csim(context: LegContext) -> Scorer:
@@ -310,7 +341,7 @@ def _load_fast(context: LegContext) -> Scorer:
 register_leg("brevitas", _load_brevitas, returns_codes=True, whole_score=True)
 register_leg("qonnx", _load_qonnx)
 register_leg("csim", _load_csim, hardware=True)
-register_leg("rtl", _load_rtl, hardware=True, reads_codes=True)
+register_leg("rtl", _load_rtl, hardware=True, reads_codes=True, whole_score=True)  # the term's Verilog too
 register_leg(FAST_LEG, _load_fast, returns_codes=True, reads_codes=True, whole_score=True)
 
 

@@ -26,10 +26,13 @@ beyond the outer knots) from the smallest training ``s`` to ``extrapolate`` code
 ``floor(f(s) / output_lsb)``. qat starts its ``values`` from a weighted least-squares fit of the distillation targets
 (the loss's tail weights) and, with ``trainable`` (default), trains them together with the network by the same loss
 (the training forward uses f itself, so the values get gradients; every evaluation uses the table), so the split
-between term and network is learnt, not fixed: with the least-squares table held fixed a toy teacher that does not
-depend on the mass (tests/test_qat_fidelity.py) was distilled far worse. Why a table and not a coefficient: the teacher's score rises steeply and non-linearly with m/pT in the
-tail (and again at the smallest masses); a linear term fitted on the bulk put the student's 10 kHz set elsewhere
-(overlap 0.02-0.48 measured, against 0.87 for log2(A/B) alone). The network then learns what is left. The same
+between term and network is learnt, not fixed. Why a table and not a coefficient: the teacher's score rises steeply
+and non-linearly with m/pT in the tail (and again at the smallest masses); a linear term fitted on the bulk put the
+student's 10 kHz set elsewhere (overlap 0.02-0.48 measured, against 0.87 for log2(A/B) alone). The network then
+learns what is left. When not to use it: for a teacher that ignores the mass the term is noise on the student's
+top. A toy teacher scoring Σ pT, distilled by a barely trained network (88 steps, tests/test_qat_fidelity.py), kept
+a TPR ratio of 0.14 (trained table) / 0.18 (fixed table) at FPR 1e-2 with the term against 0.99 without it; set
+``student.jet_term: null`` for such a teacher (the qat report's goals show the loss). The same
 numpy function (:func:`jet_term_codes`) serves training, ``score_codes``, every emulation leg and the Verilog
 check (``firmware/rtl/jet_term.py``).
 """

@@ -103,27 +103,39 @@ def _port_copy(port: str, width: int, words: str, to_port: bool) -> str:
     return " ".join(f"{words}[{k}] = (uint32_t)((uint64_t)top.{port} >> {32 * k});" for k in range(n_words))
 
 
+class BlockSimulator:
+    """A built Verilator simulation of a combinational module: ``simulator(values [N, n_in]) -> [N, n_out]``."""
+
+    def __init__(self, verilog: str, top: str, in_port: str, in_fields: list[Field], out_port: str,
+                 out_fields: list[Field], work_dir: str | os.PathLike[str]):
+        verilator = require_verilator()
+        work = Path(work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / f"{top}.v").write_text(verilog)
+        in_width, out_width = sum(b for b, _ in in_fields), sum(b for b, _ in out_fields)
+        (work / "harness.cpp").write_text(_HARNESS.format(
+            top=top, n_in=len(in_fields), n_out=len(out_fields),
+            in_bits=", ".join(str(b) for b, _ in in_fields), out_bits=", ".join(str(b) for b, _ in out_fields),
+            out_signed=", ".join(str(int(s)) for _, s in out_fields),
+            in_words=(in_width + 31) // 32, out_words=(out_width + 31) // 32,
+            store_in=_port_copy(in_port, in_width, "in_words", to_port=True),
+            load_out=_port_copy(out_port, out_width, "out_words", to_port=False)))
+        build = subprocess.run([verilator.path, "--cc", "--exe", "--build", "-O2", "-Wno-fatal", f"{top}.v",
+                                "harness.cpp", "--top-module", top, "-o", "sim"], cwd=work, capture_output=True,
+                               text=True, check=False)
+        if build.returncode != 0:
+            raise JbotEdgeError(f"verilator could not build {top}: {build.stderr[-500:]}")
+        self.binary, self.n_out = work / "obj_dir" / "sim", len(out_fields)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.int64).reshape(len(values), -1)
+        text = "\n".join(" ".join(map(str, row)) for row in values) + "\n"
+        run = subprocess.run([str(self.binary)], input=text, capture_output=True, text=True, check=True)
+        return np.array(run.stdout.split(), dtype=np.int64).reshape(len(values), self.n_out)
+
+
 def simulate_block(verilog: str, top: str, in_port: str, in_fields: list[Field], out_port: str,
                    out_fields: list[Field], values: np.ndarray, work_dir: str | os.PathLike[str]) -> np.ndarray:
     """Verilator simulation of the combinational module ``top``: rows of input field values ``[N, len(in_fields)]``
     → output field values ``[N, len(out_fields)]`` (int64)."""
-    verilator = require_verilator()
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / f"{top}.v").write_text(verilog)
-    in_width, out_width = sum(b for b, _ in in_fields), sum(b for b, _ in out_fields)
-    (work / "harness.cpp").write_text(_HARNESS.format(
-        top=top, n_in=len(in_fields), n_out=len(out_fields),
-        in_bits=", ".join(str(b) for b, _ in in_fields), out_bits=", ".join(str(b) for b, _ in out_fields),
-        out_signed=", ".join(str(int(s)) for _, s in out_fields),
-        in_words=(in_width + 31) // 32, out_words=(out_width + 31) // 32,
-        store_in=_port_copy(in_port, in_width, "in_words", to_port=True),
-        load_out=_port_copy(out_port, out_width, "out_words", to_port=False)))
-    build = subprocess.run([verilator.path, "--cc", "--exe", "--build", "-O2", "-Wno-fatal", f"{top}.v", "harness.cpp",
-                            "--top-module", top, "-o", "sim"], cwd=work, capture_output=True, text=True, check=False)
-    if build.returncode != 0:
-        raise JbotEdgeError(f"verilator could not build {top}: {build.stderr[-500:]}")
-    values = np.asarray(values, dtype=np.int64).reshape(len(values), -1)
-    text = "\n".join(" ".join(map(str, row)) for row in values) + "\n"
-    run = subprocess.run([str(work / "obj_dir" / "sim")], input=text, capture_output=True, text=True, check=True)
-    return np.array(run.stdout.split(), dtype=np.int64).reshape(len(values), len(out_fields))
+    return BlockSimulator(verilog, top, in_port, in_fields, out_port, out_fields, work_dir)(values)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from jbot_edge.data.l1quant import L1InputSpec
-from jbot_edge.firmware.rtl.combinational import estimate_block, simulate_block, stages_for
+from jbot_edge.firmware.rtl.combinational import BlockSimulator, estimate_block, stages_for
 from jbot_edge.models.jet_term import JET_TERM_INPUTS, JetTermConfig, input_columns
 
 TOP = "l1_jet_term"
@@ -128,13 +128,24 @@ def jet_term_verilog(spec: L1InputSpec, term: JetTermConfig, top: str = TOP) -> 
     return "\n".join(lines) + "\n"
 
 
+class JetTermSimulator:
+    """The Verilator simulation of a term's Verilog (``verilog``: e.g. the file synth wrote), built once:
+    ``simulator(codes [N, P, F]) -> int64 [N]``."""
+
+    def __init__(self, spec: L1InputSpec, term: JetTermConfig, work_dir: str | os.PathLike[str],
+                 verilog: str | None = None):
+        self.block = BlockSimulator(verilog if verilog is not None else jet_term_verilog(spec, term), TOP, "codes",
+                                    _fields(spec) * spec.n_particles, "term", [(term_bits(term), True)], work_dir)
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes, dtype=np.int64)
+        return self.block(codes.reshape(len(codes), -1))[:, 0]
+
+
 def simulate_jet_term(spec: L1InputSpec, term: JetTermConfig, codes: np.ndarray,
                       work_dir: str | os.PathLike[str]) -> np.ndarray:
     """Verilator simulation of the term on model-visible codes ``[N, P, F]`` → int64 [N]."""
-    codes = np.asarray(codes, dtype=np.int64)
-    out = simulate_block(jet_term_verilog(spec, term), TOP, "codes", _fields(spec) * spec.n_particles, "term",
-                         [(term_bits(term), True)], codes.reshape(len(codes), -1), work_dir)
-    return out[:, 0]
+    return JetTermSimulator(spec, term, work_dir)(codes)
 
 
 def write_jet_term(spec: L1InputSpec, term: JetTermConfig | None, out_dir: str | os.PathLike[str],
