@@ -180,3 +180,36 @@ def _plus_one(match) -> str:
     """A Verilog signed literal ``[-]W'sdV`` of a ROM entry, plus one."""
     value = (-1 if match.group(2) else 1) * int(match.group(4)) + 1
     return f"{'-' if value < 0 else ''}{match.group(3)}'sd{abs(value)};"
+
+
+def test_budget_judges_network_plus_term_and_input_block_luts():
+    """score_latency_ns = (max(network cycles, term stages) + 1) × clock; score_LUT_fraction and
+    input_block_LUT_fraction add the block's LUTs to the network's; a term too slow or too large exceeds."""
+    from jbot_edge.firmware.boards import load_board
+    from jbot_edge.firmware.reports import evaluate_budget
+
+    board = load_board("vu13p")
+    clock = 4.1667
+    network = {"value": 20_000.0, "source": "estimate:da4ml", "percent_of_board": 100 * 20_000 / 1_728_000}
+    resources = {"LUT": network, **{k: {"value": 0.0, "source": "estimate:da4ml", "percent_of_board": 0.0}
+                                    for k in ("FF", "DSP", "BRAM", "URAM")}}
+    cycles, latency = {"value": 9, "source": "estimate:da4ml"}, {"value": 9 * clock, "source": "estimate:da4ml"}
+    ii, timing = {"value": 1, "source": "estimate:da4ml"}, {}
+
+    def checks(**blocks):
+        budget = evaluate_budget(board, latency, cycles, ii, resources, timing, clock, **blocks)
+        return {c["check"]: c for c in budget["checks"]}, budget["verdict"]
+
+    term = {"source": "estimate:yosys-sta", "stages": 5, "resources": {"LUT": 6_000.0}}
+    got, verdict = checks(jet_term=term)
+    assert got["score_latency_ns"]["value"] == pytest.approx(10 * clock, abs=1e-3) and verdict == "fits"
+    assert got["score_LUT_fraction"]["value"] == pytest.approx(26_000 / 1_728_000, abs=1e-6)
+    got, verdict = checks(jet_term={**term, "stages": 12})  # slower than the network: it sets the latency
+    assert got["score_latency_ns"]["value"] == pytest.approx(13 * clock, abs=1e-3)
+    assert got["score_latency_ns"]["status"] == "exceeds" and verdict == "exceeds"
+    got, verdict = checks(jet_term={**term, "resources": {"LUT": 20_000.0}})  # 40k LUT = 2.3 %
+    assert got["score_LUT_fraction"]["status"] == "exceeds" and verdict == "exceeds"
+    block = {"source": "estimate:yosys", "path_ns_lower_bound": 2.0, "min_stages": 1, "resources": {"LUT": 3_500.0}}
+    got, _ = checks(input_block=block)
+    assert got["input_block_LUT_fraction"]["value"] == pytest.approx(23_500 / 1_728_000, abs=1e-6)
+    assert got["input_block_LUT_fraction"]["status"] == "ok"

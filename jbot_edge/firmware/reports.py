@@ -52,7 +52,8 @@ The verdict is ``"exceeds"`` when any check fails (latency > budget, II > requir
 ``input_block_latency_ns``, present when the input spec has such a block; its figure is a lower bound, so that
 check is ``"exceeds"`` or ``"unknown"``, never ``"ok"``; a student's jet term beside the network:
 ``score_latency_ns``, the network's cycles or the term's stages, whichever is more, plus one adder stage, and
-``score_LUT_fraction``, the network's LUTs plus the term's), else ``"unknown"`` when any figure a check needs is
+``score_LUT_fraction``, the network's LUTs plus the term's; ``input_block_LUT_fraction``, the network's plus an
+input block's), else ``"unknown"`` when any figure a check needs is
 unknown, else ``"fits"``. Clock periods are given to the picosecond, so comparisons allow 0.1%: 12 cycles at
 4.167 ns (240 MHz) count as 50 ns.
 """
@@ -330,8 +331,7 @@ def _jet_term_checks(term: Mapping[str, Any], latency_cycles: Mapping[str, Any],
                      ) -> list[dict[str, Any]]:
     """The score = network + jet term (computed in parallel from the same codes, joined by one adder stage):
     its latency and its LUTs against the budget."""
-    budget = board.budget
-    limit, cap = budget.latency_ns_max, budget.resource_fraction_max.get("LUT")
+    limit = board.budget.latency_ns_max
     cycles, stages = latency_cycles.get("value"), term.get("stages")
     if cycles is None or stages is None:
         latency = _check("score_latency_ns", UNKNOWN, None, limit, UNKNOWN,
@@ -343,19 +343,26 @@ def _jet_term_checks(term: Mapping[str, Any], latency_cycles: Mapping[str, Any],
                          f"{latency_cycles['source']} + {term['source']}",
                          f"score = network ({cycles} cycles) in parallel with the jet term ({stages} stage(s), "
                          f"{term['source']}) + 1 adder stage = {total:g} ns {'>' if over else '<='} budget {limit:g} ns")
-    network_lut = resources.get("LUT", {}).get("value")
-    term_lut = (term.get("resources") or {}).get("LUT")
+    return [latency, *_added_lut_check("score_LUT_fraction", "jet term", term, resources, board)]
+
+
+def _added_lut_check(name: str, what: str, block: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]],
+                     board: Board) -> list[dict[str, Any]]:
+    """The network's LUTs plus a block's built beside or ahead of it (``block["resources"]["LUT"]``) against the
+    board's LUT cap; no check without a cap."""
+    cap = board.budget.resource_fraction_max.get("LUT")
     if cap is None:
-        return [latency]
-    if network_lut is None or term_lut is None:
-        return [latency, _check("score_LUT_fraction", UNKNOWN, None, cap, UNKNOWN,
-                                "network + jet term: a LUT figure is unknown")]
-    fraction = (network_lut + term_lut) / board.resources.LUT
+        return []
+    network_lut = resources.get("LUT", {}).get("value")
+    block_lut = (block.get("resources") or {}).get("LUT")
+    if network_lut is None or block_lut is None:
+        return [_check(name, UNKNOWN, None, cap, UNKNOWN, f"network + {what}: a LUT figure is unknown")]
+    fraction = (network_lut + block_lut) / board.resources.LUT
     over = _exceeds(fraction, cap)
-    return [latency, _check("score_LUT_fraction", "exceeds" if over else "ok", round(fraction, 6), cap,
-                            f"{resources['LUT']['source']} + {term['source']}",
-                            f"LUT network {network_lut:g} + jet term {term_lut:g} = {100 * fraction:.3g}% of "
-                            f"{board.name} {'>' if over else '<='} cap {100 * cap:g}%")]
+    return [_check(name, "exceeds" if over else "ok", round(fraction, 6), cap,
+                   f"{resources['LUT']['source']} + {block['source']}",
+                   f"LUT network {network_lut:g} + {what} {block_lut:g} = {100 * fraction:.3g}% of {board.name} "
+                   f"{'>' if over else '<='} cap {100 * cap:g}%")]
 
 
 def evaluate_budget(board: Board, latency_ns: Mapping[str, Any], latency_cycles: Mapping[str, Any],
@@ -368,6 +375,7 @@ def evaluate_budget(board: Board, latency_ns: Mapping[str, Any], latency_cycles:
     checks = []
     if input_block is not None:
         checks.append(_input_block_check(input_block, latency_ns, clock_ns, budget.latency_ns_max))
+        checks += _added_lut_check("input_block_LUT_fraction", "input block", input_block, resources, board)
     if jet_term is not None:
         checks += _jet_term_checks(jet_term, latency_cycles, resources, board, clock_ns)
 

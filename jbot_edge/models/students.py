@@ -217,8 +217,8 @@ class JetTerm(nn.Module):
 
 
 class _Student(nn.Module):
-    """``forward(x) = network(x) + jet term``: ``network`` is what the firmware's network (QONNX, hls4ml, da4ml)
-    computes; the jet term (when configured) is added beside it."""
+    """``forward(x)`` = the network's score (what QONNX, hls4ml and da4ml build) + the jet term when configured (built
+    beside the network; :func:`network_only` detaches it)."""
 
     jet_term: JetTerm | None
 
@@ -226,9 +226,6 @@ class _Student(nn.Module):
         quantised = self.input_quant(x)
         score = self.output_quant(self.head(self.body_from_quantised(quantised)))
         return score if self.jet_term is None else score + self.jet_term(quantised)
-
-    def network(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_quant(self.head(self.body_from_quantised(self.input_quant(x))))
 
     def body_from_quantised(self, quantised: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
